@@ -1,0 +1,26 @@
+"""portanet: neural networks written once against the Python array API.
+
+The same layers run on NumPy, CuPy, PyTorch, JAX and array-api-strict; pick one with the
+``PORTANET_BACKEND`` environment variable or :func:`set_backend`.
+"""
+
+from .backend import BACKENDS, get_backend, set_backend, set_seed
+from .errors import (
+    BackendError,
+    DataError,
+    InputError,
+    ModelFileError,
+    PortanetError,
+    ShapeError,
+    TrainingError,
+)
+from .layers import ActivationLayer, FCLayer, Layer
+from .network import History, Network
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS", "ActivationLayer", "BackendError", "DataError", "FCLayer", "History",
+    "InputError", "Layer", "ModelFileError", "Network", "PortanetError", "ShapeError",
+    "TrainingError", "get_backend", "set_backend", "set_seed",
+]

@@ -1,0 +1,80 @@
+"""Activation functions and their derivatives, written once against the array API.
+
+Each ``f`` has ``f_prime(x)``, the derivative with respect to its input, as in the tutorial.
+``softmax_prime`` returns the full Jacobian (one more axis than ``x``), because the softmax
+derivative is not elementwise; :class:`portanet.ActivationLayer` applies such a derivative as a
+vector-Jacobian product.
+"""
+
+from array_api_compat import device
+
+from .backend import namespace
+
+
+def identity(x):
+    return x
+
+
+def identity_prime(x):
+    return namespace(x).ones_like(x)
+
+
+def tanh(x):
+    return namespace(x).tanh(x)
+
+
+def tanh_prime(x):
+    return 1.0 - namespace(x).tanh(x) ** 2
+
+
+def sigmoid(x):
+    """Logistic function, computed as 0.5 * (1 + tanh(x / 2)) so it never overflows."""
+    return 0.5 * (1.0 + namespace(x).tanh(0.5 * x))
+
+
+def sigmoid_prime(x):
+    s = sigmoid(x)
+    return s * (1.0 - s)
+
+
+def relu(x):
+    return namespace(x).maximum(x, 0.0)
+
+
+def relu_prime(x):
+    xp = namespace(x)
+    return xp.astype(x > 0, x.dtype)
+
+
+def leaky_relu(x, alpha=0.01):
+    return namespace(x).where(x > 0, x, alpha * x)
+
+
+def leaky_relu_prime(x, alpha=0.01):
+    xp = namespace(x)
+    return xp.where(x > 0, xp.ones_like(x), xp.full_like(x, alpha))
+
+
+def softmax(x):
+    """Softmax over the last axis, shifted by the row maximum so large inputs stay finite."""
+    xp = namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_prime(x):
+    """Jacobian of :func:`softmax`, shape ``x.shape + (n,)``: diag(s) - s s^T per row."""
+    xp = namespace(x)
+    s = softmax(x)
+    eye = xp.eye(x.shape[-1], dtype=x.dtype, device=device(x))
+    return xp.expand_dims(s, axis=-1) * (eye - xp.expand_dims(s, axis=-2))
+
+
+ACTIVATIONS = {
+    "identity": (identity, identity_prime),
+    "tanh": (tanh, tanh_prime),
+    "sigmoid": (sigmoid, sigmoid_prime),
+    "relu": (relu, relu_prime),
+    "leaky_relu": (leaky_relu, leaky_relu_prime),
+    "softmax": (softmax, softmax_prime),
+}

@@ -1,0 +1,251 @@
+"""The one module that knows array libraries by name.
+
+It resolves which backend portanet computes on (``PORTANET_BACKEND`` / ``PORTANET_DEVICE`` or
+:func:`set_backend`), hands out its array-API namespace and device, moves data between the host
+(NumPy) and the backend, and owns the seeded host random generator that every initialiser,
+shuffle and dropout mask draws from. Everything else in portanet takes its namespace from the
+arrays it is given (:func:`namespace`), so layers are written once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .errors import BackendError
+
+BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+MODULES = {"numpy": "numpy", "array_api_strict": "array_api_strict", "torch": "torch",
+           "jax": "jax", "cupy": "cupy"}
+INSTALL = {
+    "numpy": "pip install numpy",
+    "array_api_strict": "pip install 'portanet[strict]'",
+    "torch": "pip install 'portanet[torch]'  (CPU only: pip install torch --index-url "
+             "https://download.pytorch.org/whl/cpu)",
+    "jax": "pip install 'portanet[jax]'  (for NVIDIA GPUs: pip install 'jax[cuda12]')",
+    "cupy": "pip install 'portanet[cuda12]' or 'portanet[cuda13]' (match your CUDA version)",
+}
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A resolved backend: its name, array-API namespace ``xp`` and the device arrays go to."""
+
+    name: str
+    xp: Any
+    device: Any
+
+    def dtype(self, name: str = "float32"):
+        """The backend's floating dtype called ``name`` ("float32" or "float64")."""
+        if name not in DTYPES:
+            raise BackendError(f"unsupported dtype {name!r}: use one of {DTYPES}")
+        return getattr(self.xp, name)
+
+    def asarray(self, data, dtype: str | None = "float32"):
+        """Copy host data (NumPy, lists, scalars) to this backend's device with ``dtype``."""
+        host = np.asarray(data, dtype=dtype)
+        return self.xp.asarray(host, device=self.device)
+
+    def zeros(self, shape, dtype: str = "float32"):
+        """An array of zeros on this backend's device."""
+        return self.xp.zeros(shape, dtype=self.dtype(dtype), device=self.device)
+
+    def __str__(self) -> str:
+        return f"{self.name} on {device_name(self.device)}"
+
+
+_current: Backend | None = None
+_rng = np.random.default_rng()
+_namespaces: dict[type, Any] = {}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(MODULES[name])
+    except ImportError as exc:
+        raise BackendError(
+            f"backend {name!r} is not installed ({exc}). Install it with: {INSTALL[name]}"
+        ) from exc
+
+
+def _resolve_device(name: str, module, device: str | None):
+    """Turn a device string ("cpu", "cuda", "cuda:1", ...) into the backend's device object."""
+    kind, _, index_text = (device or "").partition(":")
+    if index_text and not index_text.isdigit():
+        raise BackendError(f"device {device!r} is not understood: use cpu, cuda or cuda:N")
+    index = int(index_text or 0)
+    if name == "numpy":
+        if kind not in ("", "cpu"):
+            raise BackendError(f"numpy runs on the CPU only (asked for device {device!r}); "
+                               "use PORTANET_BACKEND=cupy or torch for a GPU")
+        return "cpu"
+    if name == "array_api_strict":
+        try:
+            return module.Device("CPU_DEVICE" if kind in ("", "cpu") else device)
+        except ValueError as exc:
+            devices = [device_name(d) for d in module.__array_namespace_info__().devices()]
+            raise BackendError(f"array_api_strict has no device {device!r}: use one of "
+                               f"{devices}") from exc
+    if name == "torch":
+        if kind in ("", "cpu"):
+            return module.device("cpu")
+        if kind != "cuda" or not module.cuda.is_available():
+            raise BackendError(f"torch cannot use device {device!r}: no usable CUDA GPU "
+                               "(torch.cuda.is_available() is False). Unset PORTANET_DEVICE "
+                               "to run on the CPU, or install a CUDA build of torch.")
+        return module.device(f"cuda:{index}")
+    if name == "jax":
+        platform = {"": None, "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}.get(kind, kind)
+        try:
+            found = module.devices(platform) if platform else module.devices()
+            return found[index]
+        except (RuntimeError, IndexError) as exc:
+            raise BackendError(f"jax has no device {device!r} ({exc}). Unset PORTANET_DEVICE to "
+                               "run on the CPU, or install jax with CUDA support.") from exc
+    if kind not in ("", "cuda", "gpu"):
+        raise BackendError(f"cupy runs on CUDA GPUs only (asked for device {device!r}); "
+                           "use PORTANET_BACKEND=numpy for the CPU")
+    return module.cuda.Device(index)
+
+
+def _probe(name: str, module, device):
+    """Allocate one tiny array on ``device`` so an unusable GPU fails here, clearly."""
+    try:
+        if name == "numpy":
+            probe = np.zeros(1)
+        elif name == "cupy":
+            with device:
+                probe = module.zeros(1)
+        elif name == "jax":
+            module.config.update("jax_enable_x64", True)  # float64 on request, like the others
+            probe = module.device_put(module.numpy.zeros(1), device)
+        else:
+            probe = module.zeros(1, device=device)
+    except Exception as exc:  # any failure of the probe means the device is unusable
+        raise BackendError(
+            f"backend {name!r} cannot allocate on device {device_name(device)}: {exc}. "
+            + ("CuPy needs a working NVIDIA GPU and driver; on a CPU-only machine use "
+               "PORTANET_BACKEND=numpy." if name == "cupy" else
+               "Unset PORTANET_DEVICE to run on the CPU.")
+        ) from exc
+    return array_api_compat.array_namespace(probe)
+
+
+def set_backend(name: str | None = None, device: str | None = None) -> Backend:
+    """Select the backend (and device) portanet creates arrays on, and return it.
+
+    ``name`` is one of :data:`BACKENDS`; ``None`` reads ``PORTANET_BACKEND`` (default numpy).
+    ``device`` is "cpu", "cuda", "cuda:N" (or an array_api_strict device name); ``None`` reads
+    ``PORTANET_DEVICE`` and otherwise uses the backend's default device.
+    """
+    global _current
+    name = (name or _env("PORTANET_BACKEND") or "numpy").strip().lower().replace("-", "_")
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    device = device or _env("PORTANET_DEVICE")
+    module = _import(name)
+    resolved = _resolve_device(name, module, device)
+    _current = Backend(name, _probe(name, module, resolved), resolved)
+    return _current
+
+
+def get_backend() -> Backend:
+    """The selected backend, resolved from the environment on first use."""
+    return _current if _current is not None else set_backend()
+
+
+def set_seed(seed: int | None) -> None:
+    """Seed the host generator behind every random draw portanet makes (weights, shuffles, masks).
+
+    One seed gives the same initial network and batch order on every backend.
+    """
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def rng() -> np.random.Generator:
+    """portanet's seeded host random generator."""
+    return _rng
+
+
+def namespace(*arrays):
+    """The array-API namespace of ``arrays`` (cached per array type: this sits on hot paths)."""
+    kind = type(arrays[0])
+    xp = _namespaces.get(kind)
+    if xp is None:
+        xp = _namespaces[kind] = array_api_compat.array_namespace(*arrays)
+    return xp
+
+
+def is_host_data(data) -> bool:
+    """True for NumPy arrays, lists and scalars: data that lives on the host, not a backend."""
+    return isinstance(data, (np.ndarray, np.generic, list, tuple, int, float))
+
+
+def to_numpy(x) -> np.ndarray:
+    """Copy any backend array (or host data) to a NumPy array."""
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if is_host_data(x) or array_api_compat.is_jax_array(x):
+        return np.asarray(x)
+    return np.from_dlpack(x)
+
+
+def dtype_name(x) -> str:
+    """ "float64" or "float32": the floating dtype of array ``x``, by name."""
+    return "float64" if x.dtype == namespace(x).float64 else "float32"
+
+
+def device_name(device) -> str:
+    """A short printable name of a device object."""
+    if isinstance(device, str):
+        return device
+    text = str(device)
+    if text.startswith("<CUDA Device"):  # cupy.cuda.Device
+        return f"cuda:{device.id}"
+    return text.replace("array_api_strict.Device(", "").strip("()'")
+
+
+def describe_backends() -> list[dict]:
+    """For each backend: whether it imports, its version and the devices it can see."""
+    rows = []
+    for name in BACKENDS:
+        row = {"backend": name, "installed": False, "version": "", "devices": []}
+        try:
+            module = importlib.import_module(MODULES[name])
+        except ImportError as exc:
+            row["note"] = f"not installed: {INSTALL[name]} ({exc.__class__.__name__})"
+            rows.append(row)
+            continue
+        row.update(installed=True, version=getattr(module, "__version__", "?"))
+        try:
+            row["devices"] = _list_devices(name, module)
+        except Exception as exc:  # report, do not stop: this is a diagnostic listing
+            row["note"] = f"no usable device: {exc}"
+        rows.append(row)
+    return rows
+
+
+def _list_devices(name: str, module) -> list[str]:
+    if name == "numpy":
+        return ["cpu"]
+    if name == "array_api_strict":
+        return [device_name(d) for d in module.__array_namespace_info__().devices()]
+    if name == "torch":
+        return ["cpu"] + [f"cuda:{i}" for i in range(module.cuda.device_count())]
+    if name == "jax":
+        return [str(d) for d in module.devices()]
+    return [f"cuda:{i}" for i in range(module.cuda.runtime.getDeviceCount())]

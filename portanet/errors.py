@@ -1,0 +1,29 @@
+"""portanet's exceptions: every error a user can cause is one of these."""
+
+
+class PortanetError(Exception):
+    """Base class of all errors raised by portanet."""
+
+
+class BackendError(PortanetError):
+    """The requested array backend or device cannot be used."""
+
+
+class InputError(PortanetError, ValueError):
+    """Data or arguments given to portanet are not usable (wrong shape, NaN, empty, ...)."""
+
+
+class ShapeError(InputError):
+    """Layer sizes do not chain, or data does not fit the network's input."""
+
+
+class TrainingError(PortanetError, FloatingPointError):
+    """Training cannot go on (the loss is no longer finite)."""
+
+
+class DataError(PortanetError):
+    """A data set file is missing, corrupt or cannot be downloaded."""
+
+
+class ModelFileError(PortanetError):
+    """A saved network file is missing, truncated, or does not match."""

@@ -1,0 +1,44 @@
+"""The activation layer: an elementwise function (or softmax) between other layers."""
+
+from ..activations import ACTIVATIONS
+from ..backend import namespace
+from ..errors import InputError
+from .base import Layer
+
+
+class ActivationLayer(Layer):
+    """Applies ``activation`` to its input; backward multiplies by ``activation_prime(input)``.
+
+    Give the two functions, as in the tutorial, or a name from
+    :data:`portanet.activations.ACTIVATIONS` (``ActivationLayer("relu")``). A derivative that
+    returns a Jacobian (one more axis than its input, as ``softmax_prime`` does) is applied as a
+    vector-Jacobian product, so softmax is exact for batches.
+    """
+
+    def __init__(self, activation, activation_prime=None):
+        super().__init__()
+        if isinstance(activation, str):
+            if activation not in ACTIVATIONS:
+                raise InputError(f"unknown activation {activation!r}: choose one of "
+                                 f"{', '.join(ACTIVATIONS)}")
+            activation, activation_prime = ACTIVATIONS[activation]
+        if not callable(activation) or not callable(activation_prime):
+            raise InputError("ActivationLayer needs an activation and its derivative "
+                             "(two functions), or the name of a built-in activation")
+        self.activation, self.activation_prime = activation, activation_prime
+
+    def forward(self, x, training=False):
+        self.input = x
+        self.output = self.activation(x)
+        return self.output
+
+    def backward(self, grad_output):
+        derivative = self.activation_prime(self.input)
+        if derivative.ndim == grad_output.ndim + 1:
+            xp = namespace(derivative)
+            row = xp.expand_dims(grad_output, axis=-2)
+            return xp.squeeze(row @ derivative, axis=-2)
+        return derivative * grad_output
+
+    def config(self):
+        return {"activation": getattr(self.activation, "__name__", repr(self.activation))}

@@ -1,0 +1,81 @@
+"""The layer protocol every portanet layer follows."""
+
+from ..backend import dtype_name, get_backend, namespace, to_numpy
+from ..errors import ShapeError
+
+
+class Layer:
+    """Base class of all layers.
+
+    A layer computes ``forward(x, training)`` and, from the gradient of the loss with respect
+    to its output, ``backward(grad_output)`` returns the gradient with respect to its input and
+    leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them).
+    Parameters are array attributes named in ``params``.
+
+    The tutorial's ``forward_propagation(input)`` and ``backward_propagation(output_error,
+    learning_rate)`` still work; a subclass written in the tutorial's style (overriding those
+    two) plugs into :class:`portanet.Network` too, updating its own parameters as before.
+    """
+
+    params: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
+
+    def __init__(self):
+        self.input = None
+        self.output = None
+        self.grads = {}
+
+    def forward(self, x, training=False):
+        """Output of the layer for a batch ``x`` (samples on the first axis)."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def backward(self, grad_output):
+        """Gradient with respect to the input; parameter gradients go to ``self.grads``."""
+        raise NotImplementedError(f"{type(self).__name__} must define backward()")
+
+    def output_shape(self, input_shape):
+        """Per-sample output shape for a per-sample ``input_shape``; ShapeError if it does not fit."""
+        return input_shape
+
+    def forward_propagation(self, input_data):
+        """The tutorial's name for :meth:`forward` (in training mode)."""
+        return self.forward(input_data, training=True)
+
+    def backward_propagation(self, output_error, learning_rate):
+        """The tutorial's step: backward, then a plain SGD update of this layer's parameters."""
+        input_error = self.backward(output_error)
+        for name in self.params:
+            setattr(self, name, getattr(self, name) - learning_rate * self.grads[name])
+        return input_error
+
+    def get_weights(self):
+        """The parameters as NumPy arrays, in the order of ``params``."""
+        return [to_numpy(getattr(self, name)) for name in self.params]
+
+    def set_weights(self, weights):
+        """Set the parameters from arrays (NumPy or backend), keeping each one's shape and dtype."""
+        if len(weights) != len(self.params):
+            raise ShapeError(f"{self!r} has {len(self.params)} parameter arrays "
+                             f"{self.params}, got {len(weights)}")
+        for name, value in zip(self.params, weights):
+            old = getattr(self, name)
+            if tuple(value.shape) != tuple(old.shape):
+                raise ShapeError(f"{self!r}.{name} has shape {tuple(old.shape)}, "
+                                 f"got {tuple(value.shape)}")
+            setattr(self, name, get_backend().asarray(to_numpy(value), dtype_name(old)))
+
+    def astype(self, dtype):
+        """Cast the parameters to ``dtype`` ("float32" or "float64")."""
+        for name in self.params:
+            value = getattr(self, name)
+            xp = namespace(value)
+            setattr(self, name, xp.astype(value, getattr(xp, dtype)))
+        return self
+
+    def config(self):
+        """The constructor arguments that rebuild this layer (saved with the network)."""
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,76 @@
+"""Loss functions ``loss(y_true, y_pred)`` and their derivatives ``loss_prime(y_true, y_pred)``.
+
+Losses are means over the batch, so a batch gradient is the mean of the per-sample gradients
+and a batch of one reproduces the tutorial exactly. ``y_pred`` is the network's output; for
+:func:`softmax_crossentropy` it is the raw scores (logits) of the last layer.
+"""
+
+import math
+
+from .backend import namespace
+from .activations import softmax
+
+EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before a log
+
+
+def _samples(y):
+    """Number of samples in a batch of rows (all axes but the last)."""
+    return math.prod(y.shape[:-1]) if y.ndim > 1 else 1
+
+
+def mse(y_true, y_pred):
+    """Mean squared error over every element (the tutorial's loss)."""
+    return namespace(y_pred).mean((y_true - y_pred) ** 2)
+
+
+def mse_prime(y_true, y_pred):
+    return 2.0 * (y_pred - y_true) / math.prod(y_pred.shape)
+
+
+def binary_crossentropy(y_true, y_pred):
+    """Mean binary cross-entropy of probabilities ``y_pred`` (e.g. after a sigmoid)."""
+    xp = namespace(y_pred)
+    p = xp.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    return -xp.mean(y_true * xp.log(p) + (1.0 - y_true) * xp.log(1.0 - p))
+
+
+def binary_crossentropy_prime(y_true, y_pred):
+    p = namespace(y_pred).clip(y_pred, EPSILON, 1.0 - EPSILON)
+    return (p - y_true) / (p * (1.0 - p) * math.prod(y_pred.shape))
+
+
+def categorical_crossentropy(y_true, y_pred):
+    """Cross-entropy of class probabilities ``y_pred`` (e.g. after a softmax), mean over samples."""
+    xp = namespace(y_pred)
+    p = xp.clip(y_pred, EPSILON, 1.0)
+    return -xp.sum(y_true * xp.log(p)) / _samples(y_pred)
+
+
+def categorical_crossentropy_prime(y_true, y_pred):
+    p = namespace(y_pred).clip(y_pred, EPSILON, 1.0)
+    return -y_true / (p * _samples(y_pred))
+
+
+def softmax_crossentropy(y_true, logits):
+    """Softmax followed by cross-entropy, fused: computed from log-softmax, finite for any logits.
+
+    Use it with a network whose last layer outputs raw scores (no softmax layer).
+    """
+    xp = namespace(logits)
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    return -xp.sum(y_true * log_probs) / _samples(logits)
+
+
+def softmax_crossentropy_prime(y_true, logits):
+    xp = namespace(logits)
+    total = xp.sum(y_true, axis=-1, keepdims=True)
+    return (softmax(logits) * total - y_true) / _samples(logits)
+
+
+LOSSES = {
+    "mse": (mse, mse_prime),
+    "binary_crossentropy": (binary_crossentropy, binary_crossentropy_prime),
+    "categorical_crossentropy": (categorical_crossentropy, categorical_crossentropy_prime),
+    "softmax_crossentropy": (softmax_crossentropy, softmax_crossentropy_prime),
+}

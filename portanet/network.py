@@ -1,0 +1,315 @@
+"""The Network: a stack of layers trained by mini-batch gradient descent."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+
+from . import losses as losses_module
+from . import optimizers
+from .backend import dtype_name, get_backend, is_host_data, namespace, rng, to_numpy
+from .errors import InputError, ShapeError, TrainingError
+from .layers.base import Layer
+from .metrics import accuracy
+from .progress import Progress
+
+PREDICT_BATCH = 4096  # rows per forward pass in predict/evaluate: bounds memory on big inputs
+
+
+class History:
+    """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...)."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.interrupted = False
+
+    def record(self, epoch, values):
+        self.epoch.append(epoch)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _is_native(layer) -> bool:
+    """True for layers using forward/backward; False for the tutorial's self-updating style."""
+    kind = type(layer)
+    return (isinstance(layer, Layer)
+            and kind.forward_propagation is Layer.forward_propagation
+            and kind.backward_propagation is Layer.backward_propagation)
+
+
+class Network:
+    """A sequence of layers with a loss: ``add``, ``use``, ``fit``, ``predict``, ``evaluate``.
+
+    ``dtype`` ("float32" or "float64") casts every added layer's parameters; by default layers
+    keep the dtype they were made with (float32 unless asked otherwise).
+    """
+
+    def __init__(self, dtype: str | None = None):
+        if dtype not in (None, "float32", "float64"):
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.layers: list = []
+        self.loss = None
+        self.loss_prime = None
+        self.dtype = dtype
+        self._interrupted = False
+
+    # -- building ---------------------------------------------------------------------------
+    def add(self, layer):
+        """Append ``layer``; ShapeError if its input size does not match the previous output."""
+        if not (hasattr(layer, "forward") or hasattr(layer, "forward_propagation")):
+            raise InputError(f"{layer!r} is not a layer (it has no forward_propagation method)")
+        if self.dtype is not None and isinstance(layer, Layer):
+            layer.astype(self.dtype)
+        shape = self.output_shape()
+        if shape is not None and isinstance(layer, Layer):
+            try:
+                layer.output_shape(shape)
+            except ShapeError as exc:
+                raise ShapeError(f"{layer!r} cannot follow {self.layers[-1]!r}, which outputs "
+                                 f"per-sample shape {shape}: {exc}") from None
+        self.layers.append(layer)
+        return self
+
+    def use(self, loss, loss_prime=None):
+        """Set the loss and its derivative, or a loss by name ("mse", "softmax_crossentropy", ...)."""
+        if isinstance(loss, str):
+            if loss not in losses_module.LOSSES:
+                raise InputError(f"unknown loss {loss!r}: choose one of "
+                                 f"{', '.join(losses_module.LOSSES)}")
+            loss, loss_prime = losses_module.LOSSES[loss]
+        if not callable(loss) or not callable(loss_prime):
+            raise InputError("use() needs a loss and its derivative (two functions), "
+                             "or the name of a built-in loss")
+        self.loss, self.loss_prime = loss, loss_prime
+
+    def output_shape(self, layers=None):
+        """Per-sample output shape of ``layers`` (default: all), or None where it is unknown."""
+        shape = None
+        for layer in self.layers if layers is None else layers:
+            if shape is None:
+                shape = getattr(layer, "input_shape", None)
+            if shape is not None:
+                shape = layer.output_shape(shape) if isinstance(layer, Layer) else None
+        return shape
+
+    # -- running ----------------------------------------------------------------------------
+    def _forward(self, x, training):
+        for layer in self.layers:
+            if _is_native(layer):
+                x = layer.forward(x, training)
+            else:
+                x = layer.forward_propagation(x)
+        return x
+
+    def _backward(self, grad, learning_rate):
+        for layer in reversed(self.layers):
+            if _is_native(layer):
+                grad = layer.backward(grad)
+            else:
+                grad = layer.backward_propagation(grad, learning_rate)
+
+    def _working_dtype(self) -> str:
+        if self.dtype is not None:
+            return self.dtype
+        for layer in self.layers:
+            for name in getattr(layer, "params", ()):
+                return dtype_name(getattr(layer, name))
+        return "float32"
+
+    def _as_rows(self, data, label):
+        """``data`` as a backend array of rows; also (was it host data, was it (N, 1, n))."""
+        dtype = self._working_dtype()
+        host = is_host_data(data)
+        if host:
+            try:
+                array = get_backend().asarray(data, dtype)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{label} cannot be read as an array of numbers: {exc}") from None
+        else:
+            array = data
+            if dtype_name(array) != dtype or not namespace(array).isdtype(array.dtype,
+                                                                          "real floating"):
+                xp = namespace(array)
+                array = xp.astype(array, getattr(xp, dtype))
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise InputError(f"{label} is empty: give at least one sample (rows first)")
+        xp = namespace(array)
+        tutorial = array.ndim == 3 and array.shape[1] == 1
+        if tutorial:
+            array = xp.reshape(array, (array.shape[0], array.shape[2]))
+        elif array.ndim == 1:
+            array = xp.reshape(array, (array.shape[0], 1))
+        return array, host, tutorial
+
+    def _check_ready(self, need_loss):
+        if not self.layers:
+            raise InputError("the network has no layers: add some with net.add(...)")
+        if need_loss and self.loss is None:
+            raise InputError("no loss set: call net.use(loss, loss_prime) before fit/evaluate")
+
+    def _check_features(self, x, label):
+        expected = getattr(self.layers[0], "input_shape", None)
+        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+            raise ShapeError(f"{label} has per-sample shape {tuple(x.shape[1:])} but the first "
+                             f"layer {self.layers[0]!r} expects {tuple(expected)}")
+
+    def predict(self, x, batch_size=PREDICT_BATCH):
+        """Network output for ``x`` (inference mode).
+
+        NumPy in gives NumPy out, backend arrays give backend arrays; the tutorial's layout
+        ``(N, 1, n)`` comes back as ``(N, 1, outputs)``.
+        """
+        self._check_ready(need_loss=False)
+        rows, host, tutorial = self._as_rows(x, "x")
+        self._check_features(rows, "x")
+        out = self._predict_rows(rows, batch_size)
+        if tutorial:
+            out = namespace(out).reshape(out, (out.shape[0], 1, out.shape[1]))
+        return to_numpy(out) if host else out
+
+    def _predict_rows(self, rows, batch_size):
+        n = rows.shape[0]
+        if n <= batch_size:
+            return self._forward(rows, training=False)
+        parts = [self._forward(rows[i:i + batch_size, ...], training=False)
+                 for i in range(0, n, batch_size)]
+        return namespace(parts[0]).concat(parts, axis=0)
+
+    def evaluate(self, x, y, batch_size=PREDICT_BATCH):
+        """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats."""
+        self._check_ready(need_loss=True)
+        x_rows, y_rows = self._pair(x, y)
+        loss, acc = self._score(x_rows, y_rows, batch_size)
+        return {"loss": loss, "accuracy": acc}
+
+    def _score(self, x, y, batch_size=PREDICT_BATCH):
+        out = self._predict_rows(x, batch_size)
+        return float(self.loss(y, out)), float(accuracy(y, out))
+
+    def _pair(self, x, y, label="x"):
+        x_rows, _, _ = self._as_rows(x, label)
+        y_rows, _, _ = self._as_rows(y, label.replace("x", "y"))
+        if x_rows.shape[0] != y_rows.shape[0]:
+            raise InputError(f"{label} has {x_rows.shape[0]} samples but "
+                             f"{label.replace('x', 'y')} has {y_rows.shape[0]}: they must match")
+        self._check_features(x_rows, label)
+        return x_rows, y_rows
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
+            optimizer=None, validation_data=None, validation_split=0.0, verbose=1):
+        """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
+
+        The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
+        ``learning_rate``, a line ``epoch i/N   error=...`` per epoch. ``batch_size`` > 1 trains
+        on vectorised mini-batches, ``shuffle=True`` reorders samples each epoch from the seeded
+        generator; ``optimizer`` is a :mod:`portanet.optimizers` object or name.
+        ``validation_data=(x, y)`` or ``validation_split`` (the last fraction of the training
+        data) adds "val_loss" and "val_accuracy". Ctrl-C stops after the current batch and keeps
+        the network as trained so far; a non-finite loss raises :class:`TrainingError`.
+        """
+        self._check_ready(need_loss=True)
+        for label, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InputError(f"{label} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        optimizer = optimizers.get(optimizer, learning_rate)
+        x, y = self._pair(x_train, y_train, "x_train")
+        xp = namespace(x)
+        if not bool(xp.all(xp.isfinite(x))) or not bool(xp.all(xp.isfinite(y))):
+            raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
+                             "data before training")
+        if validation_split:
+            keep = x.shape[0] - max(1, int(round(x.shape[0] * validation_split)))
+            if keep < 1:
+                raise InputError("validation_split leaves no training samples")
+            validation_data = (x[keep:, ...], y[keep:, ...])
+            x, y = x[:keep, ...], y[:keep, ...]
+        if validation_data is not None:
+            validation_data = self._pair(*validation_data, "x_val")
+        self._check_targets(x, y)
+        return self._train(x, y, epochs, batch_size, shuffle, optimizer, validation_data,
+                           verbose)
+
+    def _check_targets(self, x, y):
+        out = self._forward(x[:1, ...], training=False)
+        if tuple(out.shape[1:]) != tuple(y.shape[1:]):
+            raise ShapeError(f"the network outputs per-sample shape {tuple(out.shape[1:])} but "
+                             f"y has {tuple(y.shape[1:])}: for class labels, one-hot encode them "
+                             "with portanet.preprocessing.to_categorical")
+
+    def _train(self, x, y, epochs, batch_size, shuffle, optimizer, validation, verbose):
+        xp = namespace(x)
+        n = x.shape[0]
+        batches = math.ceil(n / batch_size)
+        slots = [(layer, name) for layer in self.layers if _is_native(layer)
+                 for name in layer.params]
+        history = History()
+        progress = Progress(epochs, batches, verbose)
+        with self._interruptible():
+            for epoch in range(1, epochs + 1):
+                progress.start_epoch(epoch)
+                order = (get_backend().asarray(rng().permutation(n), dtype=None)
+                         if shuffle else None)
+                total, seen = 0.0, 0
+                for batch, start in enumerate(range(0, n, batch_size), 1):
+                    stop = min(start + batch_size, n)
+                    if order is None:
+                        xb, yb = x[start:stop, ...], y[start:stop, ...]
+                    else:
+                        xb, yb = xp.take(x, order[start:stop], axis=0), \
+                            xp.take(y, order[start:stop], axis=0)
+                    out = self._forward(xb, training=True)
+                    total = total + self.loss(yb, out) * (stop - start)
+                    self._backward(self.loss_prime(yb, out), optimizer.learning_rate)
+                    optimizer.step(slots)
+                    seen = stop
+                    progress.batch_done(batch)
+                    if self._interrupted:
+                        break
+                values = {"loss": float(total) / seen}
+                if not math.isfinite(values["loss"]):
+                    raise TrainingError(
+                        f"the loss became {values['loss']} at epoch {epoch}: training stopped. "
+                        f"Lower the learning rate (now {optimizer.learning_rate:g}) or normalise "
+                        "the inputs (portanet.preprocessing.standardize / normalize).")
+                if validation is not None:
+                    values["val_loss"], values["val_accuracy"] = self._score(*validation)
+                history.record(epoch, values)
+                progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
+                    f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
+                if self._interrupted:
+                    history.interrupted = True
+                    progress.message(f"interrupted in epoch {epoch} after {seen} of {n} samples: "
+                                     "the network keeps the weights of the last full batch")
+                    break
+        return history
+
+    @contextlib.contextmanager
+    def _interruptible(self):
+        """Turn the first Ctrl-C into a request to stop after the current batch."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self._interrupted:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def __repr__(self):
+        return "Network(" + ", ".join(repr(layer) for layer in self.layers) + ")"
