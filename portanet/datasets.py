@@ -46,24 +46,32 @@ MIRRORS = {
 # hash differently; they are only read locally, never checked against this table.
 SHA256 = {
     "mnist": {
-        "train-images-idx3-ubyte.gz":
-            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz":
-            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz":
-            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz":
-            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        "train-images-idx3-ubyte.gz": (
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+        ),
+        "train-labels-idx1-ubyte.gz": (
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+        ),
+        "t10k-images-idx3-ubyte.gz": (
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+        ),
     },
     "fashion-mnist": {
-        "train-images-idx3-ubyte.gz":
-            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "train-labels-idx1-ubyte.gz":
-            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "t10k-images-idx3-ubyte.gz":
-            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "t10k-labels-idx1-ubyte.gz":
-            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        "train-images-idx3-ubyte.gz": (
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"
+        ),
+        "train-labels-idx1-ubyte.gz": (
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"
+        ),
+        "t10k-images-idx3-ubyte.gz": (
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"
+        ),
     },
 }
 
@@ -207,7 +215,10 @@ def _locate(name, data_dir, download):
     if missing and not download:
         raise DataError(_missing_message(name, folder, searched, missing, []))
     for filename in missing:
-        _download(name, filename, folder, searched)
+        failures = _download(name, filename, folder)
+        if failures:
+            still_missing = [f for f in FILES if _find(folder, f) is None]
+            raise DataError(_missing_message(name, folder, searched, still_missing, failures))
     return [_find(folder, filename) for filename in FILES]
 
 
@@ -231,8 +242,11 @@ def _say(text):
     sys.stderr.flush()
 
 
-def _download(name, filename, folder, searched):
-    """Fetch filename into folder from the first mirror whose copy has the published SHA-256."""
+def _download(name, filename, folder):
+    """Fetch filename into folder from the first mirror with the published SHA-256.
+
+    Returns the list of mirror failures, empty on success; raises DataError on a bad checksum.
+    """
     expected = SHA256[name][filename]
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -250,7 +264,7 @@ def _download(name, filename, folder, searched):
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, folder / filename)
                 _say(" done\n")
-                return
+                return []
             _say(" wrong SHA-256, discarded\n")
             mismatches.append(f"{url} gave {got}")
         except (OSError, http.client.HTTPException) as error:
@@ -263,11 +277,11 @@ def _download(name, filename, folder, searched):
     if mismatches:
         raise DataError(
             f"checksum mismatch for {filename}: expected SHA-256 {expected}, got:\n  "
-            + "\n  ".join(mismatches + failures)
+            + "\n  ".join(mismatches + [f"(no file) {failure}" for failure in failures])
             + f"\nThe downloaded temporary file was removed and {folder / filename} was not "
             f"written. Try again later, or get the file yourself and put it in {folder}."
         )
-    raise DataError(_missing_message(name, folder, searched, [filename], failures))
+    return failures
 
 
 def _fetch(url, filename, out):

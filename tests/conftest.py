@@ -1,0 +1,52 @@
+"""One backend per test run, chosen by PORTANET_BACKEND (and PORTANET_DEVICE).
+
+An explicitly requested backend that cannot be used stops the run with an error: a green run
+that tested nothing would be worse than a red one.
+"""
+
+import os
+
+import pytest
+
+import portanet
+from portanet import backend as backend_module
+
+STRICT_API_VERSION = "2024.12"  # pinned so a new array-api-strict cannot change "the standard"
+
+
+def pytest_configure(config):
+    name = os.environ.get("PORTANET_BACKEND", "").strip() or "numpy"
+    if name == "array_api_strict":
+        import array_api_strict
+
+        array_api_strict.set_array_api_strict_flags(api_version=STRICT_API_VERSION)
+    try:
+        chosen = portanet.set_backend()
+    except portanet.BackendError as exc:
+        raise pytest.UsageError(f"PORTANET_BACKEND={name!r} cannot be used: {exc}") from exc
+    if os.environ.get("PORTANET_REQUIRE_GPU") == "1" and "cuda" not in str(chosen).lower() \
+            and "gpu" not in str(chosen).lower():
+        raise pytest.UsageError(f"PORTANET_REQUIRE_GPU=1 but the tests would run on {chosen}")
+
+
+def pytest_report_header(config):
+    return f"portanet backend: {portanet.get_backend()}"
+
+
+@pytest.fixture(autouse=True)
+def _isolate():
+    """Every test starts from the same seed and gets the run's backend back afterwards."""
+    chosen = portanet.get_backend()
+    portanet.set_seed(1234)
+    yield
+    backend_module._current = chosen
+
+
+@pytest.fixture
+def backend():
+    return portanet.get_backend()
+
+
+@pytest.fixture
+def xp(backend):
+    return backend.xp

@@ -1,0 +1,97 @@
+"""Backend selection, device handling, seeding and the rule that layers never import array
+libraries by name."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+from helpers import assert_backend_array
+
+import portanet
+from portanet import backend as backend_module
+from portanet.cli import main
+
+PACKAGE = pathlib.Path(portanet.__file__).parent
+# modules allowed to name array libraries: the backend module and the data/file edges
+EDGE_MODULES = {"backend.py", "datasets.py", "io.py", "cli.py", "__main__.py"}
+ARRAY_IMPORT = re.compile(r"^\s*(import|from)\s+(numpy|cupy|cupyx|torch|jax|array_api_strict)\b",
+                          re.MULTILINE)
+
+
+def test_only_the_backend_module_imports_array_libraries():
+    offenders = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                 if path.name not in EDGE_MODULES and ARRAY_IMPORT.search(path.read_text())]
+    assert offenders == []
+
+
+def test_unknown_backend_lists_valid_names():
+    with pytest.raises(portanet.BackendError) as info:
+        portanet.set_backend("tensorflow")
+    for name in portanet.BACKENDS:
+        assert name in str(info.value)
+
+
+def test_empty_env_value_means_numpy(monkeypatch):
+    monkeypatch.setenv("PORTANET_BACKEND", "")
+    monkeypatch.setenv("PORTANET_DEVICE", "  ")
+    assert portanet.set_backend().name == "numpy"
+    assert portanet.get_backend().name == "numpy"
+
+
+def test_env_selects_backend(monkeypatch, backend):
+    monkeypatch.setenv("PORTANET_BACKEND", backend.name)
+    assert portanet.set_backend().name == backend.name
+
+
+def test_missing_backend_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(backend_module.MODULES, "cupy", "cupy_not_installed_here")
+    with pytest.raises(portanet.BackendError, match="not installed.*pip install"):
+        portanet.set_backend("cupy")
+
+
+def test_numpy_on_a_gpu_device_is_refused():
+    with pytest.raises(portanet.BackendError, match="CPU only"):
+        portanet.set_backend("numpy", device="cuda")
+
+
+def test_bad_device_text():
+    with pytest.raises(portanet.BackendError, match="not understood"):
+        portanet.set_backend("numpy", device="cuda:x")
+
+
+def test_cuda_without_gpu_fails_loudly(backend):
+    if backend.name not in ("torch", "jax"):
+        pytest.skip(f"device probing of cuda is tested on torch and jax; this run is {backend}")
+    if "cuda" in str(backend).lower() or "gpu" in str(backend).lower():
+        pytest.skip("this machine has a GPU: the no-GPU error cannot happen here")
+    with pytest.raises(portanet.BackendError, match="(?i)cuda|gpu"):
+        portanet.set_backend(backend.name, device="cuda")
+
+
+def test_seed_gives_the_same_network_and_draws_go_to_the_backend(backend):
+    portanet.set_seed(5)
+    first = portanet.FCLayer(3, 4)
+    portanet.set_seed(5)
+    second = portanet.FCLayer(3, 4)
+    np.testing.assert_array_equal(first.get_weights()[0], second.get_weights()[0])
+    assert_backend_array(first.weights, backend, "float32")
+    assert_backend_array(portanet.FCLayer(2, 2, dtype="float64").bias, backend, "float64")
+
+
+def test_same_seed_same_weights_as_on_numpy(backend):
+    portanet.set_backend("numpy")
+    portanet.set_seed(9)
+    expected = portanet.FCLayer(5, 2).get_weights()
+    backend_module._current = backend
+    portanet.set_seed(9)
+    for mine, theirs in zip(portanet.FCLayer(5, 2).get_weights(), expected):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_info_command_lists_every_backend(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for name in portanet.BACKENDS:
+        assert name in out
+    assert "selected:" in out

@@ -1,0 +1,91 @@
+"""Finite-difference gradient checks (float64) of every activation, loss and layer, on the
+backend under test."""
+
+import numpy as np
+import pytest
+from helpers import assert_close_gradient, numeric_gradient, on_backend
+
+from portanet import ActivationLayer, FCLayer
+from portanet.activations import ACTIVATIONS
+from portanet.backend import to_numpy
+from portanet.losses import LOSSES
+
+RNG = np.random.default_rng(7)
+
+
+def away_from_kinks(shape):
+    """Random inputs with |x| in [0.2, 2]: no finite difference straddles relu's kink."""
+    magnitude = RNG.uniform(0.2, 2.0, size=shape)
+    return magnitude * RNG.choice([-1.0, 1.0], size=shape)
+
+
+def check_layer(layer, x, param_names=()):
+    """Backward of ``layer`` against finite differences of sum(forward(x) * weights)."""
+    weights = RNG.normal(size=tuple(layer.forward(on_backend(x), training=True).shape))
+
+    def objective(point):
+        out = layer.forward(on_backend(point), training=True)
+        return float(np.sum(to_numpy(out) * weights))
+
+    layer.forward(on_backend(x), training=True)
+    grad_input = layer.backward(on_backend(weights))
+    grads = dict(layer.grads)
+    assert_close_gradient(grad_input, numeric_gradient(objective, x))
+    for name in param_names:
+        original = to_numpy(getattr(layer, name))
+
+        def at_param(point, name=name):
+            setattr(layer, name, on_backend(point))
+            return objective(x)
+
+        numeric = numeric_gradient(at_param, original)
+        setattr(layer, name, on_backend(original))
+        assert_close_gradient(grads[name], numeric)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_layer_gradient(name):
+    check_layer(ActivationLayer(name), away_from_kinks((4, 5)))
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "leaky_relu", "identity"])
+def test_elementwise_derivative_matches_difference_quotient(name):
+    f, f_prime = ACTIVATIONS[name]
+    x = away_from_kinks((3, 4))
+    eps = 1e-6
+    numeric = (to_numpy(f(on_backend(x + eps))) - to_numpy(f(on_backend(x - eps)))) / (2 * eps)
+    np.testing.assert_allclose(to_numpy(f_prime(on_backend(x))), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_fc_layer_gradient():
+    layer = FCLayer(5, 3, dtype="float64")
+    check_layer(layer, RNG.normal(size=(4, 5)), ("weights", "bias"))
+
+
+def test_fc_layer_gradient_tutorial_row():
+    """The tutorial's per-sample (1, n) rows and its uniform initialiser."""
+    layer = FCLayer(3, 2, init="uniform", dtype="float64")
+    check_layer(layer, RNG.normal(size=(1, 3)), ("weights", "bias"))
+
+
+def loss_inputs(name):
+    if name == "binary_crossentropy":
+        return RNG.integers(0, 2, size=(4, 3)).astype(float), RNG.uniform(0.1, 0.9, size=(4, 3))
+    if name in ("categorical_crossentropy", "softmax_crossentropy"):
+        y_true = np.eye(5)[RNG.integers(0, 5, size=4)]
+        scores = RNG.uniform(0.05, 1.0, size=(4, 5))
+        if name == "categorical_crossentropy":
+            scores = scores / scores.sum(axis=1, keepdims=True)
+        else:
+            scores = RNG.normal(scale=3.0, size=(4, 5))
+        return y_true, scores
+    return RNG.normal(size=(4, 3)), RNG.normal(size=(4, 3))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_gradient(name):
+    loss, loss_prime = LOSSES[name]
+    y_true, y_pred = loss_inputs(name)
+    target = on_backend(y_true)
+    numeric = numeric_gradient(lambda p: float(loss(target, on_backend(p))), y_pred)
+    assert_close_gradient(loss_prime(target, on_backend(y_pred)), numeric)
