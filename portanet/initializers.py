@@ -1,4 +1,4 @@
-"""Weight initialisers: each draws a host (NumPy) array of ``shape`` from portanet's seeded generator.
+"""Weight initialisers: each draws a host array of ``shape`` from portanet's seeded generator.
 
 Drawing on the host, then copying to the backend, gives the same initial network on every
 backend for one seed (:func:`portanet.set_seed`).

@@ -7,8 +7,8 @@ and a batch of one reproduces the tutorial exactly. ``y_pred`` is the network's 
 
 import math
 
-from .backend import namespace
 from .activations import softmax
+from .backend import namespace
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before a log
 

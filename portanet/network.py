@@ -77,7 +77,7 @@ class Network:
         return self
 
     def use(self, loss, loss_prime=None):
-        """Set the loss and its derivative, or a loss by name ("mse", "softmax_crossentropy", ...)."""
+        """Set the loss and its derivative, or a built-in loss by name ("mse", ...)."""
         if isinstance(loss, str):
             if loss not in losses_module.LOSSES:
                 raise InputError(f"unknown loss {loss!r}: choose one of "

@@ -11,7 +11,7 @@ def on_backend(array, dtype="float64"):
 
 
 def numeric_gradient(f, point, eps=1e-6):
-    """Central-difference gradient of the scalar function ``f`` (NumPy in, float out) at ``point``."""
+    """Central-difference gradient of scalar ``f`` (NumPy in, float out) at ``point``."""
     point = np.array(point, dtype=np.float64)
     grad = np.zeros_like(point)
     for index in np.ndindex(point.shape):

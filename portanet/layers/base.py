@@ -34,7 +34,7 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must define backward()")
 
     def output_shape(self, input_shape):
-        """Per-sample output shape for a per-sample ``input_shape``; ShapeError if it does not fit."""
+        """Per-sample output shape for ``input_shape``; ShapeError if it does not fit."""
         return input_shape
 
     def forward_propagation(self, input_data):
