@@ -10,7 +10,8 @@ class Layer:
     A layer computes ``forward(x, training)`` and, from the gradient of the loss with respect
     to its output, ``backward(grad_output)`` returns the gradient with respect to its input and
     leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them).
-    Parameters are array attributes named in ``params``.
+    Parameters are array attributes named in ``params``; ``buffers`` names arrays that are
+    state but not trained (running statistics). Both are saved with the network.
 
     The tutorial's ``forward_propagation(input)`` and ``backward_propagation(output_error,
     learning_rate)`` still work; a subclass written in the tutorial's style (overriding those
@@ -18,6 +19,7 @@ class Layer:
     """
 
     params: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
 
     def __init__(self):
@@ -49,15 +51,15 @@ class Layer:
         return input_error
 
     def get_weights(self):
-        """The parameters as NumPy arrays, in the order of ``params``."""
-        return [to_numpy(getattr(self, name)) for name in self.params]
+        """Parameters and buffers as NumPy arrays, in the order of ``params + buffers``."""
+        return [to_numpy(getattr(self, name)) for name in self.params + self.buffers]
 
     def set_weights(self, weights):
-        """Set the parameters from arrays (NumPy or backend), keeping each one's shape and dtype."""
-        if len(weights) != len(self.params):
-            raise ShapeError(f"{self!r} has {len(self.params)} parameter arrays "
-                             f"{self.params}, got {len(weights)}")
-        for name, value in zip(self.params, weights):
+        """Set parameters and buffers from arrays (NumPy or backend), keeping shapes and dtype."""
+        names = self.params + self.buffers
+        if len(weights) != len(names):
+            raise ShapeError(f"{self!r} has {len(names)} weight arrays {names}, got {len(weights)}")
+        for name, value in zip(names, weights):
             old = getattr(self, name)
             if tuple(value.shape) != tuple(old.shape):
                 raise ShapeError(f"{self!r}.{name} has shape {tuple(old.shape)}, "
@@ -65,8 +67,8 @@ class Layer:
             setattr(self, name, get_backend().asarray(to_numpy(value), dtype_name(old)))
 
     def astype(self, dtype):
-        """Cast the parameters to ``dtype`` ("float32" or "float64")."""
-        for name in self.params:
+        """Cast parameters and buffers to ``dtype`` ("float32" or "float64")."""
+        for name in self.params + self.buffers:
             value = getattr(self, name)
             xp = namespace(value)
             setattr(self, name, xp.astype(value, getattr(xp, dtype)))
