@@ -14,6 +14,7 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
+from .io import load
 from .layers import ActivationLayer, FCLayer, Layer
 from .network import History, Network
 
@@ -22,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS", "ActivationLayer", "BackendError", "DataError", "FCLayer", "History",
     "InputError", "Layer", "ModelFileError", "Network", "PortanetError", "ShapeError",
-    "TrainingError", "get_backend", "set_backend", "set_seed",
+    "TrainingError", "get_backend", "load", "set_backend", "set_seed",
 ]

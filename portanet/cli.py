@@ -1,10 +1,28 @@
-"""The ``portanet`` command."""
+"""The ``portanet`` command: ``info``, ``train``, ``evaluate`` and ``predict``.
+
+    portanet train                                  # digits, offline, about half a minute
+    portanet train --dataset fashion-mnist --model mlp --epochs 10 --save fmnist.npz
+    portanet evaluate --model fmnist.npz --dataset fashion-mnist
+    portanet predict --model fmnist.npz images.npy
+"""
+
+from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-from .backend import describe_backends, get_backend
-from .errors import PortanetError
+import numpy as np
+
+from . import __version__, datasets, models
+from .backend import describe_backends, get_backend, set_backend, set_seed
+from .errors import InputError, PortanetError
+from .io import load
+from .metrics import classification_report
+from .preprocessing import to_categorical
+
+# settings that suit the small digits set better than the models' MNIST-sized defaults
+DATASET_SETTINGS = {"digits": {"mlp": {"epochs": 40, "batch_size": 32}}}
 
 
 def cmd_info(args):
@@ -20,11 +38,147 @@ def cmd_info(args):
     return 0
 
 
+def prepare(images, metadata):
+    """Scale raw images the way the network was trained and lay them out for its input."""
+    images = np.asarray(images)
+    shape = tuple(metadata["image_shape"])
+    if images.shape == shape:
+        images = images[None]
+    if images.shape[1:] != shape:
+        raise InputError(f"images have shape {images.shape[1:]} per sample; the network was "
+                         f"trained on {shape}")
+    x = images.astype(np.float32) / np.float32(metadata["scale"])
+    if metadata["layout"] == "flat":
+        return x.reshape(len(x), -1)
+    return x.reshape(len(x), 1, *shape)
+
+
+def _load_dataset(name, data_dir):
+    started = time.perf_counter()
+    (x_train, y_train), (x_test, y_test) = datasets.load(name, data_dir=data_dir)
+    print(f"dataset {name}: {len(x_train)} training and {len(x_test)} test images of "
+          f"{'x'.join(map(str, x_train.shape[1:]))} ({time.perf_counter() - started:.1f}s)")
+    return (x_train, y_train), (x_test, y_test)
+
+
+def _report(network, x_test, labels, classes):
+    started = time.perf_counter()
+    outputs = network.predict(x_test)
+    print(f"\ntest set ({len(x_test)} images, predicted in {time.perf_counter() - started:.2f}s):")
+    print(classification_report(to_categorical(labels, classes), outputs))
+
+
+def cmd_train(args):
+    """Train a model on a data set, report on its test set, optionally save and plot."""
+    backend = set_backend(args.backend, args.device)
+    set_seed(args.seed)
+    spec = models.get(args.model)
+    settings = {**spec.training, **DATASET_SETTINGS.get(args.dataset, {}).get(args.model, {})}
+    settings.update({key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
+                     if getattr(args, key) is not None})
+    print(f"portanet {__version__} on {backend}")
+    (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir)
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
+                "scale": float(x_train.max()), "image_shape": list(x_train.shape[1:]),
+                "classes": classes}
+    network = spec.build(tuple(x_train.shape[1:]), classes)
+    network.metadata = metadata
+    if not args.quiet:
+        network.summary()
+    print(f"training {args.model} ({spec.description}) on {len(x_train)} images: "
+          + ", ".join(f"{key}={value}" for key, value in settings.items()))
+    started = time.perf_counter()
+    history = network.fit(prepare(x_train, metadata), to_categorical(y_train, classes),
+                          shuffle=settings["batch_size"] > 1,
+                          validation_split=args.validation_split, verbose=not args.quiet,
+                          **settings)
+    print(f"trained {len(history.epoch)} epochs in {time.perf_counter() - started:.1f}s"
+          + ("  (interrupted)" if history.interrupted else ""))
+    _report(network, prepare(x_test, metadata), y_test, classes)
+    if args.save:
+        print(f"saved the network to {network.save(args.save)}")
+    if args.plot:
+        from .plotting import plot_history
+
+        print(f"saved the training curves to {plot_history(history, args.plot)}")
+    return 0
+
+
+def cmd_evaluate(args):
+    """Report a saved network's accuracy on a data set's test split."""
+    print(f"portanet {__version__} on {set_backend(args.backend, args.device)}")
+    network = load(args.model)
+    metadata = network.metadata
+    _, (x_test, y_test) = _load_dataset(args.dataset or metadata.get("dataset", "digits"),
+                                        args.data_dir)
+    _report(network, prepare(x_test, metadata), y_test, metadata["classes"])
+    return 0
+
+
+def cmd_predict(args):
+    """Print the predicted class of each image in a .npy file."""
+    set_backend(args.backend, args.device)
+    network = load(args.model)
+    try:
+        images = np.load(args.images, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read images from {args.images} (a .npy array of raw pixel "
+                         f"values is expected): {exc}") from None
+    outputs = network.predict(prepare(images, network.metadata))
+    for index, label in enumerate(outputs.argmax(axis=-1)):
+        print(f"{index}\t{label}")
+    if args.output:
+        np.save(args.output, outputs)
+    return 0
+
+
+def _backend_options(parser):
+    parser.add_argument("--backend", help="numpy (default), array_api_strict, torch, jax, cupy; "
+                                          "default: $PORTANET_BACKEND")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N; default: $PORTANET_DEVICE")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="portanet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="portanet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"portanet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    info = commands.add_parser("info", help="list backends, versions and devices")
-    info.set_defaults(run=cmd_info)
+    commands.add_parser("info", help="list backends, versions and devices").set_defaults(
+        run=cmd_info)
+
+    train = commands.add_parser("train", help="train a classifier and report on its test set")
+    train.add_argument("--dataset", default="digits", choices=sorted(datasets.DATASETS))
+    train.add_argument("--data-dir", help="folder holding the data set's files")
+    train.add_argument("--model", default="mlp", choices=sorted(models.MODELS))
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--limit", type=int, help="train on the first N training images only")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
+    train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
+    train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
+    _backend_options(train)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="report a saved network on a test set")
+    evaluate.add_argument("--model", required=True, metavar="PATH")
+    evaluate.add_argument("--dataset", choices=sorted(datasets.DATASETS),
+                          help="default: the one the network was trained on")
+    evaluate.add_argument("--data-dir")
+    _backend_options(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="classify the images in a .npy file")
+    predict.add_argument("--model", required=True, metavar="PATH")
+    predict.add_argument("images", help=".npy file of raw images, (N, H, W) or (H, W)")
+    predict.add_argument("--output", help="also save the network's outputs to this .npy file")
+    _backend_options(predict)
+    predict.set_defaults(run=cmd_predict)
     return parser
 
 

@@ -1,6 +1,8 @@
 """Metrics computed on the backend from targets and network outputs."""
 
-from .backend import namespace
+from array_api_compat import device
+
+from .backend import namespace, to_numpy
 
 
 def accuracy(y_true, y_pred):
@@ -11,3 +13,33 @@ def accuracy(y_true, y_pred):
     else:
         hits = xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)
     return xp.mean(xp.astype(hits, y_pred.dtype))
+
+
+def confusion_matrix(y_true, y_pred):
+    """Counts[i, j] of samples of class i predicted as j, from one-hot targets and outputs."""
+    xp = namespace(y_pred)
+    classes = y_pred.shape[-1]
+    winners = xp.expand_dims(xp.argmax(y_pred, axis=-1), axis=-1)
+    picked = xp.astype(winners == xp.arange(classes, device=device(y_pred)), y_pred.dtype)
+    return xp.matrix_transpose(y_true) @ picked
+
+
+def classification_report(y_true, y_pred, names=None):
+    """Per-class precision, recall, F1 and support, and the overall accuracy, as text."""
+    counts = to_numpy(confusion_matrix(y_true, y_pred)).tolist()
+    classes = len(counts)
+    names = [str(name) for name in (names or range(classes))]
+    width = max(len(name) for name in names + ["accuracy"])
+    lines = [f"{'':>{width}}  precision    recall  f1-score   support"]
+    correct = total = 0
+    for k in range(classes):
+        hits, support = counts[k][k], sum(counts[k])
+        predicted = sum(row[k] for row in counts)
+        precision = hits / predicted if predicted else 0.0
+        recall = hits / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        lines.append(f"{names[k]:>{width}}  {precision:9.3f} {recall:9.3f} {f1:9.3f} "
+                     f"{int(support):9d}")
+        correct, total = correct + hits, total + support
+    lines.append(f"{'accuracy':>{width}}  {'':9} {'':9} {correct / total:9.3f} {int(total):9d}")
+    return "\n".join(lines)

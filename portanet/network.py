@@ -57,6 +57,7 @@ class Network:
         self.loss = None
         self.loss_prime = None
         self.dtype = dtype
+        self.metadata: dict = {}  # free-form JSON-able notes saved with the network
         self._interrupted = False
 
     # -- building ---------------------------------------------------------------------------
@@ -88,15 +89,20 @@ class Network:
                              "or the name of a built-in loss")
         self.loss, self.loss_prime = loss, loss_prime
 
-    def output_shape(self, layers=None):
-        """Per-sample output shape of ``layers`` (default: all), or None where it is unknown."""
+    def _shapes(self):
+        """Yield each layer with its per-sample output shape (None where it is unknown)."""
         shape = None
-        for layer in self.layers if layers is None else layers:
+        for layer in self.layers:
             if shape is None:
                 shape = getattr(layer, "input_shape", None)
             if shape is not None:
                 shape = layer.output_shape(shape) if isinstance(layer, Layer) else None
-        return shape
+            yield layer, shape
+
+    def output_shape(self):
+        """Per-sample output shape of the network, or None where it is unknown."""
+        shapes = [shape for _, shape in self._shapes()]
+        return shapes[-1] if shapes else None
 
     # -- running ----------------------------------------------------------------------------
     def _forward(self, x, training):
@@ -310,6 +316,27 @@ class Network:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    # -- inspecting and saving -----------------------------------------------------------
+    def summary(self, print_fn=print):
+        """Print each layer, its per-sample output shape and parameter count, and the totals."""
+        rows, total = [], 0
+        for layer, shape in self._shapes():
+            count = sum(math.prod(getattr(layer, name).shape) for name in
+                        getattr(layer, "params", ()))
+            total += count
+            rows.append((repr(layer), "?" if shape is None else str(tuple(shape)), count))
+        width = max([len(r[0]) for r in rows] + [5])
+        lines = [f"{'layer':<{width}}  {'output shape':<16}{'params':>10}"]
+        lines += [f"{name:<{width}}  {out:<16}{count:>10,}" for name, out, count in rows]
+        lines.append(f"total trainable parameters: {total:,}   dtype: {self._working_dtype()}")
+        print_fn("\n".join(lines))
+
+    def save(self, path):
+        """Save architecture and weights to ``path`` (.npz, no pickle); read by portanet.load."""
+        from .io import save
+
+        return save(self, path)
 
     def __repr__(self):
         return "Network(" + ", ".join(repr(layer) for layer in self.layers) + ")"

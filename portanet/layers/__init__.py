@@ -4,4 +4,6 @@ from .activation import ActivationLayer
 from .base import Layer
 from .dense import FCLayer
 
-__all__ = ["ActivationLayer", "FCLayer", "Layer"]
+LAYERS = {cls.__name__: cls for cls in (ActivationLayer, FCLayer)}
+
+__all__ = ["LAYERS", "ActivationLayer", "FCLayer", "Layer"]

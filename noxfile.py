@@ -1,0 +1,122 @@
+"""Test and lint sessions for portanet.
+
+Usage::
+
+    nox                                   # every session (GPU ones skip without a CUDA GPU)
+    nox -l                                # list the sessions
+    nox -s "tests(backend='torch')"       # one backend: numpy, array_api_strict, torch, jax, cupy
+    nox -s lint                           # ruff
+    nox -j 2 --allow-parallel             # two sessions at a time
+    nox -s "tests(backend='numpy')" -- -x -k dense   # arguments after -- go to pytest
+    nox --no-venv --no-install            # use the packages already installed in this Python
+                                          # (machines without a registry); backends whose
+                                          # module does not import are skipped
+
+Environment variables:
+
+    PORTANET_TORCH_REQUIREMENT  torch to install (default torch==2.13.0+cpu, found in the local
+                                wheels of PIP_FIND_LINKS / UV_FIND_LINKS); e.g. "torch" for CUDA.
+    PORTANET_CUPY_REQUIREMENT   cupy to install (default cupy-cuda12x or cupy-cuda13x, after the
+                                CUDA version that nvidia-smi reports).
+    PORTANET_REQUIRE_GPU=1      fail, instead of skip, GPU sessions when no usable GPU is found.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+from nox.virtualenv import PassthroughEnv
+
+nox.options.default_venv_backend = "uv|virtualenv"
+
+ROOT = Path(__file__).resolve().parent
+BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "cupy"]
+GPU_BACKENDS = {"cupy"}
+EXTRAS = {"array_api_strict": "test,strict", "torch": "test,torch", "jax": "test,jax"}
+LINT_PATHS = ["portanet", "tests", "examples", "benchmarks", "noxfile.py"]
+
+
+def nvidia_smi(*args):
+    """Output of nvidia-smi; raise RuntimeError when it is missing or fails."""
+    if shutil.which("nvidia-smi") is None:
+        raise RuntimeError("nvidia-smi not found")
+    try:
+        return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = (getattr(exc, "stderr", None) or str(exc)).strip()
+        raise RuntimeError(f"nvidia-smi failed: {detail}") from exc
+
+
+def cupy_requirement():
+    """cupy wheel matching the driver's CUDA major version (or PORTANET_CUPY_REQUIREMENT)."""
+    if os.environ.get("PORTANET_CUPY_REQUIREMENT"):
+        return os.environ["PORTANET_CUPY_REQUIREMENT"]
+    match = re.search(r"CUDA Version:\s*(\d+)", nvidia_smi())
+    if match is None:
+        raise RuntimeError("nvidia-smi reports no CUDA version")
+    return "cupy-cuda13x" if int(match.group(1)) >= 13 else "cupy-cuda12x"
+
+
+def imports(module):
+    """Whether module imports in the Python running nox."""
+    return subprocess.run([sys.executable, "-c", f"import {module}"],
+                          capture_output=True).returncode == 0
+
+
+def install_env():
+    """uv does not read PIP_FIND_LINKS (space separated): pass it on as UV_FIND_LINKS."""
+    pip_links = os.environ.get("PIP_FIND_LINKS", "").split()
+    links = os.environ.get("UV_FIND_LINKS") or ",".join(pip_links)
+    return {"UV_FIND_LINKS": links} if links else None
+
+
+@nox.session(allow_parallel=True)
+@nox.parametrize("backend", BACKENDS)
+def tests(session, backend):
+    """Run pytest with PORTANET_BACKEND=<backend>."""
+    gpu = backend in GPU_BACKENDS
+    require_gpu = gpu and os.environ.get("PORTANET_REQUIRE_GPU", "0") not in ("", "0")
+    preinstalled = isinstance(session.virtualenv, PassthroughEnv) or session.venv_backend == "none"
+
+    def unavailable(reason):
+        (session.error if require_gpu else session.skip)(f"{backend}: {reason}")
+
+    extra_requirements = []
+    if gpu:  # decided before installing anything
+        try:
+            if "GPU" not in nvidia_smi("-L"):
+                unavailable("nvidia-smi reports no GPU")
+            if not preinstalled:
+                extra_requirements.append(cupy_requirement())
+        except RuntimeError as exc:
+            unavailable(f"no usable CUDA GPU ({exc})")
+    if backend == "torch":
+        extra_requirements.append(
+            os.environ.get("PORTANET_TORCH_REQUIREMENT") or "torch==2.13.0+cpu")
+
+    if preinstalled:
+        if not imports(backend):
+            unavailable(f"module {backend!r} does not import in {sys.executable}")
+        pythonpath = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+        session.env["PYTHONPATH"] = os.pathsep.join(filter(None, pythonpath))
+        python = sys.executable
+    else:
+        session.install("-e", f".[{EXTRAS.get(backend, 'test')}]", *extra_requirements,
+                        env=install_env())
+        python = "python"
+
+    session.env["PORTANET_BACKEND"] = backend
+    session.run(python, "-m", "pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(allow_parallel=True)
+def lint(session):
+    """ruff check over the sources, tests, examples and this file."""
+    if not isinstance(session.virtualenv, PassthroughEnv):
+        session.install("ruff")
+    session.run("ruff", "check", *[path for path in LINT_PATHS if (ROOT / path).exists()])

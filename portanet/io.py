@@ -1,0 +1,123 @@
+"""Saving and loading trained networks: one ``.npz`` file of plain arrays plus a JSON description.
+
+Nothing is pickled and no code runs on load: the JSON names built-in layer types, activations
+and losses; the arrays are read with ``allow_pickle=False``. Files are written to a temporary
+name and renamed into place, so an interrupted save never corrupts an existing file. A network
+saved on one backend loads on any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .errors import ModelFileError, PortanetError
+from .layers import LAYERS, ActivationLayer
+from .losses import LOSSES
+
+FORMAT = "portanet-network"
+VERSION = 1
+HEADER = "__portanet__.json"
+
+
+def _name_of(function, registry, what):
+    for name, pair in registry.items():
+        if function in pair:
+            return name
+    raise ModelFileError(f"cannot save a custom {what} ({getattr(function, '__name__', function)})"
+                         f": only built-in ones can be saved ({', '.join(registry)})")
+
+
+def describe(network) -> dict:
+    """The JSON-able description of ``network`` (architecture, loss, dtype, metadata)."""
+    layers = []
+    for index, layer in enumerate(network.layers):
+        kind = type(layer).__name__
+        if LAYERS.get(kind) is not type(layer):
+            raise ModelFileError(f"layer {index} ({kind}) is not a built-in portanet layer and "
+                                 "cannot be saved")
+        config = layer.config()
+        if isinstance(layer, ActivationLayer):
+            config = {"activation": _name_of(layer.activation, ACTIVATIONS, "activation")}
+        layers.append({"type": kind, "config": config,
+                       "weights": list(layer.params + layer.buffers)})
+    loss = _name_of(network.loss, LOSSES, "loss") if network.loss is not None else None
+    return {"format": FORMAT, "version": VERSION, "dtype": network._working_dtype(),
+            "loss": loss, "layers": layers, "metadata": network.metadata}
+
+
+def save(network, path) -> Path:
+    """Write ``network`` to ``path`` (an ``.npz`` file) atomically; return the path."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ModelFileError(f"cannot save to {path}: folder {path.parent} does not exist")
+    header = json.dumps(describe(network)).encode()
+    arrays = {HEADER: np.frombuffer(header, dtype=np.uint8)}
+    for index, layer in enumerate(network.layers):
+        names = layer.params + layer.buffers
+        for name, value in zip(names, layer.get_weights()):
+            arrays[f"{index}/{name}"] = value
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as stream:
+            np.savez(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _read(path):
+    """The header dict and the arrays of a saved network, or a ModelFileError saying why not."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"no saved network at {path}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a readable portanet network file (truncated or "
+                             f"another format): {exc}") from None
+    if HEADER not in arrays:
+        raise ModelFileError(f"{path} is an .npz file but not a portanet network (no header)")
+    try:
+        header = json.loads(arrays.pop(HEADER).tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise ModelFileError(f"{path}: unsupported file format {header.get('format')!r} "
+                             f"version {header.get('version')!r} (expected {FORMAT} {VERSION})")
+    return header, arrays
+
+
+def load(path):
+    """Rebuild a saved network on the current backend."""
+    from .network import Network
+
+    header, arrays = _read(path)
+    network = Network(dtype=header["dtype"])
+    try:
+        for index, spec in enumerate(header["layers"]):
+            if spec["type"] not in LAYERS:
+                raise ModelFileError(f"{path}: layer {index} has unknown type {spec['type']!r}")
+            layer = LAYERS[spec["type"]](**spec["config"])
+            network.add(layer)
+            missing = [name for name in spec["weights"] if f"{index}/{name}" not in arrays]
+            if missing:
+                raise ModelFileError(f"{path}: weights {missing} of layer {index} are missing")
+            layer.set_weights([arrays[f"{index}/{name}"] for name in spec["weights"]])
+    except ModelFileError:
+        raise
+    except (PortanetError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: the saved weights do not match the saved architecture: "
+                             f"{exc}") from None
+    if header["loss"] is not None:
+        network.use(header["loss"])
+    network.metadata = header.get("metadata") or {}
+    return network

@@ -1,0 +1,62 @@
+"""Ready-made classifiers for image data sets, with the training settings that suit each."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import InputError
+from .layers import ActivationLayer, FCLayer
+from .network import Network
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build a model and train it: ``layout`` is "flat" (rows) or "image" (N, C, H, W)."""
+
+    build: Callable[[tuple, int], Network]
+    layout: str
+    training: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def tutorial_mlp(image_shape, classes):
+    """The tutorial's network: inputs-100-50-classes, tanh everywhere, MSE loss."""
+    net = Network()
+    sizes = (math.prod(image_shape), 100, 50, classes)
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        net.add(FCLayer(n_in, n_out, init="uniform"))
+        net.add(ActivationLayer("tanh"))
+    net.use("mse")
+    return net
+
+
+def modern_mlp(image_shape, classes):
+    """inputs-256-128-classes with ReLU, He initialisation and softmax cross-entropy."""
+    net = Network()
+    net.add(FCLayer(math.prod(image_shape), 256, init="he_uniform"))
+    net.add(ActivationLayer("relu"))
+    net.add(FCLayer(256, 128, init="he_uniform"))
+    net.add(ActivationLayer("relu"))
+    net.add(FCLayer(128, classes))
+    net.use("softmax_crossentropy")
+    return net
+
+
+MODELS = {
+    "tutorial": ModelSpec(tutorial_mlp, "flat",
+                          {"epochs": 35, "batch_size": 1, "learning_rate": 0.1,
+                           "optimizer": "sgd"},
+                          "the tutorial's 784-100-50-10 tanh network, MSE, per-sample SGD"),
+    "mlp": ModelSpec(modern_mlp, "flat",
+                     {"epochs": 10, "batch_size": 128, "learning_rate": 1e-3,
+                      "optimizer": "adam"},
+                     "784-256-128-10 ReLU network, softmax cross-entropy, Adam"),
+}
+
+
+def get(name) -> ModelSpec:
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[name]

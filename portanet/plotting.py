@@ -1,0 +1,33 @@
+"""Training curves as a PNG (needs matplotlib: ``pip install 'portanet[plot]'``)."""
+
+from pathlib import Path
+
+from .errors import PortanetError
+
+
+def plot_history(history, path):
+    """Draw the loss curves (and validation accuracy, if recorded) of ``history`` to ``path``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PortanetError("plotting needs matplotlib: pip install 'portanet[plot]'") from None
+    values = history.history
+    has_accuracy = "val_accuracy" in values
+    figure, axes = plt.subplots(1, 2 if has_accuracy else 1, figsize=(10 if has_accuracy else 5, 4),
+                                squeeze=False)
+    for key in ("loss", "val_loss"):
+        if key in values:
+            axes[0][0].plot(history.epoch, values[key], marker="o", label=key)
+    axes[0][0].set(xlabel="epoch", ylabel="loss", title="loss")
+    axes[0][0].legend()
+    if has_accuracy:
+        axes[0][1].plot(history.epoch, values["val_accuracy"], marker="o", color="tab:green")
+        axes[0][1].set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
