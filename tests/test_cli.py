@@ -1,0 +1,61 @@
+"""The portanet command: train on the embedded digits, save, evaluate, predict, Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import portanet
+from portanet.cli import main
+
+
+def test_train_save_plot_evaluate_predict(backend, tmp_path, capsys):
+    model, plot = tmp_path / "digits.npz", tmp_path / "curves.png"
+    argv = ["train", "--epochs", "3", "--backend", backend.name, "--save", str(model),
+            "--plot", str(plot)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"on {backend}" in out and "epoch 3/3" in out and "val_accuracy=" in out
+    accuracy = float(out.split("accuracy")[-1].split()[0])
+    assert accuracy > 0.85
+    assert model.stat().st_size > 0 and plot.read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["evaluate", "--model", str(model)]) == 0
+    assert f"{accuracy:9.3f}" in capsys.readouterr().out  # same network, same test set
+
+    images = tmp_path / "images.npy"
+    (_, _), (x_test, y_test) = portanet.datasets.load_digits()
+    np.save(images, x_test[:5])
+    assert main(["predict", "--model", str(model), str(images), "--output",
+                 str(tmp_path / "out.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["0", "1", "2", "3", "4"]
+    assert np.load(tmp_path / "out.npy").shape == (5, 10)
+
+
+def test_errors_are_reported_without_traceback(tmp_path, capsys):
+    assert main(["evaluate", "--model", str(tmp_path / "missing.npz")]) == 2
+    assert "portanet: error: no saved network" in capsys.readouterr().err
+    assert main(["train", "--backend", "nonsense"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX signals")
+def test_ctrl_c_stops_training_and_still_saves(backend, tmp_path):
+    model = tmp_path / "stopped.npz"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "portanet", "train", "--model", "tutorial", "--epochs", "500",
+         "--backend", backend.name, "--save", str(model)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    for line in child.stdout:
+        if line.startswith("epoch 1/500"):
+            child.send_signal(signal.SIGINT)
+            break
+    rest = child.stdout.read()
+    assert child.wait(timeout=120) == 0, rest
+    assert "interrupted" in rest and "accuracy" in rest and model.exists()
+    assert portanet.load(model).predict(np.zeros((1, 64))).shape == (1, 10)

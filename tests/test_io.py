@@ -1,0 +1,114 @@
+"""Saving and loading networks: portable across backends, atomic, and strict about bad files."""
+
+import numpy as np
+import pytest
+from helpers import assert_backend_array, on_backend
+
+import portanet
+from portanet import ActivationLayer, FCLayer, Network
+from portanet import backend as backend_module
+
+
+def trained_net(dtype=None):
+    net = Network(dtype=dtype)
+    net.add(FCLayer(4, 6))
+    net.add(ActivationLayer("relu"))
+    net.add(FCLayer(6, 3))
+    net.use("softmax_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 4)), np.eye(3)[rng.integers(0, 3, 20)]
+    net.fit(x, y, epochs=2, batch_size=5, verbose=0)
+    net.metadata = {"note": "kept"}
+    return net, x
+
+
+def test_saved_on_this_backend_loads_on_numpy_and_back(backend, tmp_path):
+    net, x = trained_net()
+    expected = net.predict(x)
+    path = net.save(tmp_path / "net.npz")
+    portanet.set_backend("numpy")
+    on_numpy = portanet.load(path)
+    np.testing.assert_allclose(on_numpy.predict(x), expected, rtol=1e-5, atol=1e-6)
+    on_numpy.save(tmp_path / "again.npz")
+    backend_module._current = backend
+    back = portanet.load(tmp_path / "again.npz")
+    np.testing.assert_array_equal(back.predict(x), expected)
+    assert back.metadata == {"note": "kept"} and back.loss is net.loss
+    assert_backend_array(back.layers[0].weights, backend, "float32")
+
+
+def test_float64_stays_float64(backend, tmp_path):
+    net, _ = trained_net(dtype="float64")
+    loaded = portanet.load(net.save(tmp_path / "net64.npz"))
+    assert_backend_array(loaded.layers[2].bias, backend, "float64")
+    for mine, theirs in zip(loaded.layers[0].get_weights(), net.layers[0].get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
+    net, _ = trained_net()
+    path = net.save(tmp_path / "net.npz")
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(portanet.io.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        net.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]  # no temporary file left
+
+
+def test_custom_functions_cannot_be_saved(tmp_path):
+    net = Network()
+    net.add(FCLayer(2, 2))
+    net.add(ActivationLayer(lambda x: x, lambda x: x))
+    target = tmp_path / "net.npz"
+    target.write_bytes(b"precious")
+    with pytest.raises(portanet.ModelFileError, match="custom activation"):
+        net.save(target)
+    assert target.read_bytes() == b"precious"
+
+
+def test_missing_folder(tmp_path):
+    net, _ = trained_net()
+    with pytest.raises(portanet.ModelFileError, match="does not exist"):
+        net.save(tmp_path / "no" / "such" / "net.npz")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "plain_npz", "object_array", "missing"])
+def test_bad_files_give_clear_errors(tmp_path, damage):
+    path = tmp_path / "bad.npz"
+    if damage == "truncated":
+        good = trained_net()[0].save(tmp_path / "good.npz").read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "text":
+        path.write_text("not a network")
+    elif damage == "plain_npz":
+        np.savez(path, weights=np.ones(3))
+    elif damage == "object_array":
+        np.savez(path, **{"__portanet__.json": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(portanet.ModelFileError):
+        portanet.load(path)
+
+
+def test_weights_that_do_not_match_the_architecture(tmp_path):
+    net, _ = trained_net()
+    path = net.save(tmp_path / "net.npz")
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["0/weights"] = np.ones((5, 6), dtype=np.float32)
+    np.savez(path, **arrays)
+    with pytest.raises(portanet.ModelFileError, match="do not match"):
+        portanet.load(path)
+    del arrays["0/weights"]
+    np.savez(path, **arrays)
+    with pytest.raises(portanet.ModelFileError, match="missing"):
+        portanet.load(path)
+
+
+def test_backend_arrays_in_predict_after_load(backend, tmp_path):
+    net, x = trained_net()
+    loaded = portanet.load(net.save(tmp_path / "n.npz"))
+    assert_backend_array(loaded.predict(on_backend(x, "float32")), backend, "float32")
