@@ -56,8 +56,8 @@ for name, scale in (("raw", None), ("normalized", normalize), ("standardized", s
 
     out = net.predict(test[0:3])
     print("predicted values:\n", np.round(out, 2), "\ntrue values:\n", y_test[0:3])
-    predictions = net.predict(test)
-    print(classification_report(y_test[:, 0], predictions[:, 0]))
+    predictions = net.predict(test)[:, 0]  # (N, 1, 10) in the tutorial's layout -> (N, 10)
+    print(classification_report(y_test, predictions))
     results[name] = float(np.mean(predictions.argmax(-1) == y_test.argmax(-1)))
 
 print("\ntest accuracy: " + ", ".join(f"{name} {acc:.3f}" for name, acc in results.items()))
