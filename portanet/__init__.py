@@ -15,13 +15,25 @@ from .errors import (
     TrainingError,
 )
 from .io import load
-from .layers import ActivationLayer, FCLayer, Layer
+from .layers import (
+    ActivationLayer,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dropout,
+    FCLayer,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    Reshape,
+)
 from .network import History, Network
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "ActivationLayer", "BackendError", "DataError", "FCLayer", "History",
-    "InputError", "Layer", "ModelFileError", "Network", "PortanetError", "ShapeError",
-    "TrainingError", "get_backend", "load", "set_backend", "set_seed",
+    "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "Conv2D",
+    "DataError", "Dropout", "FCLayer", "Flatten", "History", "InputError", "Layer", "MaxPool2D",
+    "ModelFileError", "Network", "PortanetError", "Reshape", "ShapeError", "TrainingError",
+    "get_backend", "load", "set_backend", "set_seed",
 ]

@@ -1,0 +1,88 @@
+"""Max and average pooling over 2-D windows of NCHW batches (valid padding)."""
+
+import array_api_extra as xpx
+
+from ..backend import namespace
+from ..errors import ShapeError
+from .base import Layer
+from .conv import NCHW, check_4d, pair, unpair, window
+
+
+class _Pool2D(Layer):
+    """Shared geometry of the pooling layers: windows of ``pool_size``, moved by ``stride``."""
+
+    def __init__(self, pool_size=2, stride=None):
+        super().__init__()
+        label = type(self).__name__
+        self.pool_size = pair(pool_size, f"{label} pool_size")
+        self.stride = self.pool_size if stride is None else pair(stride, f"{label} stride")
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 3:
+            raise ShapeError(f"{self!r} expects per-sample shape (channels, height, width) "
+                             f"(batches in NCHW layout {NCHW}), got {shape}")
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        if shape[1] < ph or shape[2] < pw:
+            raise ShapeError(f"{self!r}: input height x width {shape[1]}x{shape[2]} is smaller "
+                             f"than the pool {ph}x{pw}")
+        return (shape[0], (shape[1] - ph) // sh + 1, (shape[2] - pw) // sw + 1)
+
+    def _windows(self, x):
+        """Index of each pool offset's strided window, for batch ``x``."""
+        check_4d(self, x)
+        _, out_h, out_w = self.output_shape(tuple(x.shape[1:]))
+        ph, pw = self.pool_size
+        return [window(i, j, out_h, out_w, self.stride) for i in range(ph) for j in range(pw)]
+
+    def config(self):
+        return {"pool_size": unpair(self.pool_size), "stride": unpair(self.stride)}
+
+
+class MaxPool2D(_Pool2D):
+    """Maximum of each window; the gradient goes to the window's maximum (the first one on ties).
+
+    ``stride`` defaults to ``pool_size`` (windows that do not overlap).
+    """
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        windows = self._windows(x)
+        out = x[windows[0]]
+        for index in windows[1:]:
+            out = xp.maximum(out, x[index])
+        self.input, self.output = x, out
+        return out
+
+    def backward(self, grad_output):
+        xp = namespace(grad_output)
+        x = self.input
+        grad = xp.zeros_like(x)
+        taken = xp.zeros_like(grad_output, dtype=xp.bool)  # windows whose max got the gradient
+        for index in self._windows(x):
+            hit = (x[index] == self.output) & ~taken
+            taken = taken | hit
+            grad = xpx.at(grad, index).add(grad_output * xp.astype(hit, grad_output.dtype))
+        return grad
+
+
+class AvgPool2D(_Pool2D):
+    """Mean of each window; ``stride`` defaults to ``pool_size``."""
+
+    def forward(self, x, training=False):
+        windows = self._windows(x)
+        out = x[windows[0]]
+        for index in windows[1:]:
+            out = out + x[index]
+        self.input = x
+        self.output = out / len(windows)
+        return self.output
+
+    def backward(self, grad_output):
+        xp = namespace(grad_output)
+        windows = self._windows(self.input)
+        share = grad_output / len(windows)
+        grad = xp.zeros_like(self.input)
+        for index in windows:
+            grad = xpx.at(grad, index).add(share)
+        return grad

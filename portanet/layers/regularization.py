@@ -1,0 +1,121 @@
+"""Regularisation layers: Dropout and batch normalisation."""
+
+from ..backend import dtype_name, get_backend, namespace, rng
+from ..errors import InputError, ShapeError
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zeroes each value with probability ``rate`` and scales the
+    rest by ``1 / (1 - rate)``; in inference (``predict``) it passes its input through.
+
+    Masks are drawn from portanet's seeded host generator, so one seed gives the same masks on
+    every backend.
+    """
+
+    def __init__(self, rate):
+        super().__init__()
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise InputError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
+        self.rate = rate
+        self.mask = None
+
+    def forward(self, x, training=False):
+        self.input = x
+        self.mask = None
+        if training and self.rate > 0:
+            keep = rng().random(tuple(x.shape)) >= self.rate
+            self.mask = get_backend().asarray(keep / (1.0 - self.rate), dtype_name(x))
+        self.output = x if self.mask is None else x * self.mask
+        return self.output
+
+    def backward(self, grad_output):
+        return grad_output if self.mask is None else grad_output * self.mask
+
+    def config(self):
+        return {"rate": self.rate}
+
+
+class BatchNorm(Layer):
+    """Batch normalisation of ``num_features`` features: ``gamma * (x - mean) / std + beta``.
+
+    For 2-D batches ``(N, F)`` the statistics are over the batch axis; for 4-D NCHW batches
+    ``(N, C, H, W)`` over batch, height and width, per channel (``C == num_features``). Training
+    uses the batch's mean and (biased) variance and updates the running statistics as
+    ``running = momentum * running + (1 - momentum) * batch_stat``; inference uses the running
+    statistics. ``epsilon`` is added to the variance.
+    """
+
+    params = ("gamma", "beta")
+    buffers = ("running_mean", "running_var")
+
+    def __init__(self, num_features, momentum=0.9, epsilon=1e-5, dtype="float32"):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) \
+                or num_features <= 0:
+            raise InputError(f"BatchNorm num_features must be a positive integer, "
+                             f"got {num_features!r}")
+        if not 0 <= momentum <= 1:
+            raise InputError(f"BatchNorm momentum must be in [0, 1], got {momentum!r}")
+        if not epsilon > 0:
+            raise InputError(f"BatchNorm epsilon must be positive, got {epsilon!r}")
+        self.num_features, self.momentum, self.epsilon = num_features, momentum, epsilon
+        backend = get_backend()
+        self.gamma = backend.zeros((num_features,), dtype) + 1.0
+        self.beta = backend.zeros((num_features,), dtype)
+        self.running_mean = backend.zeros((num_features,), dtype)
+        self.running_var = backend.zeros((num_features,), dtype) + 1.0
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) not in (1, 3) or shape[0] != self.num_features:
+            raise ShapeError(f"{self!r} expects per-sample shape ({self.num_features},) or "
+                             f"({self.num_features}, height, width) (NCHW), got {shape}")
+        return shape
+
+    def _axes(self, x):
+        """The axes statistics are taken over, and the shape that broadcasts a (F,) array."""
+        self.output_shape(tuple(x.shape[1:]))
+        if x.ndim == 2:
+            return (0,), (1, self.num_features)
+        return (0, 2, 3), (1, self.num_features, 1, 1)
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        axes, shape = self._axes(x)
+        if training:
+            mean = xp.mean(x, axis=axes, keepdims=True)
+            var = xp.mean((x - mean) ** 2, axis=axes, keepdims=True)
+            keep, dtype = self.momentum, self.running_mean.dtype
+            self.running_mean = (keep * self.running_mean
+                                 + (1 - keep) * xp.astype(xp.reshape(mean, (-1,)), dtype))
+            self.running_var = (keep * self.running_var
+                                + (1 - keep) * xp.astype(xp.reshape(var, (-1,)), dtype))
+        else:
+            mean = xp.reshape(self.running_mean, shape)
+            var = xp.reshape(self.running_var, shape)
+        self.input, self.training = x, training
+        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        self.normalized = (x - mean) * self.inv_std
+        self.output = self.normalized * xp.reshape(self.gamma, shape) + xp.reshape(self.beta,
+                                                                                   shape)
+        return self.output
+
+    def backward(self, grad_output):
+        xp = namespace(grad_output)
+        axes, shape = self._axes(grad_output)
+        self.grads = {"gamma": xp.sum(grad_output * self.normalized, axis=axes),
+                      "beta": xp.sum(grad_output, axis=axes)}
+        grad_normalized = grad_output * xp.reshape(self.gamma, shape)
+        if not self.training:
+            return grad_normalized * self.inv_std
+        # The batch statistics depend on every sample: their share comes off the plain term.
+        return self.inv_std * (
+            grad_normalized
+            - xp.mean(grad_normalized, axis=axes, keepdims=True)
+            - self.normalized * xp.mean(grad_normalized * self.normalized, axis=axes,
+                                        keepdims=True))
+
+    def config(self):
+        return {"num_features": self.num_features, "momentum": self.momentum,
+                "epsilon": self.epsilon}
