@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .layers import ActivationLayer, FCLayer
+from .layers import ActivationLayer, Conv2D, FCLayer, Flatten, MaxPool2D
 from .network import Network
 
 
@@ -44,6 +44,27 @@ def modern_mlp(image_shape, classes):
     return net
 
 
+def small_cnn(image_shape, classes):
+    """Two conv(3x3, same) + ReLU + 2x2 max-pool blocks (32, 64 channels), then 128-unit dense head.
+
+    Images go in as (N, 1, H, W) (NCHW).
+    """
+    height, width = image_shape
+    net = Network()
+    net.add(Conv2D(1, 32, 3, padding="same", input_shape=(1, height, width)))
+    net.add(ActivationLayer("relu"))
+    net.add(MaxPool2D(2))
+    net.add(Conv2D(32, 64, 3, padding="same"))
+    net.add(ActivationLayer("relu"))
+    net.add(MaxPool2D(2))
+    net.add(Flatten())
+    net.add(FCLayer(64 * (height // 4) * (width // 4), 128, init="he_uniform"))
+    net.add(ActivationLayer("relu"))
+    net.add(FCLayer(128, classes))
+    net.use("softmax_crossentropy")
+    return net
+
+
 MODELS = {
     "tutorial": ModelSpec(tutorial_mlp, "flat",
                           {"epochs": 35, "batch_size": 1, "learning_rate": 0.1,
@@ -53,6 +74,10 @@ MODELS = {
                      {"epochs": 10, "batch_size": 128, "learning_rate": 1e-3,
                       "optimizer": "adam"},
                      "784-256-128-10 ReLU network, softmax cross-entropy, Adam"),
+    "cnn": ModelSpec(small_cnn, "image",
+                     {"epochs": 10, "batch_size": 128, "learning_rate": 1e-3,
+                      "optimizer": "adam"},
+                     "conv32-pool-conv64-pool-128-10 ReLU CNN, softmax cross-entropy, Adam"),
 }
 
 
