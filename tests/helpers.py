@@ -4,6 +4,7 @@ import array_api_compat
 import numpy as np
 
 import portanet
+from portanet.backend import to_numpy
 
 
 def on_backend(array, dtype="float64"):
@@ -33,3 +34,34 @@ def assert_backend_array(array, backend, dtype_name):
     assert array_api_compat.array_namespace(array) is backend.xp
     assert array.dtype == getattr(backend.xp, dtype_name)
     assert array_api_compat.device(array) == backend.device
+
+
+def check_gradients(layer, x, param_names=(), training=True, seed=None):
+    """Backward of ``layer`` (input and every parameter) against finite differences of
+    sum(forward(x) * weights); ``seed`` reseeds portanet before each forward (dropout masks)."""
+
+    def run(point):
+        if seed is not None:
+            portanet.set_seed(seed)
+        return layer.forward(on_backend(point), training=training)
+
+    weights = np.random.default_rng(11).normal(size=tuple(run(x).shape))
+
+    def objective(point):
+        return float(np.sum(to_numpy(run(point)) * weights))
+
+    run(x)
+    grad_input = layer.backward(on_backend(weights))
+    grads = dict(layer.grads)
+    assert set(grads) == set(param_names)
+    assert_close_gradient(grad_input, numeric_gradient(objective, x))
+    for name in param_names:
+        original = to_numpy(getattr(layer, name))
+
+        def at_param(point, name=name):
+            setattr(layer, name, on_backend(point))
+            return objective(x)
+
+        numeric = numeric_gradient(at_param, original)
+        setattr(layer, name, on_backend(original))
+        assert_close_gradient(grads[name], numeric)

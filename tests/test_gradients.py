@@ -3,7 +3,7 @@ backend under test."""
 
 import numpy as np
 import pytest
-from helpers import assert_close_gradient, numeric_gradient, on_backend
+from helpers import assert_close_gradient, check_gradients, numeric_gradient, on_backend
 
 from portanet import ActivationLayer, FCLayer
 from portanet.activations import ACTIVATIONS
@@ -19,33 +19,9 @@ def away_from_kinks(shape):
     return magnitude * RNG.choice([-1.0, 1.0], size=shape)
 
 
-def check_layer(layer, x, param_names=()):
-    """Backward of ``layer`` against finite differences of sum(forward(x) * weights)."""
-    weights = RNG.normal(size=tuple(layer.forward(on_backend(x), training=True).shape))
-
-    def objective(point):
-        out = layer.forward(on_backend(point), training=True)
-        return float(np.sum(to_numpy(out) * weights))
-
-    layer.forward(on_backend(x), training=True)
-    grad_input = layer.backward(on_backend(weights))
-    grads = dict(layer.grads)
-    assert_close_gradient(grad_input, numeric_gradient(objective, x))
-    for name in param_names:
-        original = to_numpy(getattr(layer, name))
-
-        def at_param(point, name=name):
-            setattr(layer, name, on_backend(point))
-            return objective(x)
-
-        numeric = numeric_gradient(at_param, original)
-        setattr(layer, name, on_backend(original))
-        assert_close_gradient(grads[name], numeric)
-
-
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_layer_gradient(name):
-    check_layer(ActivationLayer(name), away_from_kinks((4, 5)))
+    check_gradients(ActivationLayer(name), away_from_kinks((4, 5)))
 
 
 @pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "leaky_relu", "identity"])
@@ -59,13 +35,13 @@ def test_elementwise_derivative_matches_difference_quotient(name):
 
 def test_fc_layer_gradient():
     layer = FCLayer(5, 3, dtype="float64")
-    check_layer(layer, RNG.normal(size=(4, 5)), ("weights", "bias"))
+    check_gradients(layer, RNG.normal(size=(4, 5)), ("weights", "bias"))
 
 
 def test_fc_layer_gradient_tutorial_row():
     """The tutorial's per-sample (1, n) rows and its uniform initialiser."""
     layer = FCLayer(3, 2, init="uniform", dtype="float64")
-    check_layer(layer, RNG.normal(size=(1, 3)), ("weights", "bias"))
+    check_gradients(layer, RNG.normal(size=(1, 3)), ("weights", "bias"))
 
 
 def loss_inputs(name):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_backend_array, assert_close_gradient, numeric_gradient, on_backend
+from helpers import assert_backend_array, check_gradients, on_backend
 
 import portanet
 from portanet import ActivationLayer, FCLayer, InputError, Network, ShapeError
@@ -22,37 +22,6 @@ from portanet.layers import (
 )
 
 RNG = np.random.default_rng(11)
-
-
-def check_gradients(layer, x, param_names=(), training=True, seed=None):
-    """Backward of ``layer`` (input and every parameter) against finite differences of
-    sum(forward(x) * weights); ``seed`` reseeds portanet before each forward (dropout masks)."""
-
-    def run(point):
-        if seed is not None:
-            portanet.set_seed(seed)
-        return layer.forward(on_backend(point), training=training)
-
-    weights = RNG.normal(size=tuple(run(x).shape))
-
-    def objective(point):
-        return float(np.sum(to_numpy(run(point)) * weights))
-
-    run(x)
-    grad_input = layer.backward(on_backend(weights))
-    grads = dict(layer.grads)
-    assert set(grads) == set(param_names)
-    assert_close_gradient(grad_input, numeric_gradient(objective, x))
-    for name in param_names:
-        original = to_numpy(getattr(layer, name))
-
-        def at_param(point, name=name):
-            setattr(layer, name, on_backend(point))
-            return objective(x)
-
-        numeric = numeric_gradient(at_param, original)
-        setattr(layer, name, on_backend(original))
-        assert_close_gradient(grads[name], numeric)
 
 
 def distinct(shape):
