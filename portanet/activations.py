@@ -4,6 +4,9 @@ Each ``f`` has ``f_prime(x)``, the derivative with respect to its input, as in t
 ``softmax_prime`` returns the full Jacobian (one more axis than ``x``), because the softmax
 derivative is not elementwise; :class:`portanet.ActivationLayer` applies such a derivative as a
 vector-Jacobian product.
+
+For the built-in pairs, :data:`PRIMES_FROM_OUTPUT` gives the same derivative written in terms of
+the output ``y = f(x)``, so a layer that kept its output need not evaluate ``f`` again.
 """
 
 from array_api_compat import device
@@ -24,7 +27,11 @@ def tanh(x):
 
 
 def tanh_prime(x):
-    return 1.0 - namespace(x).tanh(x) ** 2
+    return tanh_prime_from_output(namespace(x).tanh(x))
+
+
+def tanh_prime_from_output(y):
+    return 1.0 - y * y
 
 
 def sigmoid(x):
@@ -33,8 +40,11 @@ def sigmoid(x):
 
 
 def sigmoid_prime(x):
-    s = sigmoid(x)
-    return s * (1.0 - s)
+    return sigmoid_prime_from_output(sigmoid(x))
+
+
+def sigmoid_prime_from_output(y):
+    return y * (1.0 - y)
 
 
 def relu(x):
@@ -64,9 +74,12 @@ def softmax(x):
 
 def softmax_prime(x):
     """Jacobian of :func:`softmax`, shape ``x.shape + (n,)``: diag(s) - s s^T per row."""
-    xp = namespace(x)
-    s = softmax(x)
-    eye = xp.eye(x.shape[-1], dtype=x.dtype, device=device(x))
+    return softmax_prime_from_output(softmax(x))
+
+
+def softmax_prime_from_output(s):
+    xp = namespace(s)
+    eye = xp.eye(s.shape[-1], dtype=s.dtype, device=device(s))
     return xp.expand_dims(s, axis=-1) * (eye - xp.expand_dims(s, axis=-2))
 
 
@@ -77,4 +90,15 @@ ACTIVATIONS = {
     "relu": (relu, relu_prime),
     "leaky_relu": (leaky_relu, leaky_relu_prime),
     "softmax": (softmax, softmax_prime),
+}
+
+# The derivative of each built-in activation from its output y = f(x) instead of its input x.
+# ReLU and leaky ReLU are positive exactly where their input is, so their primes serve as is.
+PRIMES_FROM_OUTPUT = {
+    "identity": identity_prime,
+    "tanh": tanh_prime_from_output,
+    "sigmoid": sigmoid_prime_from_output,
+    "relu": relu_prime,
+    "leaky_relu": leaky_relu_prime,
+    "softmax": softmax_prime_from_output,
 }

@@ -1,13 +1,13 @@
 """Loss functions ``loss(y_true, y_pred)`` and their derivatives ``loss_prime(y_true, y_pred)``.
 
 Losses are means over the batch, so a batch gradient is the mean of the per-sample gradients
-and a batch of one reproduces the tutorial exactly. ``y_pred`` is the network's output; for
+and a batch of one reproduces the tutorial exactly. :func:`with_prime` gives a loss with its
+derivative in one call, as training needs them. ``y_pred`` is the network's output; for
 :func:`softmax_crossentropy` it is the raw scores (logits) of the last layer.
 """
 
 import math
 
-from .activations import softmax
 from .backend import namespace
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before a log
@@ -25,6 +25,12 @@ def mse(y_true, y_pred):
 
 def mse_prime(y_true, y_pred):
     return 2.0 * (y_pred - y_true) / math.prod(y_pred.shape)
+
+
+def mse_with_prime(y_true, y_pred):
+    """``(mse, mse_prime)`` sharing one difference."""
+    diff = y_pred - y_true
+    return namespace(diff).mean(diff * diff), 2.0 * diff / math.prod(diff.shape)
 
 
 def binary_crossentropy(y_true, y_pred):
@@ -51,21 +57,42 @@ def categorical_crossentropy_prime(y_true, y_pred):
     return -y_true / (p * _samples(y_pred))
 
 
+def _softmax_parts(logits):
+    """``(xp, logits - row max, exp of that, row sums of the exp)``: shared by loss and prime."""
+    xp = namespace(logits)
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    exp = xp.exp(shifted)
+    return xp, shifted, exp, xp.sum(exp, axis=-1, keepdims=True)
+
+
+def _softmax_ce_loss(xp, y_true, shifted, total):
+    return -xp.sum(y_true * (shifted - xp.log(total))) / _samples(shifted)
+
+
+def _softmax_ce_prime(xp, y_true, exp, total):
+    weight = xp.sum(y_true, axis=-1, keepdims=True)
+    return (exp / total * weight - y_true) / _samples(exp)
+
+
 def softmax_crossentropy(y_true, logits):
     """Softmax followed by cross-entropy, fused: computed from log-softmax, finite for any logits.
 
     Use it with a network whose last layer outputs raw scores (no softmax layer).
     """
-    xp = namespace(logits)
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
-    return -xp.sum(y_true * log_probs) / _samples(logits)
+    xp, shifted, _, total = _softmax_parts(logits)
+    return _softmax_ce_loss(xp, y_true, shifted, total)
 
 
 def softmax_crossentropy_prime(y_true, logits):
-    xp = namespace(logits)
-    total = xp.sum(y_true, axis=-1, keepdims=True)
-    return (softmax(logits) * total - y_true) / _samples(logits)
+    xp, _, exp, total = _softmax_parts(logits)
+    return _softmax_ce_prime(xp, y_true, exp, total)
+
+
+def softmax_crossentropy_with_prime(y_true, logits):
+    """``(softmax_crossentropy, softmax_crossentropy_prime)`` from one softmax."""
+    xp, shifted, exp, total = _softmax_parts(logits)
+    return (_softmax_ce_loss(xp, y_true, shifted, total),
+            _softmax_ce_prime(xp, y_true, exp, total))
 
 
 LOSSES = {
@@ -74,3 +101,14 @@ LOSSES = {
     "categorical_crossentropy": (categorical_crossentropy, categorical_crossentropy_prime),
     "softmax_crossentropy": (softmax_crossentropy, softmax_crossentropy_prime),
 }
+
+# Built-in pairs computed together, sharing their common work (one call per training batch).
+WITH_PRIME = {"mse": mse_with_prime, "softmax_crossentropy": softmax_crossentropy_with_prime}
+
+
+def with_prime(loss, loss_prime):
+    """A function ``(y_true, y_pred) -> (loss, loss_prime)`` for the pair: fused if built in."""
+    for name, fused in WITH_PRIME.items():
+        if LOSSES[name][0] is loss and LOSSES[name][1] is loss_prime:
+            return fused
+    return lambda y_true, y_pred: (loss(y_true, y_pred), loss_prime(y_true, y_pred))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -35,10 +36,22 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
+def _all_finite(array, rows=1024) -> bool:
+    """True if no element of ``array`` is NaN or infinite (checked in slices of ``rows``, so
+    no temporary as large as the data is made)."""
+    xp, n = namespace(array), array.shape[0]
+    return all(bool(xp.all(xp.isfinite(array[start:min(start + rows, n), ...])))
+               for start in range(0, n, rows))
+
+
 def _is_native(layer) -> bool:
     """True for layers using forward/backward; False for the tutorial's self-updating style."""
-    kind = type(layer)
-    return (isinstance(layer, Layer)
+    return _is_native_type(type(layer))
+
+
+@functools.cache
+def _is_native_type(kind) -> bool:
+    return (issubclass(kind, Layer)
             and kind.forward_propagation is Layer.forward_propagation
             and kind.backward_propagation is Layer.backward_propagation)
 
@@ -113,12 +126,25 @@ class Network:
                 x = layer.forward_propagation(x)
         return x
 
-    def _backward(self, grad, learning_rate):
-        for layer in reversed(self.layers):
-            if _is_native(layer):
-                grad = layer.backward(grad)
+    def _backward_steps(self, learning_rate):
+        """Backpropagation as calls ``grad -> grad``, from the last layer down to the first one
+        with something to learn.
+
+        Layers before that one have no parameters, so nothing needs their gradients, and it
+        computes only its parameter gradients. Layers in the tutorial's style update themselves
+        at ``learning_rate``.
+        """
+        first = next((index for index, layer in enumerate(self.layers)
+                      if not _is_native(layer) or layer.params), len(self.layers))
+        steps = []
+        for index in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[index]
+            if not _is_native(layer):
+                steps.append(lambda grad, layer=layer: layer.backward_propagation(grad,
+                                                                                  learning_rate))
             else:
-                grad = layer.backward_propagation(grad, learning_rate)
+                steps.append(layer.backward_params if index == first else layer.backward)
+        return steps
 
     def _working_dtype(self) -> str:
         if self.dtype is not None:
@@ -228,8 +254,7 @@ class Network:
             raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
         optimizer = optimizers.get(optimizer, learning_rate)
         x, y = self._pair(x_train, y_train, "x_train")
-        xp = namespace(x)
-        if not bool(xp.all(xp.isfinite(x))) or not bool(xp.all(xp.isfinite(y))):
+        if not (_all_finite(x) and _all_finite(y)):
             raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
                              "data before training")
         if validation_split:
@@ -257,6 +282,8 @@ class Network:
         batches = math.ceil(n / batch_size)
         slots = [(layer, name) for layer in self.layers if _is_native(layer)
                  for name in layer.params]
+        backward = self._backward_steps(optimizer.learning_rate)
+        loss_with_prime = losses_module.with_prime(self.loss, self.loss_prime)
         history = History()
         progress = Progress(epochs, batches, verbose)
         with self._interruptible():
@@ -272,9 +299,10 @@ class Network:
                     else:
                         xb, yb = xp.take(x, order[start:stop], axis=0), \
                             xp.take(y, order[start:stop], axis=0)
-                    out = self._forward(xb, training=True)
-                    total = total + self.loss(yb, out) * (stop - start)
-                    self._backward(self.loss_prime(yb, out), optimizer.learning_rate)
+                    loss, grad = loss_with_prime(yb, self._forward(xb, training=True))
+                    total = total + loss * (stop - start)
+                    for step in backward:
+                        grad = step(grad)
                     optimizer.step(slots)
                     seen = stop
                     progress.batch_done(batch)

@@ -188,17 +188,32 @@ class Adam(Optimizer):
     def update(self, key, param, grad):
         if self.weight_decay:
             grad = grad + self.weight_decay * param
-        return param - self.current_learning_rate * self._adam_step(key, param, grad)
+        direction, scale = self._adam_step(key, param, grad)
+        return param - (self.current_learning_rate * scale) * direction
 
     def _adam_step(self, key, param, grad):
-        """Update slot ``key``'s moments with ``grad``; return ``m_hat / (sqrt(v_hat) + eps)``."""
+        """Update slot ``key``'s moments with ``grad``; return ``(direction, scale)``.
+
+        ``scale * direction`` is ``m_hat / (sqrt(v_hat) + eps)``, rearranged so that the bias
+        corrections are Python numbers: ``m / (sqrt(v) + eps * c2)`` times ``c2 / c1``, with
+        ``c1 = 1 - beta_1**t`` and ``c2 = sqrt(1 - beta_2**t)`` (fewer passes over the arrays).
+        """
         t = self.iterations + 1
-        first, second = self._state(key, param, 2)
-        first = self.beta_1 * first + (1 - self.beta_1) * grad
-        second = self.beta_2 * second + (1 - self.beta_2) * grad * grad
+        old_first, old_second = self._state(key, param, 2)
+        # moment + (1 - beta) * (new value - moment); the in-place operators only change arrays
+        # made here, saving temporaries (JAX makes new arrays for them instead)
+        first = grad - old_first
+        first *= 1 - self.beta_1
+        first += old_first
+        second = grad * grad
+        second -= old_second
+        second *= 1 - self.beta_2
+        second += old_second
         self.state[key] = (first, second)
-        v_hat = second / (1 - self.beta_2 ** t)
-        return first / (1 - self.beta_1 ** t) / (namespace(v_hat).sqrt(v_hat) + self.epsilon)
+        correction = math.sqrt(1 - self.beta_2 ** t)
+        denominator = namespace(second).sqrt(second)
+        denominator += self.epsilon * correction
+        return first / denominator, correction / (1 - self.beta_1 ** t)
 
     def _config(self):
         return {**super()._config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -213,7 +228,8 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, schedule)
 
     def update(self, key, param, grad):
-        step = self._adam_step(key, param, grad)
+        direction, scale = self._adam_step(key, param, grad)
+        step = scale * direction
         if self.weight_decay:
             step = step + self.weight_decay * param
         return param - self.current_learning_rate * step

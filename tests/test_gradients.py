@@ -6,9 +6,9 @@ import pytest
 from helpers import assert_close_gradient, check_gradients, numeric_gradient, on_backend
 
 from portanet import ActivationLayer, FCLayer
-from portanet.activations import ACTIVATIONS
+from portanet.activations import ACTIVATIONS, tanh, tanh_prime
 from portanet.backend import to_numpy
-from portanet.losses import LOSSES
+from portanet.losses import LOSSES, with_prime
 
 RNG = np.random.default_rng(7)
 
@@ -65,3 +65,28 @@ def test_loss_gradient(name):
     target = on_backend(y_true)
     numeric = numeric_gradient(lambda p: float(loss(target, on_backend(p))), y_pred)
     assert_close_gradient(loss_prime(target, on_backend(y_pred)), numeric)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_fused_loss_and_prime_equal_the_separate_functions(name):
+    loss, loss_prime = LOSSES[name]
+    y_true, y_pred = (on_backend(a) for a in loss_inputs(name))
+    value, grad = with_prime(loss, loss_prime)(y_true, y_pred)
+    np.testing.assert_allclose(float(value), float(loss(y_true, y_pred)), rtol=1e-14)
+    np.testing.assert_allclose(to_numpy(grad), to_numpy(loss_prime(y_true, y_pred)), rtol=1e-14,
+                               atol=1e-16)
+
+
+def test_user_activation_pair_keeps_its_own_derivative():
+    calls = []
+
+    def doubled_prime(x):
+        calls.append(1)
+        return 2.0 * tanh_prime(x)
+
+    layer = ActivationLayer(tanh, doubled_prime)
+    x = away_from_kinks((3, 2))
+    layer.forward(on_backend(x))
+    grad = to_numpy(layer.backward(on_backend(np.ones((3, 2)))))
+    np.testing.assert_allclose(grad, 2.0 * (1 - np.tanh(x) ** 2), rtol=1e-12)
+    assert calls == [1]

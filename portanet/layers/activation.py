@@ -1,6 +1,6 @@
 """The activation layer: an elementwise function (or softmax) between other layers."""
 
-from ..activations import ACTIVATIONS
+from ..activations import ACTIVATIONS, PRIMES_FROM_OUTPUT
 from ..backend import namespace
 from ..errors import InputError
 from .base import Layer
@@ -13,6 +13,10 @@ class ActivationLayer(Layer):
     :data:`portanet.activations.ACTIVATIONS` (``ActivationLayer("relu")``). A derivative that
     returns a Jacobian (one more axis than its input, as ``softmax_prime`` does) is applied as a
     vector-Jacobian product, so softmax is exact for batches.
+
+    For a built-in pair (given by name or as the two functions), backward computes the
+    derivative from the layer's output (:data:`portanet.activations.PRIMES_FROM_OUTPUT`)
+    instead of evaluating the activation a second time.
     """
 
     def __init__(self, activation, activation_prime=None):
@@ -26,6 +30,10 @@ class ActivationLayer(Layer):
             raise InputError("ActivationLayer needs an activation and its derivative "
                              "(two functions), or the name of a built-in activation")
         self.activation, self.activation_prime = activation, activation_prime
+        name = getattr(activation, "__name__", None)
+        builtin = ACTIVATIONS.get(name, (None, None))
+        self.prime_from_output = (PRIMES_FROM_OUTPUT[name] if builtin[0] is activation
+                                  and builtin[1] is activation_prime else None)
 
     def forward(self, x, training=False):
         self.input = x
@@ -33,7 +41,10 @@ class ActivationLayer(Layer):
         return self.output
 
     def backward(self, grad_output):
-        derivative = self.activation_prime(self.input)
+        if self.prime_from_output is not None:
+            derivative = self.prime_from_output(self.output)
+        else:
+            derivative = self.activation_prime(self.input)
         if derivative.ndim == grad_output.ndim + 1:
             xp = namespace(derivative)
             row = xp.expand_dims(grad_output, axis=-2)

@@ -9,7 +9,8 @@ class Layer:
 
     A layer computes ``forward(x, training)`` and, from the gradient of the loss with respect
     to its output, ``backward(grad_output)`` returns the gradient with respect to its input and
-    leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them).
+    leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them);
+    ``backward_params(grad_output)`` does only the latter, for the first layer of a network.
     Parameters are array attributes named in ``params``; ``buffers`` names arrays that are
     state but not trained (running statistics). Both are saved with the network.
 
@@ -34,6 +35,15 @@ class Layer:
     def backward(self, grad_output):
         """Gradient with respect to the input; parameter gradients go to ``self.grads``."""
         raise NotImplementedError(f"{type(self).__name__} must define backward()")
+
+    def backward_params(self, grad_output):
+        """Only the parameter gradients (into ``self.grads``), without the input gradient.
+
+        The network calls this on its first trainable layer, whose input gradient nobody uses.
+        This default runs :meth:`backward` and drops its result; layers override it to skip
+        that work.
+        """
+        self.backward(grad_output)
 
     def output_shape(self, input_shape):
         """Per-sample output shape for ``input_shape``; ShapeError if it does not fit."""

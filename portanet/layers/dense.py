@@ -44,13 +44,18 @@ class FCLayer(Layer):
         if x.shape[-1] != self.input_size:
             self.output_shape(tuple(x.shape[1:]))
         self.input = x
-        self.output = x @ self.weights + self.bias
+        out = x @ self.weights
+        out += self.bias  # in place on the new product: one temporary less
+        self.output = out
         return self.output
 
     def backward(self, grad_output):
+        self.backward_params(grad_output)
+        return grad_output @ self.weights.T
+
+    def backward_params(self, grad_output):
         self.grads = {"weights": self.input.T @ grad_output,
                       "bias": namespace(grad_output).sum(grad_output, axis=0, keepdims=True)}
-        return grad_output @ self.weights.T
 
     def config(self):
         return {"input_size": self.input_size, "output_size": self.output_size, "init": self.init}
