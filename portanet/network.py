@@ -172,7 +172,9 @@ class Network:
         if array.ndim == 0 or array.shape[0] == 0:
             raise InputError(f"{label} is empty: give at least one sample (rows first)")
         xp = namespace(array)
-        tutorial = array.ndim == 3 and array.shape[1] == 1
+        first_shape = getattr(self.layers[0], "input_shape", None) if self.layers else None
+        tutorial = (array.ndim == 3 and array.shape[1] == 1
+                    and (first_shape is None or len(first_shape) == 1))
         if tutorial:
             array = xp.reshape(array, (array.shape[0], array.shape[2]))
         elif array.ndim == 1:

@@ -96,3 +96,10 @@ def test_errors_are_portanet_errors():
     for kind in (portanet.InputError, portanet.ShapeError, portanet.BackendError,
                  portanet.TrainingError, portanet.DataError, portanet.ModelFileError):
         assert issubclass(kind, portanet.PortanetError)
+
+
+def test_dense_after_conv_without_flatten_is_refused():
+    net = Network()
+    net.add(portanet.Conv2D(1, 2, 3, padding="same", input_shape=(1, 5, 5)))
+    with pytest.raises(portanet.ShapeError, match="Flatten"):
+        net.add(FCLayer(5, 3))

@@ -35,13 +35,14 @@ class FCLayer(Layer):
             self.bias = backend.zeros((1, output_size), dtype)
 
     def output_shape(self, input_shape):
-        if tuple(input_shape[-1:]) != (self.input_size,):
+        if tuple(input_shape) != (self.input_size,):
+            hint = " (add a Flatten layer before it)" if len(input_shape) > 1 else ""
             raise ShapeError(f"{self!r} expects {self.input_size} features per sample, "
-                             f"got per-sample shape {tuple(input_shape)}")
-        return (*input_shape[:-1], self.output_size)
+                             f"got per-sample shape {tuple(input_shape)}{hint}")
+        return (self.output_size,)
 
     def forward(self, x, training=False):
-        if x.shape[-1] != self.input_size:
+        if x.ndim != 2 or x.shape[-1] != self.input_size:
             self.output_shape(tuple(x.shape[1:]))
         self.input = x
         out = x @ self.weights
