@@ -16,7 +16,7 @@ from .layers.base import Layer
 from .metrics import accuracy
 from .progress import Progress
 
-PREDICT_BATCH = 4096  # rows per forward pass in predict/evaluate: bounds memory on big inputs
+PREDICT_BATCH = 1024  # rows per forward pass in predict/evaluate: bounds memory on big inputs
 
 
 class History:
@@ -188,10 +188,16 @@ class Network:
             raise InputError("no loss set: call net.use(loss, loss_prime) before fit/evaluate")
 
     def _check_features(self, x, label):
-        expected = getattr(self.layers[0], "input_shape", None)
-        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-            raise ShapeError(f"{label} has per-sample shape {tuple(x.shape[1:])} but the first "
-                             f"layer {self.layers[0]!r} expects {tuple(expected)}")
+        first, shape = self.layers[0], tuple(x.shape[1:])
+        expected = getattr(first, "input_shape", None)
+        if expected is not None and shape != tuple(expected):
+            try:  # the layer's own message may say more (e.g. channels-last images)
+                first.output_shape(shape)
+                detail = ""
+            except ShapeError as exc:
+                detail = f": {exc}"
+            raise ShapeError(f"{label} has per-sample shape {shape} but the first layer "
+                             f"{first!r} expects {tuple(expected)}{detail}")
 
     def predict(self, x, batch_size=PREDICT_BATCH):
         """Network output for ``x`` (inference mode).

@@ -103,3 +103,10 @@ def test_dense_after_conv_without_flatten_is_refused():
     net.add(portanet.Conv2D(1, 2, 3, padding="same", input_shape=(1, 5, 5)))
     with pytest.raises(portanet.ShapeError, match="Flatten"):
         net.add(FCLayer(5, 3))
+
+
+def test_channels_last_images_get_the_nchw_hint():
+    net = Network()
+    net.add(portanet.Conv2D(1, 2, 3, input_shape=(1, 6, 6)))
+    with pytest.raises(portanet.ShapeError, match="NCHW"):
+        net.predict(np.zeros((2, 6, 6, 1)))
