@@ -112,6 +112,10 @@ def tests(session, backend):
 
     session.env["PORTANET_BACKEND"] = backend
     session.run(python, "-m", "pytest", *(session.posargs or ["-q"]))
+    if backend == "array_api_strict" and not session.posargs:
+        # Again on a fake second device: arrays must never meet default-device ones, the CPU
+        # stand-in for GPU placement bugs.
+        session.run(python, "-m", "pytest", "-q", env={"PORTANET_DEVICE": "device1"})
 
 
 @nox.session(allow_parallel=True)

@@ -147,13 +147,19 @@ def set_backend(name: str | None = None, device: str | None = None) -> Backend:
 
     ``name`` is one of :data:`BACKENDS`; ``None`` reads ``PORTANET_BACKEND`` (default numpy).
     ``device`` is "cpu", "cuda", "cuda:N" (or an array_api_strict device name); ``None`` reads
-    ``PORTANET_DEVICE`` and otherwise uses the backend's default device.
+    ``PORTANET_DEVICE`` (when ``name`` is the environment's backend, or none is set there) and
+    otherwise uses the backend's default device.
     """
     global _current
-    name = (name or _env("PORTANET_BACKEND") or "numpy").strip().lower().replace("-", "_")
+    def canonical(text):
+        return text.strip().lower().replace("-", "_")
+
+    env_name = _env("PORTANET_BACKEND")
+    name = canonical(name or env_name or "numpy")
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
-    device = device or _env("PORTANET_DEVICE")
+    if device is None and (env_name is None or canonical(env_name) == name):
+        device = _env("PORTANET_DEVICE")  # the env's device goes with the env's backend
     module = _import(name)
     resolved = _resolve_device(name, module, device)
     _current = Backend(name, _probe(name, module, resolved), resolved)

@@ -95,3 +95,12 @@ def test_info_command_lists_every_backend(capsys):
     for name in portanet.BACKENDS:
         assert name in out
     assert "selected:" in out
+
+
+def test_env_device_goes_with_the_env_backend(monkeypatch):
+    monkeypatch.setenv("PORTANET_BACKEND", "numpy")
+    monkeypatch.setenv("PORTANET_DEVICE", "cuda")
+    with pytest.raises(portanet.BackendError, match="CPU only"):
+        portanet.set_backend()
+    monkeypatch.setenv("PORTANET_BACKEND", "array_api_strict")
+    assert portanet.set_backend("numpy").name == "numpy"  # an explicit other backend: its default
