@@ -28,6 +28,8 @@ parser.add_argument("--data-dir")
 parser.add_argument("--samples", type=int, default=1000)
 parser.add_argument("--epochs", type=int, default=35)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                    help="float64 (default) computes as the tutorial's float64 weights do")
 args = parser.parse_args()
 print("backend:", portanet.get_backend())
 
@@ -44,11 +46,12 @@ for name, scale in (("raw", None), ("normalized", normalize), ("standardized", s
     portanet.set_seed(args.seed)  # the same initial network for each preprocessing
     train, test = (x_train, x_test) if scale is None else (scale(x_train), scale(x_test))
     net = Network()
-    net.add(FCLayer(features, 100, init="uniform"))  # the tutorial's U(-0.5, 0.5) weights
+    # the tutorial's U(-0.5, 0.5) initial weights
+    net.add(FCLayer(features, 100, init="uniform", dtype=args.dtype))
     net.add(ActivationLayer(tanh, tanh_prime))
-    net.add(FCLayer(100, 50, init="uniform"))
+    net.add(FCLayer(100, 50, init="uniform", dtype=args.dtype))
     net.add(ActivationLayer(tanh, tanh_prime))
-    net.add(FCLayer(50, 10, init="uniform"))
+    net.add(FCLayer(50, 10, init="uniform", dtype=args.dtype))
     net.add(ActivationLayer(tanh, tanh_prime))
     net.use(mse, mse_prime)
     print(f"\n== {name} inputs: training on {args.samples} samples")
