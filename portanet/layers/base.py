@@ -1,5 +1,7 @@
 """The layer protocol every portanet layer follows."""
 
+import inspect
+
 from ..backend import dtype_name, get_backend, namespace, to_numpy
 from ..errors import ShapeError
 
@@ -89,5 +91,9 @@ class Layer:
         return {}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        """The class and the constructor arguments that differ from their defaults."""
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(type(self)).parameters.items()}
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items()
+                         if k not in defaults or defaults[k] != v)
         return f"{type(self).__name__}({args})"
