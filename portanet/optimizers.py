@@ -108,6 +108,10 @@ class Optimizer:
             self.state[key] = (namespace(param).zeros_like(param),) * count
         return self.state[key]
 
+    def _with_l2(self, param, grad):
+        """``grad`` plus the L2 term ``weight_decay * param`` (weight decay in the gradient)."""
+        return grad + self.weight_decay * param if self.weight_decay else grad
+
     def _config(self):
         return {"learning_rate": self.learning_rate}
 
@@ -135,8 +139,7 @@ class SGD(Optimizer):
         self.weight_decay = _non_negative("weight_decay", weight_decay)
 
     def update(self, key, param, grad):
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
+        grad = self._with_l2(param, grad)
         step = grad
         if self.momentum:
             (velocity,) = self._state(key, param, 1)
@@ -161,8 +164,7 @@ class RMSprop(Optimizer):
         self.weight_decay = _non_negative("weight_decay", weight_decay)
 
     def update(self, key, param, grad):
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
+        grad = self._with_l2(param, grad)
         (square,) = self._state(key, param, 1)
         square = self.rho * square + (1 - self.rho) * grad * grad
         self.state[key] = (square,)
@@ -186,8 +188,7 @@ class Adam(Optimizer):
         self.weight_decay = _non_negative("weight_decay", weight_decay)
 
     def update(self, key, param, grad):
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
+        grad = self._with_l2(param, grad)
         direction, scale = self._adam_step(key, param, grad)
         return param - (self.current_learning_rate * scale) * direction
 
