@@ -70,9 +70,16 @@ def _env(name: str) -> str | None:
     return value or None
 
 
+def _load(name: str):
+    """Import backend ``name``'s library, with portanet's settings for it."""
+    if name == "jax":  # take GPU memory on demand, like torch and cupy, so processes can share
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return importlib.import_module(MODULES[name])
+
+
 def _import(name: str):
     try:
-        return importlib.import_module(MODULES[name])
+        return _load(name)
     except ImportError as exc:
         raise BackendError(
             f"backend {name!r} is not installed ({exc}). Install it with: {INSTALL[name]}"
@@ -129,6 +136,8 @@ def _probe(name: str, module, device):
                 probe = module.zeros(1)
         elif name == "jax":
             module.config.update("jax_enable_x64", True)  # float64 on request, like the others
+            if not _env("JAX_DEFAULT_MATMUL_PRECISION"):  # full float32 matmuls on GPUs (no TF32),
+                module.config.update("jax_default_matmul_precision", "highest")  # as elsewhere
             probe = module.device_put(module.numpy.zeros(1), device)
         else:
             probe = module.zeros(1, device=device)
@@ -231,7 +240,7 @@ def describe_backends() -> list[dict]:
     for name in BACKENDS:
         row = {"backend": name, "installed": False, "version": "", "devices": []}
         try:
-            module = importlib.import_module(MODULES[name])
+            module = _load(name)
         except ImportError as exc:
             row["note"] = f"not installed: {INSTALL[name]} ({exc.__class__.__name__})"
             rows.append(row)

@@ -51,11 +51,13 @@ def test_ctrl_c_stops_training_and_still_saves(backend, tmp_path):
         [sys.executable, "-m", "portanet", "train", "--model", "tutorial", "--epochs", "500",
          "--backend", backend.name, "--save", str(model)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen = []
     for line in child.stdout:
+        seen.append(line)
         if line.startswith("epoch 1/500"):
             child.send_signal(signal.SIGINT)
             break
     rest = child.stdout.read()
-    assert child.wait(timeout=120) == 0, rest
+    assert child.wait(timeout=120) == 0, "".join(seen) + rest
     assert "interrupted" in rest and "accuracy" in rest and model.exists()
     assert portanet.load(model).predict(np.zeros((1, 64))).shape == (1, 10)
