@@ -8,6 +8,7 @@ from .backend import BACKENDS, get_backend, set_backend, set_seed
 from .errors import (
     BackendError,
     DataError,
+    DistributedError,
     InputError,
     ModelFileError,
     PortanetError,
@@ -33,7 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "Conv2D",
-    "DataError", "Dropout", "FCLayer", "Flatten", "History", "InputError", "Layer", "MaxPool2D",
+    "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "History", "InputError",
+    "Layer", "MaxPool2D",
     "ModelFileError", "Network", "PortanetError", "Reshape", "ShapeError", "TrainingError",
     "get_backend", "load", "set_backend", "set_seed",
 ]

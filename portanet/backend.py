@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,12 +87,44 @@ def _import(name: str):
         ) from exc
 
 
+# where MPI launchers (Open MPI, MPICH/Hydra, Slurm, Intel MPI) put a process's rank on its node
+LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
+                        "PMI_LOCAL_RANK")
+
+
+def local_rank() -> int:
+    """This process's rank among the MPI processes on its node (0 outside MPI)."""
+    for variable in LOCAL_RANK_VARIABLES:
+        value = _env(variable)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _gpu_count(name: str, module) -> int:
+    if name == "torch":
+        return module.cuda.device_count()
+    if name == "jax":
+        return len(module.devices("gpu"))
+    return module.cuda.runtime.getDeviceCount()
+
+
 def _resolve_device(name: str, module, device: str | None):
-    """Turn a device string ("cpu", "cuda", "cuda:1", ...) into the backend's device object."""
+    """Turn a device string ("cpu", "cuda", "cuda:1", ...) into the backend's device object.
+
+    A bare "cuda" under an MPI launcher means GPU ``local rank % GPUs on the node``: one rank
+    per GPU without changing the command.
+    """
     kind, _, index_text = (device or "").partition(":")
     if index_text and not index_text.isdigit():
         raise BackendError(f"device {device!r} is not understood: use cpu, cuda or cuda:N")
     index = int(index_text or 0)
+    wants_gpu = kind in ("cuda", "gpu") or (name == "cupy" and not kind)
+    if wants_gpu and not index_text and local_rank():
+        try:
+            index = local_rank() % max(1, _gpu_count(name, module))
+        except Exception:  # no GPU at all: the checks below say so
+            index = 0
     if name == "numpy":
         if kind not in ("", "cpu"):
             raise BackendError(f"numpy runs on the CPU only (asked for device {device!r}); "
@@ -217,6 +250,42 @@ def to_numpy(x) -> np.ndarray:
     if is_host_data(x) or array_api_compat.is_jax_array(x):
         return np.asarray(x)
     return np.from_dlpack(x)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_cpu_cores(processes: int) -> int | None:
+    """Give this process its share of the CPU cores when ``processes`` share a node: BLAS,
+    OpenMP and torch's thread pools are limited to cores // processes (at least one, never more
+    than the cores this process may run on). Nothing changes when the user has set a thread
+    count (OMP_NUM_THREADS, ...). Returns the thread count set, or None."""
+    if processes <= 1 or any(_env(variable) for variable in THREAD_VARIABLES):
+        return None
+    cores = os.cpu_count() or 1
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    threads = max(1, min(allowed, cores // processes))
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+    except ImportError:  # scikit-learn brings it; without it, only torch is limited
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    return threads
+
+
+def cuda_buffer(x):
+    """``x`` ready for a CUDA-aware MPI call (its queued GPU work finished), or None where MPI
+    must go through host memory: CPU arrays, and JAX arrays (immutable, so nothing can be
+    received into them)."""
+    if array_api_compat.is_cupy_array(x):
+        sys.modules["cupy"].cuda.get_current_stream().synchronize()
+        return x
+    if array_api_compat.is_torch_array(x) and x.is_cuda:
+        sys.modules["torch"].cuda.current_stream(x.device).synchronize()
+        return x
+    return None
 
 
 def dtype_name(x) -> str:

@@ -3,18 +3,21 @@
     portanet train                                  # digits, offline, about half a minute
     portanet train --dataset fashion-mnist --model mlp --epochs 10 --save fmnist.npz
     portanet evaluate --model fmnist.npz --dataset fashion-mnist
+    mpirun -n 4 portanet train --distributed --dataset fashion-mnist   # 4 processes, one network
     portanet predict --model fmnist.npz images.npy
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 
 import numpy as np
 
-from . import __version__, datasets, models
+from . import __version__, datasets, distributed, models
 from .backend import describe_backends, get_backend, set_backend, set_seed
 from .errors import InputError, PortanetError
 from .io import load
@@ -62,22 +65,44 @@ def _load_dataset(name, data_dir):
     return (x_train, y_train), (x_test, y_test)
 
 
-def _report(network, x_test, labels, classes):
+def _report(network, x_test, labels, classes, world=None):
+    """Print the per-class report on the test set; with ``world``, each rank predicts its
+    share and rank 0 reports on all of them."""
     started = time.perf_counter()
-    outputs = network.predict(x_test)
+    if world is None:
+        outputs = network.predict(x_test)
+    else:
+        lo, hi = world.shard(0, len(x_test))
+        mine = network.predict(x_test[lo:hi]) if hi > lo else np.zeros((0, classes))
+        outputs = world.gather(mine, len(x_test))
+        if outputs is None:
+            return
     print(f"\ntest set ({len(x_test)} images, predicted in {time.perf_counter() - started:.2f}s):")
     print(classification_report(to_categorical(labels, classes), outputs))
 
 
 def cmd_train(args):
-    """Train a model on a data set, report on its test set, optionally save and plot."""
+    """Train a model on a data set, report on its test set, optionally save and plot.
+
+    With ``--distributed`` (under mpirun) every rank trains its share of each batch; only
+    rank 0 prints, saves and plots.
+    """
+    world = distributed.init() if args.distributed else None
+    if world is None or world.is_root:
+        return _train(args, world)
+    with open(os.devnull, "w") as silent, contextlib.redirect_stdout(silent):
+        return _train(args, world)
+
+
+def _train(args, world):
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
     settings = {**spec.training, **DATASET_SETTINGS.get(args.dataset, {}).get(args.model, {})}
     settings.update({key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
                      if getattr(args, key) is not None})
-    print(f"portanet {__version__} on {backend}")
+    print(f"portanet {__version__} on {backend}"
+          + (f", {world.size} MPI processes" if world is not None else ""))
     (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir)
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
@@ -95,10 +120,16 @@ def cmd_train(args):
     history = network.fit(prepare(x_train, metadata), to_categorical(y_train, classes),
                           shuffle=settings["batch_size"] > 1,
                           validation_split=args.validation_split, verbose=not args.quiet,
-                          **settings)
-    print(f"trained {len(history.epoch)} epochs in {time.perf_counter() - started:.1f}s"
-          + ("  (interrupted)" if history.interrupted else ""))
-    _report(network, prepare(x_test, metadata), y_test, classes)
+                          distributed=world or False, **settings)
+    seconds = time.perf_counter() - started
+    samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
+    print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
+          "samples/s)" + ("  (interrupted)" if history.interrupted else ""))
+    if world is not None:
+        print(f"distributed: {world.size} processes, gradients averaged through "
+              f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
+              f"({world.comm_seconds / seconds:.0%} of training) over {world.steps} steps")
+    _report(network, prepare(x_test, metadata), y_test, classes, world)
     if args.save:
         print(f"saved the network to {network.save(args.save)}")
     if args.plot:
@@ -163,6 +194,8 @@ def build_parser():
     train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
     train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the processes of an MPI job (mpirun -n N ...)")
     _backend_options(train)
     train.set_defaults(run=cmd_train)
 

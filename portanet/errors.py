@@ -27,3 +27,7 @@ class DataError(PortanetError):
 
 class ModelFileError(PortanetError):
     """A saved network file is missing, truncated, or does not match."""
+
+
+class DistributedError(PortanetError):
+    """Distributed training cannot start or go on (no MPI, ranks that disagree, a lost rank)."""

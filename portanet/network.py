@@ -8,6 +8,7 @@ import math
 import signal
 import threading
 
+from . import distributed as distributed_module
 from . import losses as losses_module
 from . import optimizers
 from .backend import dtype_name, get_backend, is_host_data, namespace, rng, to_numpy
@@ -71,7 +72,7 @@ class Network:
         self.loss_prime = None
         self.dtype = dtype
         self.metadata: dict = {}  # free-form JSON-able notes saved with the network
-        self._interrupted = False
+        self._stop_requested = False
 
     # -- building ---------------------------------------------------------------------------
     def add(self, layer):
@@ -221,16 +222,30 @@ class Network:
                  for i in range(0, n, batch_size)]
         return namespace(parts[0]).concat(parts, axis=0)
 
-    def evaluate(self, x, y, batch_size=PREDICT_BATCH):
-        """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats."""
+    def evaluate(self, x, y, batch_size=PREDICT_BATCH, distributed=False):
+        """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats.
+
+        ``distributed=True`` (under MPI, every rank holding all of ``x`` and ``y``) splits the
+        samples over the ranks and sums their results: every rank gets the whole set's figures.
+        """
+        world = distributed_module.resolve(distributed)
         self._check_ready(need_loss=True)
         x_rows, y_rows = self._pair(x, y)
-        loss, acc = self._score(x_rows, y_rows, batch_size)
+        loss, acc = self._score(x_rows, y_rows, batch_size, world)
         return {"loss": loss, "accuracy": acc}
 
-    def _score(self, x, y, batch_size=PREDICT_BATCH):
-        out = self._predict_rows(x, batch_size)
-        return float(self.loss(y, out)), float(accuracy(y, out))
+    def _score(self, x, y, batch_size=PREDICT_BATCH, world=None):
+        """(mean loss, accuracy) over all rows, or over all ranks' shards of them."""
+        n = x.shape[0]
+        lo, hi = world.shard(0, n) if world is not None else (0, n)
+        sums = [0.0, 0.0]
+        if hi > lo:
+            out = self._predict_rows(x[lo:hi, ...], batch_size)
+            sums = [float(self.loss(y[lo:hi, ...], out)) * (hi - lo),
+                    float(accuracy(y[lo:hi, ...], out)) * (hi - lo)]
+        if world is not None:
+            sums = world.sum(sums, "the evaluation")
+        return sums[0] / n, sums[1] / n
 
     def _pair(self, x, y, label="x"):
         x_rows, _, _ = self._as_rows(x, label)
@@ -243,7 +258,8 @@ class Network:
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
-            optimizer=None, validation_data=None, validation_split=0.0, verbose=1):
+            optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
+            distributed=False):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
 
         The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
@@ -253,7 +269,23 @@ class Network:
         ``validation_data=(x, y)`` or ``validation_split`` (the last fraction of the training
         data) adds "val_loss" and "val_accuracy". Ctrl-C stops after the current batch and keeps
         the network as trained so far; a non-finite loss raises :class:`TrainingError`.
+
+        ``distributed=True`` trains data-parallel over the processes of an MPI job (see
+        :mod:`portanet.distributed`): every rank calls ``fit`` with the same data, each
+        computes its share of every batch, and all end with the same weights as one process
+        training with the same ``batch_size`` would; only rank 0 prints.
         """
+        world = distributed_module.resolve(distributed)
+        if world is None:
+            return self._fit(x_train, y_train, epochs, learning_rate, batch_size, shuffle,
+                             optimizer, validation_data, validation_split, verbose, None)
+        with world.together():
+            return self._fit(x_train, y_train, epochs, learning_rate, batch_size, shuffle,
+                             optimizer, validation_data, validation_split,
+                             verbose and world.is_root, world)
+
+    def _fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle, optimizer,
+             validation_data, validation_split, verbose, world):
         self._check_ready(need_loss=True)
         for label, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -274,8 +306,24 @@ class Network:
         if validation_data is not None:
             validation_data = self._pair(*validation_data, "x_val")
         self._check_targets(x, y)
+        if world is not None:
+            self._join(world, x, y, batch_size)
         return self._train(x, y, epochs, batch_size, shuffle, optimizer, validation_data,
-                           verbose)
+                           verbose, world)
+
+    def _join(self, world, x, y, batch_size):
+        """Check that every rank trains alike, then give all ranks rank 0's weights."""
+        tutorial_style = [layer for layer in self.layers if not _is_native(layer)]
+        if tutorial_style:
+            raise InputError(f"{tutorial_style[0]!r} updates its own weights (the tutorial's "
+                             "backward_propagation), which distributed training cannot "
+                             "average: write it with forward/backward instead")
+        sizes = [math.prod(getattr(layer, name).shape) for layer in self.layers
+                 for name in layer.params + layer.buffers]
+        world.agree(training_samples=x.shape[0], input_values=math.prod(x.shape[1:]),
+                    target_values=math.prod(y.shape[1:]), batch_size=batch_size,
+                    weight_arrays=len(sizes), weights=sum(sizes))
+        world.broadcast_weights(self.layers)
 
     def _check_targets(self, x, y):
         out = self._forward(x[:1, ...], training=False)
@@ -284,7 +332,7 @@ class Network:
                              f"y has {tuple(y.shape[1:])}: for class labels, one-hot encode them "
                              "with portanet.preprocessing.to_categorical")
 
-    def _train(self, x, y, epochs, batch_size, shuffle, optimizer, validation, verbose):
+    def _train(self, x, y, epochs, batch_size, shuffle, optimizer, validation, verbose, world):
         xp = namespace(x)
         n = x.shape[0]
         batches = math.ceil(n / batch_size)
@@ -294,40 +342,54 @@ class Network:
         loss_with_prime = losses_module.with_prime(self.loss, self.loss_prime)
         history = History()
         progress = Progress(epochs, batches, verbose)
+        if world is not None:  # an MPI rank's "terminal" is the launcher's pipe: plain lines
+            progress.live = False
         with self._interruptible():
             for epoch in range(1, epochs + 1):
                 progress.start_epoch(epoch)
-                order = (get_backend().asarray(rng().permutation(n), dtype=None)
-                         if shuffle else None)
+                order = rng().permutation(n) if shuffle else None
+                if order is not None:
+                    if world is not None:  # rank 0's order, however the ranks were seeded
+                        order = world.broadcast(order, "the epoch's sample order")
+                    order = get_backend().asarray(order, dtype=None)
                 total, seen = 0.0, 0
                 for batch, start in enumerate(range(0, n, batch_size), 1):
                     stop = min(start + batch_size, n)
-                    if order is None:
-                        xb, yb = x[start:stop, ...], y[start:stop, ...]
-                    else:
-                        xb, yb = xp.take(x, order[start:stop], axis=0), \
-                            xp.take(y, order[start:stop], axis=0)
-                    loss, grad = loss_with_prime(yb, self._forward(xb, training=True))
-                    total = total + loss * (stop - start)
-                    for step in backward:
-                        grad = step(grad)
+                    lo, hi = (start, stop) if world is None else world.shard(start, stop)
+                    if hi > lo:
+                        if order is None:
+                            xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+                        else:
+                            xb, yb = xp.take(x, order[lo:hi], axis=0), \
+                                xp.take(y, order[lo:hi], axis=0)
+                        loss, grad = loss_with_prime(yb, self._forward(xb, training=True))
+                        total = total + loss * (hi - lo)
+                        for step in backward:
+                            grad = step(grad)
+                    interrupted = self._stop_requested if world is None else \
+                        world.average_gradients(slots, hi - lo, stop - start, self._stop_requested)
                     optimizer.step(slots)
                     seen = stop
                     progress.batch_done(batch)
-                    if self._interrupted:
+                    if interrupted:
                         break
-                values = {"loss": float(total) / seen}
+                loss_sum = float(total)
+                if world is not None:
+                    loss_sum = world.sum([loss_sum], "the epoch's loss")[0]
+                    world.average_buffers(self.layers)
+                values = {"loss": loss_sum / seen}
                 if not math.isfinite(values["loss"]):
                     raise TrainingError(
                         f"the loss became {values['loss']} at epoch {epoch}: training stopped. "
                         f"Lower the learning rate (now {optimizer.learning_rate:g}) or normalise "
                         "the inputs (portanet.preprocessing.standardize / normalize).")
                 if validation is not None:
-                    values["val_loss"], values["val_accuracy"] = self._score(*validation)
+                    values["val_loss"], values["val_accuracy"] = self._score(
+                        *validation, world=world)
                 history.record(epoch, values)
                 progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
                     f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
-                if self._interrupted:
+                if interrupted:
                     history.interrupted = True
                     progress.message(f"interrupted in epoch {epoch} after {seen} of {n} samples: "
                                      "the network keeps the weights of the last full batch")
@@ -337,15 +399,15 @@ class Network:
     @contextlib.contextmanager
     def _interruptible(self):
         """Turn the first Ctrl-C into a request to stop after the current batch."""
-        self._interrupted = False
+        self._stop_requested = False
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def request_stop(signum, frame):
-            if self._interrupted:  # a second Ctrl-C stops at once
+            if self._stop_requested:  # a second Ctrl-C stops at once
                 raise KeyboardInterrupt
-            self._interrupted = True
+            self._stop_requested = True
 
         previous = signal.signal(signal.SIGINT, request_stop)
         try:

@@ -1,0 +1,269 @@
+"""Data-parallel training over MPI (mpi4py): one network, trained by N processes together.
+
+Start the same program on N processes (``mpirun -n N python train.py``, or
+``mpirun -n N portanet train --distributed``) and train with ``net.fit(..., distributed=True)``.
+Every rank holds the whole network and the whole data set. Rank 0's parameters are broadcast at
+the start; each global batch (``batch_size`` samples, in rank 0's shuffled order) is split into
+one shard per rank; after backward, one allreduce averages the ranks' gradients, weighted by
+shard size, so every rank applies the update that one process training on the whole batch
+would, and all ranks keep identical weights. Only rank 0 prints.
+
+Every collective waits at most ``timeout`` seconds (``PORTANET_MPI_TIMEOUT``, default 300): a
+rank that hangs or dies makes the others stop the whole job with a message, and a rank that
+raises prints its traceback and stops the job, instead of leaving the others waiting forever.
+
+Gradients of GPU arrays (CuPy, torch on CUDA) go to MPI as device buffers when the MPI library is
+CUDA-aware (``MPI.Query_cuda_support()``, or ``PORTANET_MPI_CUDA_AWARE=1``), and through host
+memory otherwise; :attr:`World.transport` says which was used. A bare ``PORTANET_DEVICE=cuda``
+gives each rank the GPU of its local rank (see :func:`portanet.backend.local_rank`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from .backend import cuda_buffer, dtype_name, get_backend, namespace, share_cpu_cores, to_numpy
+from .errors import DistributedError, InputError, TrainingError
+
+DEFAULT_TIMEOUT = 300.0
+INSTALL = ("pip install 'portanet[mpi]' (mpi4py and Open MPI); on a cluster, pip install mpi4py "
+           "built against the cluster's MPI")
+
+_default: World | None = None
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise DistributedError(f"distributed training needs mpi4py and an MPI library ({exc}). "
+                               f"Install them with: {INSTALL}") from exc
+    return MPI
+
+
+def _cuda_aware(mpi) -> bool:
+    """Whether the MPI library takes GPU buffers: PORTANET_MPI_CUDA_AWARE, else its own answer."""
+    setting = os.environ.get("PORTANET_MPI_CUDA_AWARE", "").strip()
+    if setting:
+        return setting not in ("0", "false", "no")
+    query = getattr(mpi, "Query_cuda_support", None)
+    return bool(query()) if query is not None else False
+
+
+def init(timeout: float | None = None) -> World:
+    """The :class:`World` of all processes of this MPI job (made on first call)."""
+    global _default
+    if _default is None:
+        _default = World(timeout=timeout)
+    return _default
+
+
+def resolve(distributed) -> World | None:
+    """``fit``'s ``distributed`` argument as a World: False/None → None, True → :func:`init`."""
+    if distributed is None or distributed is False:
+        return None
+    if distributed is True:
+        return init()
+    if isinstance(distributed, World):
+        return distributed
+    raise InputError(f"distributed must be True, False or a portanet.distributed.World, "
+                     f"got {distributed!r}")
+
+
+class World:
+    """The MPI processes (ranks) training one network together.
+
+    ``comm`` is an mpi4py communicator (``MPI.COMM_WORLD`` by default); ``timeout`` bounds every
+    wait for the other ranks, in seconds. ``comm_seconds`` adds up the time spent exchanging
+    gradients (waiting for slower ranks included) and ``steps`` counts the exchanges.
+    """
+
+    def __init__(self, comm=None, timeout: float | None = None):
+        self._mpi = _mpi()
+        self.comm = comm if comm is not None else self._mpi.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        node = self.comm.Split_type(self._mpi.COMM_TYPE_SHARED)
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+        self.threads = share_cpu_cores(self.local_size)  # no BLAS threads fighting over cores
+        if timeout is None:
+            timeout = float(os.environ.get("PORTANET_MPI_TIMEOUT") or DEFAULT_TIMEOUT)
+        if not timeout > 0:
+            raise InputError(f"the MPI timeout must be a positive number of seconds, "
+                             f"got {timeout!r}")
+        self.timeout = timeout
+        self.cuda_aware = _cuda_aware(self._mpi)
+        self.transport = "none (one process)" if self.size == 1 else "not used yet"
+        self.comm_seconds, self.steps = 0.0, 0
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0, the rank that prints and writes files."""
+        return self.rank == 0
+
+    def __repr__(self):
+        return f"World(rank={self.rank}, size={self.size}, local_rank={self.local_rank})"
+
+    # -- failing together ---------------------------------------------------------------
+    def abort(self, message: str):
+        """Print ``message`` for this rank and stop every rank of the job."""
+        if self.size == 1:
+            raise DistributedError(message)
+        sys.stdout.flush()
+        sys.stderr.write(f"portanet.distributed: rank {self.rank} of {self.size}: {message}. "
+                         "Stopping every rank.\n")
+        sys.stderr.flush()
+        self.comm.Abort(1)
+
+    @contextlib.contextmanager
+    def together(self):
+        """A block all ranks go through together: an exception on one rank prints its traceback
+        and stops the job, so no rank waits for one that has gone. TrainingError and
+        DistributedError, which every rank raises alike, pass through."""
+        try:
+            yield
+        except (TrainingError, DistributedError):
+            raise
+        except BaseException as exc:
+            if self.size == 1:
+                raise
+            traceback.print_exc()
+            self.abort(f"{type(exc).__name__}: {exc}")
+
+    def _wait(self, request, what):
+        """Wait for a nonblocking collective; abort the job if it takes over ``timeout``."""
+        deadline = time.perf_counter() + self.timeout
+        pause = 0.0
+        while not request.Test():
+            if time.perf_counter() > deadline:
+                self.abort(f"no answer from the other ranks for {self.timeout:g} s in {what}: "
+                           "a rank has stopped, hung or failed (PORTANET_MPI_TIMEOUT sets "
+                           "the limit)")
+            time.sleep(pause)  # lets a rank sharing this core compute
+            pause = min(2 * pause or 1e-5, 1e-3)
+
+    # -- collectives ----------------------------------------------------------------------
+    def sum(self, values, what="a sum"):
+        """The element-wise sum over the ranks of a list of numbers (float64)."""
+        send = np.asarray(values, dtype=np.float64)
+        if self.size == 1:
+            return send.tolist()
+        total = np.empty_like(send)
+        self._wait(self.comm.Iallreduce(send, total, op=self._mpi.SUM), what)
+        return total.tolist()
+
+    def agree(self, **values):
+        """Raise DistributedError on every rank unless all ranks have the same ``values``."""
+        mine = np.asarray(list(values.values()), dtype=np.float64)
+        both = np.concatenate([mine, -mine])
+        extremes = both.copy()
+        if self.size > 1:
+            self._wait(self.comm.Iallreduce(both, extremes, op=self._mpi.MAX), "a check")
+        high, low = extremes[:len(mine)], -extremes[len(mine):]
+        differ = [f"{name} ({low[k]:g} to {high[k]:g})" for k, name in enumerate(values)
+                  if low[k] != high[k]]
+        if differ:
+            raise DistributedError("the ranks disagree on " + ", ".join(differ) +
+                                   ": give every rank the same data and network")
+
+    def broadcast(self, array, what="a broadcast"):
+        """Rank 0's NumPy ``array`` on every rank (same shape and dtype on every rank)."""
+        buffer = np.array(array, copy=True, order="C")
+        if self.size > 1:
+            self._wait(self.comm.Ibcast(buffer, root=0), what)
+        return buffer
+
+    def shard(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's part ``[lo, hi)`` of samples ``[start, stop)``: contiguous, the ranks'
+        sizes differing by at most one (a rank may get none of a batch smaller than the world)."""
+        lo, hi = _shard_of(stop - start, self.rank, self.size)
+        return start + lo, start + hi
+
+    def gather(self, rows, n: int):
+        """Rank 0 gets the rows of all ranks' shards of ``[0, n)`` in order (NumPy, 2-D);
+        the other ranks get None."""
+        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        if self.size == 1:
+            return rows
+        width = rows.shape[1]
+        counts = [(hi - lo) * width for lo, hi in
+                  (_shard_of(n, rank, self.size) for rank in range(self.size))]
+        gathered = np.empty((n, width)) if self.is_root else None
+        target = [gathered, (counts, np.cumsum([0] + counts[:-1]).tolist()),
+                  self._mpi.DOUBLE] if self.is_root else None
+        self._wait(self.comm.Igatherv(rows, target, root=0), "gathering the outputs")
+        return gathered
+
+    # -- the network's arrays -------------------------------------------------------------
+    def broadcast_weights(self, layers):
+        """Every rank takes rank 0's parameters and buffers."""
+        for layer in layers:
+            weights = layer.get_weights()
+            if weights:
+                layer.set_weights([self.broadcast(w, f"the broadcast of {layer!r}'s weights")
+                                   for w in weights])
+
+    def average_gradients(self, slots, count: int, batch: int, stop: bool = False) -> bool:
+        """Make each ``(layer, name)`` slot's gradient the mean over the whole global batch.
+
+        ``count`` of the ``batch`` samples were this rank's (its gradients are their mean; none
+        when ``count`` is 0); ``stop`` is this rank's wish to end training (Ctrl-C), sent along.
+        Returns True when any rank wished to stop, so all stop after the same step.
+        """
+        started = time.perf_counter()
+        params = [getattr(layer, name) for layer, name in slots]
+        xp = namespace(params[0])
+        weight = count / batch
+        pieces = [xp.reshape(layer.grads[name], (-1,)) * weight if count else
+                  xp.reshape(xp.zeros_like(param), (-1,))
+                  for (layer, name), param in zip(slots, params)]
+        flat = xp.concat(pieces + [xp.full_like(pieces[0][:1], float(stop))])
+        total = self._allreduce(flat, "the gradient allreduce")
+        offset = 0
+        for (layer, name), param in zip(slots, params):
+            size = math.prod(param.shape)
+            layer.grads[name] = xp.reshape(total[offset:offset + size], param.shape)
+            offset += size
+        wants_stop = float(total[-1]) > 0
+        self.comm_seconds += time.perf_counter() - started
+        self.steps += 1
+        return wants_stop
+
+    def average_buffers(self, layers):
+        """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""
+        for layer in layers:
+            for name in getattr(layer, "buffers", ()):
+                total = self._allreduce(getattr(layer, name), f"averaging {layer!r}.{name}")
+                setattr(layer, name, total / self.size)
+
+    def _allreduce(self, array, what):
+        """The element-wise sum over the ranks of backend ``array``: GPU buffers straight to a
+        CUDA-aware MPI, everything else through host memory."""
+        if self.size == 1:
+            return array
+        device_buffer = cuda_buffer(array)
+        if device_buffer is not None and self.cuda_aware:
+            total = namespace(array).empty_like(array)
+            self._wait(self.comm.Iallreduce(device_buffer, cuda_buffer(total),
+                                            op=self._mpi.SUM), what)
+            self.transport = "CUDA-aware MPI (GPU buffers)"
+            return total
+        send = np.ascontiguousarray(to_numpy(array))
+        total = np.empty_like(send)
+        self._wait(self.comm.Iallreduce(send, total, op=self._mpi.SUM), what)
+        self.transport = "host memory" + (" (this MPI is not CUDA-aware)"
+                                          if device_buffer is not None else "")
+        return get_backend().asarray(total, dtype_name(array))
+
+
+def _shard_of(n: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous part of ``range(n)`` split into ``size`` near-equal parts."""
+    base, extra = divmod(n, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)

@@ -1,0 +1,98 @@
+"""One MPI rank of the distributed tests: ``mpirun -n 2 python distributed_worker.py CASE OUT``.
+
+CASE "train" trains the network of :func:`build` on :func:`data` with ``distributed=True`` and
+writes this rank's weights and figures to OUT/rank<r>.npz. CASE "raise", "hang" or "kill" makes
+rank 1 fail that way in its third training step; the other ranks must not wait forever.
+"""
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import portanet
+from portanet import distributed, optimizers
+from portanet.layers import ActivationLayer, BatchNorm, Dropout, FCLayer, Layer
+
+SEED, EPOCHS, BATCH = 7, 3, 8
+TRAINING_SAMPLES = 41  # the last batch has one sample: rank 1 gets none of it
+
+
+def data():
+    """(x, y, x_val, y_val): a small seeded classification problem."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(TRAINING_SAMPLES + 13, 6))
+    labels = (x[:, 0] + x[:, 1] ** 2 > 0.5).astype(int) + (x[:, 2] > 1)
+    y = np.eye(3)[labels]
+    return x[:TRAINING_SAMPLES], y[:TRAINING_SAMPLES], x[TRAINING_SAMPLES:], y[TRAINING_SAMPLES:]
+
+
+def build(extra_layers=()):
+    """A seeded float64 6-8-3 network with a softmax cross-entropy loss."""
+    portanet.set_seed(SEED)
+    net = portanet.Network(dtype="float64")
+    for layer in (FCLayer(6, 8), *extra_layers, ActivationLayer("tanh"), FCLayer(8, 3)):
+        net.add(layer)
+    net.use("softmax_crossentropy")
+    return net
+
+
+def train(net, **options):
+    """Train ``net`` as every case does: shuffled batches of BATCH, Adam, validation data."""
+    x, y, x_val, y_val = data()
+    return net.fit(x, y, epochs=EPOCHS, batch_size=BATCH, shuffle=True,
+                   optimizer=optimizers.Adam(0.05), validation_data=(x_val, y_val), verbose=0,
+                   **options)
+
+
+class Saboteur(Layer):
+    """Passes data through; on rank 1 it fails in the given way at the third training step."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how, self.calls = how, 0
+
+    def forward(self, x, training=False):
+        self.calls += training
+        if training and self.calls == 3 and distributed.init().rank == 1:
+            if self.how == "raise":
+                raise RuntimeError("sabotage on rank 1")
+            if self.how == "hang":
+                time.sleep(600)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    def backward(self, grad_output):
+        return grad_output
+
+
+def main(case, out):
+    world = distributed.init()
+    if case != "train":
+        train(build([Saboteur(case)]), distributed=True)
+        np.save(os.path.join(out, f"finished{world.rank}.npy"), np.zeros(1))
+        return
+    net = build()
+    if world.rank:  # unlike generators on the other ranks: rank 0's batch order must be used
+        portanet.set_seed(SEED + world.rank)
+    history = train(net, distributed=True)
+    x, y, x_val, y_val = data()
+    scores = net.evaluate(x_val, y_val, distributed=True)
+    # BatchNorm's running statistics and Dropout's masks differ per rank: state must still agree
+    other = build([BatchNorm(8), Dropout(0.3)])
+    train(other, distributed=True)
+    weights = {f"w{k}": w for k, w in enumerate(
+        w for layer in net.layers for w in layer.get_weights())}
+    other_weights = {f"o{k}": w for k, w in enumerate(
+        w for layer in other.layers for w in layer.get_weights())}
+    np.savez(os.path.join(out, f"rank{world.rank}.npz"), **weights, **other_weights,
+             loss=history.history["loss"], val_loss=history.history["val_loss"],
+             val_accuracy=history.history["val_accuracy"],
+             evaluated=[scores["loss"], scores["accuracy"]], size=world.size,
+             transport=world.transport, steps=world.steps)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
