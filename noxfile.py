@@ -19,6 +19,9 @@ Environment variables:
     PORTANET_CUPY_REQUIREMENT   cupy to install (default cupy-cuda12x or cupy-cuda13x, after the
                                 CUDA version that nvidia-smi reports).
     PORTANET_REQUIRE_GPU=1      fail, instead of skip, GPU sessions when no usable GPU is found.
+
+The sessions install the ``mpi`` extra (mpi4py, Open MPI) and run the 2-rank MPI tests; with
+--no-venv they run where mpirun and mpi4py are found and skip otherwise.
 """
 
 import os
@@ -36,7 +39,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 ROOT = Path(__file__).resolve().parent
 BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "cupy"]
 GPU_BACKENDS = {"cupy"}
-EXTRAS = {"array_api_strict": "test,strict", "torch": "test,torch", "jax": "test,jax"}
+EXTRAS = {"array_api_strict": "test,mpi,strict", "torch": "test,mpi,torch", "jax": "test,mpi,jax"}
 LINT_PATHS = ["portanet", "tests", "examples", "benchmarks", "noxfile.py"]
 
 
@@ -106,8 +109,9 @@ def tests(session, backend):
         session.env["PYTHONPATH"] = os.pathsep.join(filter(None, pythonpath))
         python = sys.executable
     else:
-        session.install("-e", f".[{EXTRAS.get(backend, 'test')}]", *extra_requirements,
+        session.install("-e", f".[{EXTRAS.get(backend, 'test,mpi')}]", *extra_requirements,
                         env=install_env())
+        session.env["PORTANET_REQUIRE_MPI"] = "1"  # installed here: the MPI tests must run
         python = "python"
 
     session.env["PORTANET_BACKEND"] = backend

@@ -1,0 +1,144 @@
+"""Data-parallel training over MPI: 2-rank jobs started with mpirun, on the backend under test.
+
+Without mpirun and mpi4py these tests skip, unless PORTANET_REQUIRE_MPI=1 (set by nox), which
+turns the skip into a failure.
+"""
+
+import importlib.util
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import distributed_worker as worker
+import numpy as np
+import pytest
+
+import portanet
+from portanet import backend as backend_module
+from portanet import distributed
+from portanet.cli import main
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+MPIRUN = shutil.which("mpirun") or shutil.which("mpiexec")
+
+
+def launcher_flags():
+    """Open MPI wants --oversubscribe to start more ranks than cores; others need nothing."""
+    version = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True).stdout
+    return ["--oversubscribe"] if "Open MPI" in version else []
+
+
+def mpi_job(args, cwd, mpi_timeout=None, limit=180):
+    """Run ``args`` (after python) on 2 ranks: (CompletedProcess, seconds)."""
+    missing = ("no mpirun or mpiexec on PATH" if MPIRUN is None else
+               "mpi4py is not installed" if importlib.util.find_spec("mpi4py") is None else None)
+    if missing:
+        required = os.environ.get("PORTANET_REQUIRE_MPI") == "1"
+        (pytest.fail if required else pytest.skip)(f"{missing}: pip install 'portanet[mpi]'")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if mpi_timeout is not None:
+        env["PORTANET_MPI_TIMEOUT"] = str(mpi_timeout)
+    started = time.monotonic()
+    done = subprocess.run([MPIRUN, "-n", "2", *launcher_flags(), sys.executable, *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=limit)
+    return done, time.monotonic() - started
+
+
+def test_two_ranks_end_identical_and_equal_to_one_process(backend, tmp_path):
+    done, _ = mpi_job([WORKER, "train", tmp_path], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rank0, rank1 = (np.load(tmp_path / f"rank{r}.npz") for r in (0, 1))
+    for key in rank0.files:  # every array, BatchNorm statistics and figures included
+        assert np.array_equal(rank0[key], rank1[key]), key
+    assert int(rank0["size"]) == 2 and str(rank0["transport"]).startswith("host memory")
+    steps_per_epoch = math.ceil(worker.TRAINING_SAMPLES / worker.BATCH)
+    assert int(rank0["steps"]) == 2 * worker.EPOCHS * steps_per_epoch  # two networks trained
+
+    net = worker.build()  # one process, the same global batches
+    history = worker.train(net)
+    weights = [w for layer in net.layers for w in layer.get_weights()]
+    assert len(weights) == len([key for key in rank0.files if key.startswith("w")])
+    for k, expected in enumerate(weights):
+        np.testing.assert_allclose(rank0[f"w{k}"], expected, rtol=1e-9, atol=1e-12)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(rank0[key], history.history[key], rtol=1e-9)
+    _, _, x_val, y_val = worker.data()
+    scores = net.evaluate(x_val, y_val)
+    np.testing.assert_allclose(rank0["evaluated"], [scores["loss"], scores["accuracy"]],
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("how, says", [
+    ("raise", r"rank 1 of 2: RuntimeError: sabotage on rank 1\. Stopping every rank"),
+    ("hang", r"rank 0 of 2: no answer from the other ranks for 5 s in the gradient allreduce"),
+    ("kill", r"rank 1 .*signal 9|no answer from the other ranks"),  # the launcher, or us
+])
+def test_a_failing_rank_stops_the_whole_job(backend, tmp_path, how, says):
+    done, seconds = mpi_job([WORKER, how, tmp_path], tmp_path, mpi_timeout=5)
+    assert done.returncode != 0
+    assert re.search(says, done.stdout + done.stderr, re.DOTALL), done.stdout + done.stderr
+    assert not list(tmp_path.glob("finished*.npy"))  # no rank went on as if nothing happened
+    assert seconds < 90
+
+
+def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsys):
+    options = ["train", "--epochs", "3", "--limit", "300", "--backend", backend.name]
+    done, _ = mpi_job(["-m", "portanet", *options, "--distributed", "--save", "net.npz"],
+                      tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert out.count("epoch 3/3") == 1  # only rank 0 prints
+    assert "2 MPI processes" in out and "gradients averaged through host memory" in out
+    assert main(options) == 0
+    single = capsys.readouterr().out
+
+    def figures(text):
+        last = next(line for line in text.splitlines() if line.startswith("epoch 3/3"))
+        accuracy = text.split("\naccuracy")[-1].split()[0]
+        return [float(value) for value in re.findall(r"=([\d.]+)", last)] + [float(accuracy)]
+
+    np.testing.assert_allclose(figures(out), figures(single), rtol=1e-3, atol=2e-6)
+    saved = portanet.load(tmp_path / "net.npz")  # rank 0 saved the trained network
+    assert saved.predict(np.zeros((1, 64))).shape == (1, 10)
+
+
+# -- without MPI ----------------------------------------------------------------------------
+@pytest.mark.parametrize("n, size", [(10, 2), (7, 3), (1, 2), (0, 2), (5, 5)])
+def test_shards_cover_every_sample_once_in_order(n, size):
+    shards = [distributed._shard_of(n, rank, size) for rank in range(size)]
+    assert [lo for lo, _ in shards] == [0] + [hi for _, hi in shards[:-1]]
+    assert shards[-1][1] == n
+    sizes = [hi - lo for lo, hi in shards]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_distributed_argument_is_checked():
+    assert distributed.resolve(False) is None
+    with pytest.raises(portanet.InputError, match="distributed must be True, False"):
+        distributed.resolve("yes")
+
+
+def test_missing_mpi4py_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes "from mpi4py import MPI" fail
+    with pytest.raises(portanet.DistributedError, match=r"portanet\[mpi\]"):
+        distributed.World()
+
+
+def test_local_rank_comes_from_the_launcher(monkeypatch):
+    for variable in backend_module.LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert backend_module.local_rank() == 0
+    monkeypatch.setenv("SLURM_LOCALID", "3")
+    assert backend_module.local_rank() == 3
+
+
+def test_cpu_cores_are_shared_unless_the_user_set_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert backend_module.share_cpu_cores(4) is None
+    assert backend_module.share_cpu_cores(1) is None
