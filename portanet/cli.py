@@ -102,7 +102,7 @@ def _train(args, world):
     settings.update({key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
                      if getattr(args, key) is not None})
     print(f"portanet {__version__} on {backend}"
-          + (f", {world.size} MPI processes" if world is not None else ""))
+          + (f", {world.size} MPI process{'es' if world.size > 1 else ''}" if world else ""))
     (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir)
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
@@ -125,10 +125,12 @@ def _train(args, world):
     samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
           "samples/s)" + ("  (interrupted)" if history.interrupted else ""))
-    if world is not None:
-        print(f"distributed: {world.size} processes, gradients averaged through "
+    if world is not None and world.size > 1:
+        print(f"distributed: {world.size} processes, gradients summed through "
               f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
               f"({world.comm_seconds / seconds:.0%} of training) over {world.steps} steps")
+    elif world is not None:
+        print("distributed: a single process (start several with mpirun -n N)")
     _report(network, prepare(x_test, metadata), y_test, classes, world)
     if args.save:
         print(f"saved the network to {network.save(args.save)}")

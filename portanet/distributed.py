@@ -4,9 +4,10 @@ Start the same program on N processes (``mpirun -n N python train.py``, or
 ``mpirun -n N portanet train --distributed``) and train with ``net.fit(..., distributed=True)``.
 Every rank holds the whole network and the whole data set. Rank 0's parameters are broadcast at
 the start; each global batch (``batch_size`` samples, in rank 0's shuffled order) is split into
-one shard per rank; after backward, one allreduce averages the ranks' gradients, weighted by
-shard size, so every rank applies the update that one process training on the whole batch
-would, and all ranks keep identical weights. Only rank 0 prints.
+one shard per rank; each rank scales its loss gradient by its share of the batch, and after
+backward one allreduce sums the ranks' gradients, so every rank applies the update that one
+process training on the whole batch would, and all ranks keep identical weights. Only rank 0
+prints.
 
 Every collective waits at most ``timeout`` seconds (``PORTANET_MPI_TIMEOUT``, default 300): a
 rank that hangs or dies makes the others stop the whole job with a message, and a rank that
@@ -33,6 +34,7 @@ from .backend import cuda_buffer, dtype_name, get_backend, namespace, share_cpu_
 from .errors import DistributedError, InputError, TrainingError
 
 DEFAULT_TIMEOUT = 300.0
+SPIN_SECONDS = 0.01  # how long a wait for the other ranks polls without sleeping
 INSTALL = ("pip install 'portanet[mpi]' (mpi4py and Open MPI); on a cluster, pip install mpi4py "
            "built against the cluster's MPI")
 
@@ -138,15 +140,15 @@ class World:
 
     def _wait(self, request, what):
         """Wait for a nonblocking collective; abort the job if it takes over ``timeout``."""
-        deadline = time.perf_counter() + self.timeout
-        pause = 0.0
+        started = time.perf_counter()
         while not request.Test():
-            if time.perf_counter() > deadline:
+            waited = time.perf_counter() - started
+            if waited > self.timeout:
                 self.abort(f"no answer from the other ranks for {self.timeout:g} s in {what}: "
                            "a rank has stopped, hung or failed (PORTANET_MPI_TIMEOUT sets "
                            "the limit)")
-            time.sleep(pause)  # lets a rank sharing this core compute
-            pause = min(2 * pause or 1e-5, 1e-3)
+            # poll at once while the wait is step-sized, then give the core to other processes
+            time.sleep(0 if waited < SPIN_SECONDS else 1e-3)
 
     # -- collectives ----------------------------------------------------------------------
     def sum(self, values, what="a sum"):
@@ -209,22 +211,21 @@ class World:
                 layer.set_weights([self.broadcast(w, f"the broadcast of {layer!r}'s weights")
                                    for w in weights])
 
-    def average_gradients(self, slots, count: int, batch: int, stop: bool = False) -> bool:
-        """Make each ``(layer, name)`` slot's gradient the mean over the whole global batch.
+    def sum_gradients(self, slots, has_samples: bool, stop: bool = False) -> bool:
+        """Make each ``(layer, name)`` slot's gradient the sum of all ranks' gradients.
 
-        ``count`` of the ``batch`` samples were this rank's (its gradients are their mean; none
-        when ``count`` is 0); ``stop`` is this rank's wish to end training (Ctrl-C), sent along.
-        Returns True when any rank wished to stop, so all stop after the same step.
+        The caller scales each rank's loss gradient by its share of the global batch, so the sum
+        is the batch mean one process would compute. A rank that ``has_samples`` not in this
+        batch sends zeros. ``stop`` is this rank's wish to end training (Ctrl-C), sent along:
+        returns True when any rank wished to stop, so all stop after the same step.
         """
         started = time.perf_counter()
         params = [getattr(layer, name) for layer, name in slots]
         xp = namespace(params[0])
-        weight = count / batch
-        pieces = [xp.reshape(layer.grads[name], (-1,)) * weight if count else
-                  xp.reshape(xp.zeros_like(param), (-1,))
+        pieces = [xp.reshape(layer.grads[name] if has_samples else xp.zeros_like(param), (-1,))
                   for (layer, name), param in zip(slots, params)]
         flat = xp.concat(pieces + [xp.full_like(pieces[0][:1], float(stop))])
-        total = self._allreduce(flat, "the gradient allreduce")
+        total = self._allreduce(flat, f"the gradient allreduce of step {self.steps + 1}")
         offset = 0
         for (layer, name), param in zip(slots, params):
             size = math.prod(param.shape)

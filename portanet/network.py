@@ -364,10 +364,12 @@ class Network:
                                 xp.take(y, order[lo:hi], axis=0)
                         loss, grad = loss_with_prime(yb, self._forward(xb, training=True))
                         total = total + loss * (hi - lo)
+                        if world is not None:  # this rank's share of the batch mean
+                            grad = grad * ((hi - lo) / (stop - start))
                         for step in backward:
                             grad = step(grad)
                     interrupted = self._stop_requested if world is None else \
-                        world.average_gradients(slots, hi - lo, stop - start, self._stop_requested)
+                        world.sum_gradients(slots, hi > lo, self._stop_requested)
                     optimizer.step(slots)
                     seen = stop
                     progress.batch_done(batch)

@@ -94,7 +94,7 @@ def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsy
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert out.count("epoch 3/3") == 1  # only rank 0 prints
-    assert "2 MPI processes" in out and "gradients averaged through host memory" in out
+    assert "2 MPI processes" in out and "gradients summed through host memory" in out
     assert main(options) == 0
     single = capsys.readouterr().out
 
