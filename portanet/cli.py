@@ -132,6 +132,8 @@ def _train(args, world):
     elif world is not None:
         print("distributed: a single process (start several with mpirun -n N)")
     _report(network, prepare(x_test, metadata), y_test, classes, world)
+    if world is not None and not world.is_root:
+        return 0  # rank 0 writes the files
     if args.save:
         print(f"saved the network to {network.save(args.save)}")
     if args.plot:
