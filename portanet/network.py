@@ -17,7 +17,7 @@ from .layers.base import Layer
 from .metrics import accuracy
 from .progress import Progress
 
-PREDICT_BATCH = 1024  # rows per forward pass in predict/evaluate: bounds memory on big inputs
+PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
 
 
 class History:
@@ -200,11 +200,12 @@ class Network:
             raise ShapeError(f"{label} has per-sample shape {shape} but the first layer "
                              f"{first!r} expects {tuple(expected)}{detail}")
 
-    def predict(self, x, batch_size=PREDICT_BATCH):
+    def predict(self, x, batch_size=None):
         """Network output for ``x`` (inference mode).
 
         NumPy in gives NumPy out, backend arrays give backend arrays; the tutorial's layout
-        ``(N, 1, n)`` comes back as ``(N, 1, outputs)``.
+        ``(N, 1, n)`` comes back as ``(N, 1, outputs)``. ``batch_size`` rows go through at a
+        time (default: as many as keep every layer's output under PREDICT_VALUES values).
         """
         self._check_ready(need_loss=False)
         rows, host, tutorial = self._as_rows(x, "x")
@@ -214,15 +215,19 @@ class Network:
             out = namespace(out).reshape(out, (out.shape[0], 1, out.shape[1]))
         return to_numpy(out) if host else out
 
-    def _predict_rows(self, rows, batch_size):
+    def _predict_rows(self, rows, batch_size=None):
         n = rows.shape[0]
+        if batch_size is None:
+            widest = max([math.prod(shape) for _, shape in self._shapes() if shape is not None]
+                         + [math.prod(rows.shape[1:])])
+            batch_size = max(1, PREDICT_VALUES // widest)
         if n <= batch_size:
             return self._forward(rows, training=False)
         parts = [self._forward(rows[i:i + batch_size, ...], training=False)
                  for i in range(0, n, batch_size)]
         return namespace(parts[0]).concat(parts, axis=0)
 
-    def evaluate(self, x, y, batch_size=PREDICT_BATCH, distributed=False):
+    def evaluate(self, x, y, batch_size=None, distributed=False):
         """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats.
 
         ``distributed=True`` (under MPI, every rank holding all of ``x`` and ``y``) splits the
@@ -234,7 +239,7 @@ class Network:
         loss, acc = self._score(x_rows, y_rows, batch_size, world)
         return {"loss": loss, "accuracy": acc}
 
-    def _score(self, x, y, batch_size=PREDICT_BATCH, world=None):
+    def _score(self, x, y, batch_size=None, world=None):
         """(mean loss, accuracy) over all rows, or over all ranks' shards of them."""
         n = x.shape[0]
         lo, hi = world.shard(0, n) if world is not None else (0, n)

@@ -10,6 +10,7 @@ from helpers import assert_backend_array, on_backend
 
 import portanet
 from portanet import ActivationLayer, FCLayer, Layer, Network
+from portanet import network as network_module
 from portanet.activations import softmax, softmax_prime, tanh, tanh_prime
 from portanet.backend import namespace, to_numpy
 from portanet.losses import (
@@ -265,3 +266,17 @@ def test_float64_network_and_namespace_of_parameters(backend):
     for layer in net.layers[::2]:
         assert_backend_array(layer.weights, backend, "float64")
     assert namespace(net.layers[0].weights) is backend.xp
+
+
+def test_predict_goes_in_passes_that_bound_layer_outputs(monkeypatch):
+    net = tutorial_net((3, 4, 2))
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    whole = net.predict(x)
+    np.testing.assert_allclose(net.predict(x, batch_size=3), whole, rtol=1e-6)
+    passes = []
+    forward = net._forward
+    monkeypatch.setattr(net, "_forward", lambda rows, training: passes.append(rows.shape[0])
+                        or forward(rows, training))
+    monkeypatch.setattr(network_module, "PREDICT_VALUES", 8)  # widest output: 4 values a row
+    np.testing.assert_allclose(net.predict(x), whole, rtol=1e-6)
+    assert passes == [2, 2, 2, 2, 2]
