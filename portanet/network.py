@@ -223,7 +223,7 @@ class Network:
             batch_size = max(1, PREDICT_VALUES // widest)
         if n <= batch_size:
             return self._forward(rows, training=False)
-        parts = [self._forward(rows[i:i + batch_size, ...], training=False)
+        parts = [self._forward(rows[i:min(i + batch_size, n), ...], training=False)
                  for i in range(0, n, batch_size)]
         return namespace(parts[0]).concat(parts, axis=0)
 
