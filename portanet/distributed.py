@@ -94,12 +94,8 @@ class World:
         node = self.comm.Split_type(self._mpi.COMM_TYPE_SHARED)
         self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         self.threads = share_cpu_cores(self.local_size)  # no BLAS threads fighting over cores
-        if timeout is None:
-            timeout = float(os.environ.get("PORTANET_MPI_TIMEOUT") or DEFAULT_TIMEOUT)
-        if not timeout > 0:
-            raise InputError(f"the MPI timeout must be a positive number of seconds, "
-                             f"got {timeout!r}")
-        self.timeout = timeout
+        self.timeout = _seconds(timeout if timeout is not None else
+                                os.environ.get("PORTANET_MPI_TIMEOUT") or DEFAULT_TIMEOUT)
         self.cuda_aware = _cuda_aware(self._mpi)
         self.transport = "none (one process)" if self.size == 1 else "not used yet"
         self.comm_seconds, self.steps = 0.0, 0
@@ -261,6 +257,18 @@ class World:
         self.transport = "host memory" + (" (this MPI is not CUDA-aware)"
                                           if device_buffer is not None else "")
         return get_backend().asarray(total, dtype_name(array))
+
+
+def _seconds(value) -> float:
+    """``value`` (a number or its text) as a positive number of seconds, else InputError."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not seconds > 0:
+        raise InputError(f"the MPI timeout (PORTANET_MPI_TIMEOUT or timeout=) must be a positive "
+                         f"number of seconds, got {value!r}")
+    return seconds
 
 
 def _shard_of(n: int, rank: int, size: int) -> tuple[int, int]:

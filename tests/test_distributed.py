@@ -130,6 +130,13 @@ def test_missing_mpi4py_says_how_to_install(monkeypatch):
         distributed.World()
 
 
+@pytest.mark.parametrize("value", ["ten", "0", "-5", ""])
+def test_timeout_must_be_positive_seconds(value):
+    with pytest.raises(portanet.InputError, match="positive number of seconds"):
+        distributed._seconds(value)
+    assert distributed._seconds("2.5") == 2.5
+
+
 def test_local_rank_comes_from_the_launcher(monkeypatch):
     for variable in backend_module.LOCAL_RANK_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
