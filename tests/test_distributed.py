@@ -108,6 +108,15 @@ def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsy
     assert saved.predict(np.zeros((1, 64))).shape == (1, 10)
 
 
+def test_distributed_example_runs(backend, tmp_path):
+    example = Path(__file__).parents[1] / "examples" / "distributed.py"
+    done, _ = mpi_job([example, "--dataset", "digits", "--epochs", "2", "--save", "net.npz"],
+                      tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("test loss") == 1 and "2 processes" in done.stdout
+    assert (tmp_path / "net.npz").exists()
+
+
 # -- without MPI ----------------------------------------------------------------------------
 @pytest.mark.parametrize("n, size", [(10, 2), (7, 3), (1, 2), (0, 2), (5, 5)])
 def test_shards_cover_every_sample_once_in_order(n, size):
