@@ -2,7 +2,9 @@
 
 CASE "train" trains the network of :func:`build` on :func:`data` with ``distributed=True`` and
 writes this rank's weights and figures to OUT/rank<r>.npz. CASE "raise", "hang" or "kill" makes
-rank 1 fail that way in its third training step; the other ranks must not wait forever.
+rank 1 fail that way in its third training step; the other ranks must not wait forever. CASE
+"interrupt" sends Ctrl-C (SIGINT) to rank 1 alone in its third step: every rank must stop after
+that step.
 """
 
 import os
@@ -61,7 +63,7 @@ class Saboteur(Layer):
                 raise RuntimeError("sabotage on rank 1")
             if self.how == "hang":
                 time.sleep(600)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGINT if self.how == "interrupt" else signal.SIGKILL)
         return x
 
     def backward(self, grad_output):
@@ -71,8 +73,11 @@ class Saboteur(Layer):
 def main(case, out):
     world = distributed.init()
     if case != "train":
-        train(build([Saboteur(case)]), distributed=True)
-        np.save(os.path.join(out, f"finished{world.rank}.npy"), np.zeros(1))
+        net = build([Saboteur(case)])
+        history = train(net, distributed=True)
+        weights = [w.ravel() for w in net.layers[0].get_weights()]
+        np.save(os.path.join(out, f"finished{world.rank}.npy"),
+                np.concatenate([[history.interrupted, world.steps], *weights]))
         return
     net = build()
     if world.rank:  # unlike generators on the other ranks: rank 0's batch order must be used

@@ -87,6 +87,14 @@ def test_a_failing_rank_stops_the_whole_job(backend, tmp_path, how, says):
     assert seconds < 90
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(backend, tmp_path):
+    done, _ = mpi_job([WORKER, "interrupt", tmp_path], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rank0, rank1 = (np.load(tmp_path / f"finished{r}.npy") for r in (0, 1))
+    assert rank0[0] == 1 and rank0[1] == 3  # interrupted, after the third step
+    assert np.array_equal(rank0, rank1)  # the same weights on both ranks
+
+
 def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsys):
     options = ["train", "--epochs", "3", "--limit", "300", "--backend", backend.name]
     done, _ = mpi_job(["-m", "portanet", *options, "--distributed", "--save", "net.npz"],
