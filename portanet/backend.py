@@ -288,6 +288,16 @@ def cuda_buffer(x):
     return None
 
 
+def host_array(data, dtype=None) -> np.ndarray:
+    """A fresh, writable, C-contiguous NumPy copy of ``data``: a buffer MPI can read and fill."""
+    return np.array(data, dtype=dtype, copy=True, order="C")
+
+
+def host_empty(shape, dtype="float64") -> np.ndarray:
+    """An uninitialised NumPy buffer, for MPI to receive into."""
+    return np.empty(shape, dtype=dtype)
+
+
 def dtype_name(x) -> str:
     """ "float64" or "float32": the floating dtype of array ``x``, by name."""
     return "float64" if x.dtype == namespace(x).float64 else "float32"
@@ -328,8 +338,7 @@ def _list_devices(name: str, module) -> list[str]:
         return ["cpu"]
     if name == "array_api_strict":
         return [device_name(d) for d in module.__array_namespace_info__().devices()]
-    if name == "torch":
-        return ["cpu"] + [f"cuda:{i}" for i in range(module.cuda.device_count())]
     if name == "jax":
         return [str(d) for d in module.devices()]
-    return [f"cuda:{i}" for i in range(module.cuda.runtime.getDeviceCount())]
+    gpus = [f"cuda:{i}" for i in range(_gpu_count(name, module))]
+    return ["cpu"] + gpus if name == "torch" else gpus

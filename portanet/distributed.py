@@ -22,15 +22,23 @@ gives each rank the GPU of its local rank (see :func:`portanet.backend.local_ran
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import sys
 import time
 import traceback
 
-import numpy as np
-
-from .backend import cuda_buffer, dtype_name, get_backend, namespace, share_cpu_cores, to_numpy
+from .backend import (
+    cuda_buffer,
+    dtype_name,
+    get_backend,
+    host_array,
+    host_empty,
+    namespace,
+    share_cpu_cores,
+    to_numpy,
+)
 from .errors import DistributedError, InputError, TrainingError
 
 DEFAULT_TIMEOUT = 300.0
@@ -149,18 +157,18 @@ class World:
     # -- collectives ----------------------------------------------------------------------
     def sum(self, values, what="a sum"):
         """The element-wise sum over the ranks of a list of numbers (float64)."""
-        send = np.asarray(values, dtype=np.float64)
+        send = host_array(values, "float64")
         if self.size == 1:
             return send.tolist()
-        total = np.empty_like(send)
+        total = host_empty(send.shape)
         self._wait(self.comm.Iallreduce(send, total, op=self._mpi.SUM), what)
         return total.tolist()
 
     def agree(self, **values):
         """Raise DistributedError on every rank unless all ranks have the same ``values``."""
-        mine = np.asarray(list(values.values()), dtype=np.float64)
-        both = np.concatenate([mine, -mine])
-        extremes = both.copy()
+        mine = [float(value) for value in values.values()]
+        both = host_array(mine + [-value for value in mine], "float64")
+        extremes = host_array(both)
         if self.size > 1:
             self._wait(self.comm.Iallreduce(both, extremes, op=self._mpi.MAX), "a check")
         high, low = extremes[:len(mine)], -extremes[len(mine):]
@@ -172,7 +180,7 @@ class World:
 
     def broadcast(self, array, what="a broadcast"):
         """Rank 0's NumPy ``array`` on every rank (same shape and dtype on every rank)."""
-        buffer = np.array(array, copy=True, order="C")
+        buffer = host_array(array)
         if self.size > 1:
             self._wait(self.comm.Ibcast(buffer, root=0), what)
         return buffer
@@ -186,14 +194,14 @@ class World:
     def gather(self, rows, n: int):
         """Rank 0 gets the rows of all ranks' shards of ``[0, n)`` in order (NumPy, 2-D);
         the other ranks get None."""
-        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        rows = host_array(rows, "float64")
         if self.size == 1:
             return rows
         width = rows.shape[1]
         counts = [(hi - lo) * width for lo, hi in
                   (_shard_of(n, rank, self.size) for rank in range(self.size))]
-        gathered = np.empty((n, width)) if self.is_root else None
-        target = [gathered, (counts, np.cumsum([0] + counts[:-1]).tolist()),
+        gathered = host_empty((n, width)) if self.is_root else None
+        target = [gathered, (counts, [0, *itertools.accumulate(counts[:-1])]),
                   self._mpi.DOUBLE] if self.is_root else None
         self._wait(self.comm.Igatherv(rows, target, root=0), "gathering the outputs")
         return gathered
@@ -251,8 +259,8 @@ class World:
                                             op=self._mpi.SUM), what)
             self.transport = "CUDA-aware MPI (GPU buffers)"
             return total
-        send = np.ascontiguousarray(to_numpy(array))
-        total = np.empty_like(send)
+        send = to_numpy(array)  # arrays made by array operations are C-contiguous
+        total = host_empty(send.shape, send.dtype)
         self._wait(self.comm.Iallreduce(send, total, op=self._mpi.SUM), what)
         self.transport = "host memory" + (" (this MPI is not CUDA-aware)"
                                           if device_buffer is not None else "")

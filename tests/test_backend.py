@@ -13,8 +13,8 @@ from portanet import backend as backend_module
 from portanet.cli import main
 
 PACKAGE = pathlib.Path(portanet.__file__).parent
-# modules allowed to name array libraries: the backend module and the data/file/MPI edges
-EDGE_MODULES = {"backend.py", "datasets.py", "io.py", "cli.py", "__main__.py", "distributed.py"}
+# modules allowed to name array libraries: the backend module and the data/file edges
+EDGE_MODULES = {"backend.py", "datasets.py", "io.py", "cli.py", "__main__.py"}
 ARRAY_IMPORT = re.compile(r"^\s*(import|from)\s+(numpy|cupy|cupyx|torch|jax|array_api_strict)\b",
                           re.MULTILINE)
 
