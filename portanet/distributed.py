@@ -30,6 +30,7 @@ import time
 import traceback
 
 from .backend import (
+    compilers,
     cuda_buffer,
     dtype_name,
     get_backend,
@@ -40,6 +41,7 @@ from .backend import (
     to_numpy,
 )
 from .errors import DistributedError, InputError, TrainingError
+from .step import is_native, zeros_like_all
 
 DEFAULT_TIMEOUT = 300.0
 SPIN_SECONDS = 0.01  # how long a wait for the other ranks polls without sleeping
@@ -75,19 +77,76 @@ def init(timeout: float | None = None) -> World:
     return _default
 
 
-def resolve(distributed) -> World | None:
-    """``fit``'s ``distributed`` argument as a World: False/None → None, True → :func:`init`."""
+def resolve(distributed) -> SingleProcess:
+    """``fit``'s ``distributed`` argument as a world: False/None → :data:`SINGLE`, True →
+    :func:`init`, a world → itself."""
     if distributed is None or distributed is False:
-        return None
+        return SINGLE
     if distributed is True:
         return init()
-    if isinstance(distributed, World):
+    if isinstance(distributed, SingleProcess):
         return distributed
     raise InputError(f"distributed must be True, False or a portanet.distributed.World, "
                      f"got {distributed!r}")
 
 
-class World:
+class SingleProcess:
+    """A world of one: the interface the training loop uses to work with the other processes,
+    for a process that has none. :class:`World` is the same for the ranks of an MPI job."""
+
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0, the rank that prints and writes files."""
+        return self.rank == 0
+
+    def together(self):
+        """A block all ranks go through together (see :meth:`World.together`)."""
+        return contextlib.nullcontext()
+
+    def sum(self, values, what="a sum"):
+        """The element-wise sum over the ranks of a list of numbers."""
+        return [float(value) for value in values]
+
+    def broadcast(self, array, what="a broadcast"):
+        """Rank 0's NumPy ``array``."""
+        return array
+
+    def shard(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's part ``[lo, hi)`` of samples ``[start, stop)``."""
+        return start, stop
+
+    def join(self, network, x, y, batch_size):
+        """Called as training starts: check that the ranks agree and share rank 0's weights."""
+
+    def average_buffers(self, layers):
+        """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""
+
+    def reduce_gradients(self, grads, stop: bool):
+        """``(sum over the ranks of the flat gradient buffers grads, whether any rank asked to
+        stop)``."""
+        return grads, stop
+
+    def step_runner(self, step, compiler):
+        """A function running one training step of ``step`` (a :class:`TrainStep`):
+        ``(params, buffers, optimizer_state, x, y, scalars, noise, share, wants_stop) ->
+        (params, buffers, optimizer_state, loss_sum, stop)``. ``share`` is this rank's part of
+        the global batch, ``wants_stop()`` this rank's wish to stop (Ctrl-C), asked once the
+        batch's gradients are known; ``stop`` is whether any rank wished it. One process
+        compiles the step whole."""
+        whole = compilers.compiled(compiler, step.whole, "the training step", donate=(0, 1, 2))
+
+        def run(params, buffers, optimizer_state, x, y, scalars, noise, share, wants_stop):
+            return (*whole(params, buffers, optimizer_state, x, y, scalars, noise), wants_stop())
+
+        return run
+
+
+SINGLE = SingleProcess()
+
+
+class World(SingleProcess):
     """The MPI processes (ranks) training one network together.
 
     ``comm`` is an mpi4py communicator (``MPI.COMM_WORLD`` by default); ``timeout`` bounds every
@@ -107,11 +166,6 @@ class World:
         self.cuda_aware = _cuda_aware(self._mpi)
         self.transport = "none (one process)" if self.size == 1 else "not used yet"
         self.comm_seconds, self.steps = 0.0, 0
-
-    @property
-    def is_root(self) -> bool:
-        """True on rank 0, the rank that prints and writes files."""
-        return self.rank == 0
 
     def __repr__(self):
         return f"World(rank={self.rank}, size={self.size}, local_rank={self.local_rank})"
@@ -207,38 +261,64 @@ class World:
         return gathered
 
     # -- the network's arrays -------------------------------------------------------------
-    def broadcast_weights(self, layers):
-        """Every rank takes rank 0's parameters and buffers."""
-        for layer in layers:
+    def join(self, network, x, y, batch_size):
+        """Check that every rank trains alike, then give all ranks rank 0's weights."""
+        tutorial_style = [layer for layer in network.layers if not is_native(layer)]
+        if tutorial_style:
+            raise InputError(f"{tutorial_style[0]!r} updates its own weights (the tutorial's "
+                             "backward_propagation), which distributed training cannot "
+                             "average: write it with forward/backward instead")
+        sizes = [math.prod(getattr(layer, name).shape) for layer in network.layers
+                 for name in layer.params + layer.buffers]
+        self.agree(training_samples=x.shape[0], input_values=math.prod(x.shape[1:]),
+                   target_values=math.prod(y.shape[1:]), batch_size=batch_size,
+                   weight_arrays=len(sizes), weights=sum(sizes))
+        for layer in network.layers:
             weights = layer.get_weights()
             if weights:
                 layer.set_weights([self.broadcast(w, f"the broadcast of {layer!r}'s weights")
                                    for w in weights])
 
-    def sum_gradients(self, slots, has_samples: bool, stop: bool = False) -> bool:
-        """Make each ``(layer, name)`` slot's gradient the sum of all ranks' gradients.
+    def reduce_gradients(self, grads, stop: bool):
+        """Sum the flat gradient buffers (one per dtype) over the ranks; ``stop``, this rank's
+        wish to end training (Ctrl-C), travels with the first buffer, so all ranks stop after
+        the same step.
 
-        The caller scales each rank's loss gradient by its share of the global batch, so the sum
-        is the batch mean one process would compute. A rank that ``has_samples`` not in this
-        batch sends zeros. ``stop`` is this rank's wish to end training (Ctrl-C), sent along:
-        returns True when any rank wished to stop, so all stop after the same step.
+        Each rank scaled its loss gradient by its share of the global batch, so the sum is the
+        batch mean one process would compute; a rank without samples in the batch sends zeros.
         """
         started = time.perf_counter()
-        params = [getattr(layer, name) for layer, name in slots]
-        xp = namespace(params[0])
-        pieces = [xp.reshape(layer.grads[name] if has_samples else xp.zeros_like(param), (-1,))
-                  for (layer, name), param in zip(slots, params)]
-        flat = xp.concat(pieces + [xp.full_like(pieces[0][:1], float(stop))])
-        total = self._allreduce(flat, f"the gradient allreduce of step {self.steps + 1}")
-        offset = 0
-        for (layer, name), param in zip(slots, params):
-            size = math.prod(param.shape)
-            layer.grads[name] = xp.reshape(total[offset:offset + size], param.shape)
-            offset += size
-        wants_stop = float(total[-1]) > 0
+        what = f"the gradient allreduce of step {self.steps + 1}"
+        xp = namespace(grads[0])
+        first = self._allreduce(xp.concat([grads[0], xp.full_like(grads[0][:1], float(stop))]),
+                                what)
+        totals = [first[:-1], *(self._allreduce(g, what) for g in grads[1:])]
+        wants_stop = float(first[-1]) > 0
         self.comm_seconds += time.perf_counter() - started
         self.steps += 1
-        return wants_stop
+        return totals, wants_stop
+
+    def step_runner(self, step, compiler):
+        """The step in two compiled halves, gradients then update, with the allreduce between
+        them (see :meth:`SingleProcess.step_runner`)."""
+        if self.size == 1:
+            return super().step_runner(step, compiler)
+        gradients = compilers.compiled(compiler, step.gradients, "the gradient step",
+                                       donate=(1,))
+        update = compilers.compiled(compiler, step.update, "the optimizer update",
+                                    donate=(0, 1, 2))
+
+        def run(params, buffers, optimizer_state, x, y, scalars, noise, share, wants_stop):
+            loss_sum = 0.0
+            if x.shape[0]:
+                grads, buffers, loss_sum = gradients(params, buffers, x, y, share, noise)
+            else:  # none of this batch is this rank's: it adds nothing
+                grads = zeros_like_all(params)
+            grads, stop = self.reduce_gradients(grads, wants_stop())
+            params, optimizer_state = update(params, grads, optimizer_state, scalars)
+            return params, buffers, optimizer_state, loss_sum, stop
+
+        return run
 
     def average_buffers(self, layers):
         """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""

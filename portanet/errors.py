@@ -31,3 +31,7 @@ class ModelFileError(PortanetError):
 
 class DistributedError(PortanetError):
     """Distributed training cannot start or go on (no MPI, ranks that disagree, a lost rank)."""
+
+
+class CompileWarning(UserWarning):
+    """A step could not be compiled (or the backend has no compiler): it runs eagerly."""

@@ -2,59 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-import signal
-import threading
 
 from . import distributed as distributed_module
 from . import losses as losses_module
-from . import optimizers
-from .backend import dtype_name, get_backend, is_host_data, namespace, rng, to_numpy
-from .errors import InputError, ShapeError, TrainingError
+from . import training
+from .backend import compilers, dtype_name, get_backend, is_host_data, namespace, to_numpy
+from .errors import InputError, ShapeError
 from .layers.base import Layer
 from .metrics import accuracy
-from .progress import Progress
+from .step import Inference, forward, is_native
+from .training import History  # noqa: F401  (its old home: portanet.network.History)
 
 PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
-
-
-class History:
-    """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...)."""
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.interrupted = False
-
-    def record(self, epoch, values):
-        self.epoch.append(epoch)
-        for key, value in values.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
-def _all_finite(array, rows=1024) -> bool:
-    """True if no element of ``array`` is NaN or infinite (checked in slices of ``rows``, so
-    no temporary as large as the data is made)."""
-    xp, n = namespace(array), array.shape[0]
-    return all(bool(xp.all(xp.isfinite(array[start:min(start + rows, n), ...])))
-               for start in range(0, n, rows))
-
-
-def _is_native(layer) -> bool:
-    """True for layers using forward/backward; False for the tutorial's self-updating style."""
-    return _is_native_type(type(layer))
-
-
-@functools.cache
-def _is_native_type(kind) -> bool:
-    return (issubclass(kind, Layer)
-            and kind.forward_propagation is Layer.forward_propagation
-            and kind.backward_propagation is Layer.backward_propagation)
 
 
 class Network:
@@ -72,7 +32,7 @@ class Network:
         self.loss_prime = None
         self.dtype = dtype
         self.metadata: dict = {}  # free-form JSON-able notes saved with the network
-        self._stop_requested = False
+        self._cache: dict = {}  # steps and compiled functions, per layers and settings
 
     # -- building ---------------------------------------------------------------------------
     def add(self, layer):
@@ -120,32 +80,14 @@ class Network:
 
     # -- running ----------------------------------------------------------------------------
     def _forward(self, x, training):
-        for layer in self.layers:
-            if _is_native(layer):
-                x = layer.forward(x, training)
-            else:
-                x = layer.forward_propagation(x)
-        return x
+        return forward(self.layers, x, training)
 
-    def _backward_steps(self, learning_rate):
-        """Backpropagation as calls ``grad -> grad``, from the last layer down to the first one
-        with something to learn.
-
-        Layers before that one have no parameters, so nothing needs their gradients, and it
-        computes only its parameter gradients. Layers in the tutorial's style update themselves
-        at ``learning_rate``.
-        """
-        first = next((index for index, layer in enumerate(self.layers)
-                      if not _is_native(layer) or layer.params), len(self.layers))
-        steps = []
-        for index in range(len(self.layers) - 1, first - 1, -1):
-            layer = self.layers[index]
-            if not _is_native(layer):
-                steps.append(lambda grad, layer=layer: layer.backward_propagation(grad,
-                                                                                  learning_rate))
-            else:
-                steps.append(layer.backward_params if index == first else layer.backward)
-        return steps
+    def _cached(self, key, make):
+        """``make()``, made once per ``key`` and per layers (their identity and settings)."""
+        key = (key, tuple((id(layer), repr(layer)) for layer in self.layers))
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _working_dtype(self) -> str:
         if self.dtype is not None:
@@ -221,11 +163,15 @@ class Network:
             widest = max([math.prod(shape) for _, shape in self._shapes() if shape is not None]
                          + [math.prod(rows.shape[1:])])
             batch_size = max(1, PREDICT_VALUES // widest)
-        if n <= batch_size:
-            return self._forward(rows, training=False)
-        parts = [self._forward(rows[i:min(i + batch_size, n), ...], training=False)
-                 for i in range(0, n, batch_size)]
-        return namespace(parts[0]).concat(parts, axis=0)
+        tutorial_style = next((layer for layer in self.layers if not is_native(layer)), None)
+        compiler = compilers.choose(get_backend(), "auto", tutorial_style and "tutorial-style "
+                                    "layers keep weights the compiler cannot see")
+        inference = self._cached(("inference", compiler.name), lambda: Inference(self.layers))
+        run = self._cached(("inference-run", compiler.name), lambda: compilers.compiled(
+            compiler, inference, "the inference forward pass"))
+        weights = inference.weights()
+        parts = [run(weights, rows[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
+        return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)
 
     def evaluate(self, x, y, batch_size=None, distributed=False):
         """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats.
@@ -242,14 +188,14 @@ class Network:
     def _score(self, x, y, batch_size=None, world=None):
         """(mean loss, accuracy) over all rows, or over all ranks' shards of them."""
         n = x.shape[0]
-        lo, hi = world.shard(0, n) if world is not None else (0, n)
+        world = world or distributed_module.SINGLE
+        lo, hi = world.shard(0, n)
         sums = [0.0, 0.0]
         if hi > lo:
             out = self._predict_rows(x[lo:hi, ...], batch_size)
             sums = [float(self.loss(y[lo:hi, ...], out)) * (hi - lo),
                     float(accuracy(y[lo:hi, ...], out)) * (hi - lo)]
-        if world is not None:
-            sums = world.sum(sums, "the evaluation")
+        sums = world.sum(sums, "the evaluation")
         return sums[0] / n, sums[1] / n
 
     def _pair(self, x, y, label="x"):
@@ -264,7 +210,7 @@ class Network:
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
             optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-            distributed=False):
+            distributed=False, compile="auto"):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
 
         The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
@@ -275,60 +221,19 @@ class Network:
         data) adds "val_loss" and "val_accuracy". Ctrl-C stops after the current batch and keeps
         the network as trained so far; a non-finite loss raises :class:`TrainingError`.
 
+        ``compile`` ("auto", True or False) compiles the training step where the backend can
+        (``jax.jit`` on JAX; see :mod:`portanet.backend.compilers`): "auto" does so where it
+        measured faster, and ``PORTANET_COMPILE`` overrides it. The results equal eager
+        training's (to rounding). Layers in the tutorial's self-updating style run eagerly.
+
         ``distributed=True`` trains data-parallel over the processes of an MPI job (see
         :mod:`portanet.distributed`): every rank calls ``fit`` with the same data, each
         computes its share of every batch, and all end with the same weights as one process
         training with the same ``batch_size`` would; only rank 0 prints.
         """
-        world = distributed_module.resolve(distributed)
-        if world is None:
-            return self._fit(x_train, y_train, epochs, learning_rate, batch_size, shuffle,
-                             optimizer, validation_data, validation_split, verbose, None)
-        with world.together():
-            return self._fit(x_train, y_train, epochs, learning_rate, batch_size, shuffle,
-                             optimizer, validation_data, validation_split,
-                             verbose and world.is_root, world)
-
-    def _fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle, optimizer,
-             validation_data, validation_split, verbose, world):
-        self._check_ready(need_loss=True)
-        for label, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f"{label} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= validation_split < 1.0:
-            raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        optimizer = optimizers.get(optimizer, learning_rate)
-        x, y = self._pair(x_train, y_train, "x_train")
-        if not (_all_finite(x) and _all_finite(y)):
-            raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
-                             "data before training")
-        if validation_split:
-            keep = x.shape[0] - max(1, int(round(x.shape[0] * validation_split)))
-            if keep < 1:
-                raise InputError("validation_split leaves no training samples")
-            validation_data = (x[keep:, ...], y[keep:, ...])
-            x, y = x[:keep, ...], y[:keep, ...]
-        if validation_data is not None:
-            validation_data = self._pair(*validation_data, "x_val")
-        self._check_targets(x, y)
-        if world is not None:
-            self._join(world, x, y, batch_size)
-        return self._train(x, y, epochs, batch_size, shuffle, optimizer, validation_data,
-                           verbose, world)
-
-    def _join(self, world, x, y, batch_size):
-        """Check that every rank trains alike, then give all ranks rank 0's weights."""
-        tutorial_style = [layer for layer in self.layers if not _is_native(layer)]
-        if tutorial_style:
-            raise InputError(f"{tutorial_style[0]!r} updates its own weights (the tutorial's "
-                             "backward_propagation), which distributed training cannot "
-                             "average: write it with forward/backward instead")
-        sizes = [math.prod(getattr(layer, name).shape) for layer in self.layers
-                 for name in layer.params + layer.buffers]
-        world.agree(training_samples=x.shape[0], input_values=math.prod(x.shape[1:]),
-                    target_values=math.prod(y.shape[1:]), batch_size=batch_size,
-                    weight_arrays=len(sizes), weights=sum(sizes))
-        world.broadcast_weights(self.layers)
+        return training.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
+                            optimizer, validation_data, validation_split, verbose, distributed,
+                            compile)
 
     def _check_targets(self, x, y):
         out = self._forward(x[:1, ...], training=False)
@@ -336,91 +241,6 @@ class Network:
             raise ShapeError(f"the network outputs per-sample shape {tuple(out.shape[1:])} but "
                              f"y has {tuple(y.shape[1:])}: for class labels, one-hot encode them "
                              "with portanet.preprocessing.to_categorical")
-
-    def _train(self, x, y, epochs, batch_size, shuffle, optimizer, validation, verbose, world):
-        xp = namespace(x)
-        n = x.shape[0]
-        batches = math.ceil(n / batch_size)
-        slots = [(layer, name) for layer in self.layers if _is_native(layer)
-                 for name in layer.params]
-        backward = self._backward_steps(optimizer.learning_rate)
-        loss_with_prime = losses_module.with_prime(self.loss, self.loss_prime)
-        history = History()
-        progress = Progress(epochs, batches, verbose)
-        if world is not None:  # an MPI rank's "terminal" is the launcher's pipe: plain lines
-            progress.live = False
-        with self._interruptible():
-            for epoch in range(1, epochs + 1):
-                progress.start_epoch(epoch)
-                order = rng().permutation(n) if shuffle else None
-                if order is not None:
-                    if world is not None:  # rank 0's order, however the ranks were seeded
-                        order = world.broadcast(order, "the epoch's sample order")
-                    order = get_backend().asarray(order, dtype=None)
-                total, seen = 0.0, 0
-                for batch, start in enumerate(range(0, n, batch_size), 1):
-                    stop = min(start + batch_size, n)
-                    lo, hi = (start, stop) if world is None else world.shard(start, stop)
-                    if hi > lo:
-                        if order is None:
-                            xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-                        else:
-                            xb, yb = xp.take(x, order[lo:hi], axis=0), \
-                                xp.take(y, order[lo:hi], axis=0)
-                        loss, grad = loss_with_prime(yb, self._forward(xb, training=True))
-                        total = total + loss * (hi - lo)
-                        if world is not None:  # this rank's share of the batch mean
-                            grad = grad * ((hi - lo) / (stop - start))
-                        for step in backward:
-                            grad = step(grad)
-                    interrupted = self._stop_requested if world is None else \
-                        world.sum_gradients(slots, hi > lo, self._stop_requested)
-                    optimizer.step(slots)
-                    seen = stop
-                    progress.batch_done(batch)
-                    if interrupted:
-                        break
-                loss_sum = float(total)
-                if world is not None:
-                    loss_sum = world.sum([loss_sum], "the epoch's loss")[0]
-                    world.average_buffers(self.layers)
-                values = {"loss": loss_sum / seen}
-                if not math.isfinite(values["loss"]):
-                    raise TrainingError(
-                        f"the loss became {values['loss']} at epoch {epoch}: training stopped. "
-                        f"Lower the learning rate (now {optimizer.learning_rate:g}) or normalise "
-                        "the inputs (portanet.preprocessing.standardize / normalize).")
-                if validation is not None:
-                    values["val_loss"], values["val_accuracy"] = self._score(
-                        *validation, world=world)
-                history.record(epoch, values)
-                progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
-                    f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
-                if interrupted:
-                    history.interrupted = True
-                    progress.message(f"interrupted in epoch {epoch} after {seen} of {n} samples: "
-                                     "the network keeps the weights of the last full batch")
-                    break
-        return history
-
-    @contextlib.contextmanager
-    def _interruptible(self):
-        """Turn the first Ctrl-C into a request to stop after the current batch."""
-        self._stop_requested = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum, frame):
-            if self._stop_requested:  # a second Ctrl-C stops at once
-                raise KeyboardInterrupt
-            self._stop_requested = True
-
-        previous = signal.signal(signal.SIGINT, request_stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     # -- inspecting and saving -----------------------------------------------------------
     def summary(self, print_fn=print):

@@ -1,8 +1,14 @@
 """Optimizers: pure parameter updates (``new = old - step``), applied after each backward pass.
 
-No array is changed in place, so the same code runs on JAX. ``step(slots)`` updates every
-``(layer, name)`` slot from ``layer.grads[name]``; per-slot state (velocities, moments) lives in
-the optimizer, keyed by the slot's position, and is replaced, never mutated.
+An optimizer updates whole flat buffers (:class:`portanet.parameters.ParameterLayout`: one per
+dtype, every parameter a piece of it), so a step costs a handful of array passes for the whole
+network. Updates are pure: :meth:`Optimizer.apply` takes parameters, gradients, state and the
+step's scalars (learning rate, bias corrections) and returns new arrays, changing none of its
+inputs; the same code runs eagerly and inside a compiled training step (JAX).
+
+An optimizer's state (velocities, moments, the step count) belongs to the parameters it was made
+for: using one optimizer object for a second network raises :class:`InputError` (make one per
+network, or call :meth:`Optimizer.reset`).
 
 Every optimizer takes ``schedule``: a callable ``schedule(iteration) -> learning rate`` (the
 iteration counts steps from 0), such as :func:`step_decay`, :func:`exponential_decay` or
@@ -15,6 +21,7 @@ import numbers
 
 from .backend import namespace
 from .errors import InputError
+from .parameters import ParameterLayout
 
 
 def _number(name, value, valid, rule):
@@ -75,15 +82,26 @@ def cosine_decay(initial, total_steps, final=0.0):
 
 # -- optimizers -------------------------------------------------------------------------------
 class Optimizer:
-    """Base class: the base learning rate, an optional schedule, the step counter and state."""
+    """Base class: the base learning rate, an optional schedule, the step counter and state.
+
+    Subclasses say how many state buffers they keep per parameter buffer (``state_buffers``)
+    and write :meth:`update` for one flat buffer.
+    """
+
+    state_buffers = 0
 
     def __init__(self, learning_rate=0.01, schedule=None):
         self.learning_rate = _positive("learning_rate", learning_rate)
         if schedule is not None and not callable(schedule):
             raise InputError(f"schedule must be a function of the iteration, got {schedule!r}")
         self.schedule = schedule
+        self.reset()
+
+    def reset(self):
+        """Forget the state and the step count: the next step starts afresh."""
         self.iterations = 0
-        self.state = {}
+        self.state = None  # per dtype group: a tuple of ``state_buffers`` flat arrays
+        self.layout = None  # the parameters the state was made for
 
     @property
     def current_learning_rate(self):
@@ -92,21 +110,46 @@ class Optimizer:
             return self.learning_rate
         return float(self.schedule(self.iterations))
 
-    def step(self, slots):
-        """Apply one update to every ``(layer, name)`` in ``slots``."""
-        for key, (layer, name) in enumerate(slots):
-            setattr(layer, name, self.update(key, getattr(layer, name), layer.grads[name]))
-        self.iterations += 1
+    def scalars(self):
+        """The numbers the coming step needs, computed on the host (compiled steps take them
+        as arguments, so they are traced once, not once per value)."""
+        return {"learning_rate": self.current_learning_rate}
 
-    def update(self, key, param, grad):
-        """The new value of one parameter (slot ``key``)."""
+    def state_for(self, layout: ParameterLayout, flats):
+        """The state for ``layout``'s parameters (zeros on first use); InputError if this
+        optimizer already holds state for other parameters."""
+        if self.layout is None:
+            self.layout = layout
+            self.state = [tuple(namespace(flat).zeros_like(flat)
+                                for _ in range(self.state_buffers)) for flat in flats]
+        elif not self.layout.same_parameters(layout):
+            raise InputError(
+                f"this {type(self).__name__} optimizer holds state (step count, moments) for "
+                "another network's parameters: give each network its own optimizer (a name "
+                "such as 'adam', or a new object), or call optimizer.reset() to start afresh")
+        return self.state
+
+    def apply(self, params, grads, state, scalars):
+        """Pure update of every group: ``(new params, new state)`` as lists per dtype group."""
+        results = [self.update(p, g, s, scalars) for p, g, s in zip(params, grads, state)]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def update(self, param, grad, state, scalars):
+        """``(new param, new state tuple)`` for one flat buffer."""
         raise NotImplementedError
 
-    def _state(self, key, param, count):
-        """Slot ``key``'s ``count`` state arrays: zeros like ``param`` before its first update."""
-        if key not in self.state:
-            self.state[key] = (namespace(param).zeros_like(param),) * count
-        return self.state[key]
+    def step(self, slots):
+        """Apply one update to every ``(layer, name)`` in ``slots`` from ``layer.grads[name]``.
+
+        The eager, one-call form of what the training loop does through :meth:`apply`.
+        """
+        layout = ParameterLayout(slots)
+        params = layout.gather()
+        grads = layout.flatten([layer.grads[name] for layer, name in slots])
+        state = self.state_for(layout, params)
+        params, self.state = self.apply(params, grads, state, self.scalars())
+        self.iterations += 1
+        layout.assign(params)
 
     def _with_l2(self, param, grad):
         """``grad`` plus the L2 term ``weight_decay * param`` (weight decay in the gradient)."""
@@ -114,6 +157,11 @@ class Optimizer:
 
     def _config(self):
         return {"learning_rate": self.learning_rate}
+
+    def config_key(self):
+        """What the update computes depends on: the type and hyperparameters (a compiled step
+        made for one optimizer serves every optimizer with the same key)."""
+        return (type(self), tuple(self._config().items()))
 
     def __repr__(self):
         args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
@@ -131,22 +179,22 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
                  schedule=None):
-        super().__init__(learning_rate, schedule)
         self.momentum = _fraction("momentum", momentum)
         if nesterov and self.momentum == 0:
             raise InputError("nesterov=True needs a momentum > 0")
         self.nesterov = bool(nesterov)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.state_buffers = 1 if self.momentum else 0
+        super().__init__(learning_rate, schedule)
 
-    def update(self, key, param, grad):
+    def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
         step = grad
         if self.momentum:
-            (velocity,) = self._state(key, param, 1)
-            velocity = self.momentum * velocity + grad
-            self.state[key] = (velocity,)
+            velocity = self.momentum * state[0] + grad
+            state = (velocity,)
             step = grad + self.momentum * velocity if self.nesterov else velocity
-        return param - self.current_learning_rate * step
+        return param - scalars["learning_rate"] * step, state
 
     def _config(self):
         return {**super()._config(), "momentum": self.momentum, "nesterov": self.nesterov,
@@ -156,6 +204,8 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: ``s = rho * s + (1 - rho) * g**2``, step ``g / (sqrt(s) + epsilon)``; L2 decay."""
 
+    state_buffers = 1
+
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, weight_decay=0.0,
                  schedule=None):
         super().__init__(learning_rate, schedule)
@@ -163,13 +213,11 @@ class RMSprop(Optimizer):
         self.epsilon = _positive("epsilon", epsilon)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
 
-    def update(self, key, param, grad):
+    def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
-        (square,) = self._state(key, param, 1)
-        square = self.rho * square + (1 - self.rho) * grad * grad
-        self.state[key] = (square,)
+        square = self.rho * state[0] + (1 - self.rho) * grad * grad
         step = grad / (namespace(square).sqrt(square) + self.epsilon)
-        return param - self.current_learning_rate * step
+        return param - scalars["learning_rate"] * step, (square,)
 
     def _config(self):
         return {**super()._config(), "rho": self.rho, "epsilon": self.epsilon,
@@ -179,6 +227,8 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adam with bias-corrected moments (Kingma & Ba); ``weight_decay`` is L2 in the gradient."""
 
+    state_buffers = 2
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=0.0, schedule=None):
         super().__init__(learning_rate, schedule)
@@ -187,20 +237,26 @@ class Adam(Optimizer):
         self.epsilon = _positive("epsilon", epsilon)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
 
-    def update(self, key, param, grad):
-        grad = self._with_l2(param, grad)
-        direction, scale = self._adam_step(key, param, grad)
-        return param - (self.current_learning_rate * scale) * direction
-
-    def _adam_step(self, key, param, grad):
-        """Update slot ``key``'s moments with ``grad``; return ``(direction, scale)``.
-
-        ``scale * direction`` is ``m_hat / (sqrt(v_hat) + eps)``, rearranged so that the bias
-        corrections are Python numbers: ``m / (sqrt(v) + eps * c2)`` times ``c2 / c1``, with
-        ``c1 = 1 - beta_1**t`` and ``c2 = sqrt(1 - beta_2**t)`` (fewer passes over the arrays).
-        """
+    def scalars(self):
+        """Adds the bias corrections of step ``t``: ``scale = sqrt(1 - beta_2**t) /
+        (1 - beta_1**t)`` and ``epsilon_hat = epsilon * sqrt(1 - beta_2**t)``."""
         t = self.iterations + 1
-        old_first, old_second = self._state(key, param, 2)
+        correction = math.sqrt(1 - self.beta_2 ** t)
+        return {**super().scalars(), "scale": correction / (1 - self.beta_1 ** t),
+                "epsilon_hat": self.epsilon * correction}
+
+    def update(self, param, grad, state, scalars):
+        grad = self._with_l2(param, grad)
+        direction, state = self._moments(grad, state, scalars)
+        return param - (scalars["learning_rate"] * scalars["scale"]) * direction, state
+
+    def _moments(self, grad, state, scalars):
+        """New moments and the direction ``m / (sqrt(v) + epsilon_hat)``.
+
+        ``scale * direction`` is ``m_hat / (sqrt(v_hat) + epsilon)`` with the bias corrections
+        moved into the two scalars (fewer passes over the arrays).
+        """
+        old_first, old_second = state
         # moment + (1 - beta) * (new value - moment); the in-place operators only change arrays
         # made here, saving temporaries (JAX makes new arrays for them instead)
         first = grad - old_first
@@ -210,11 +266,9 @@ class Adam(Optimizer):
         second -= old_second
         second *= 1 - self.beta_2
         second += old_second
-        self.state[key] = (first, second)
-        correction = math.sqrt(1 - self.beta_2 ** t)
         denominator = namespace(second).sqrt(second)
-        denominator += self.epsilon * correction
-        return first / denominator, correction / (1 - self.beta_1 ** t)
+        denominator += scalars["epsilon_hat"]
+        return first / denominator, (first, second)
 
     def _config(self):
         return {**super()._config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -228,12 +282,12 @@ class AdamW(Adam):
                  weight_decay=0.01, schedule=None):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, schedule)
 
-    def update(self, key, param, grad):
-        direction, scale = self._adam_step(key, param, grad)
-        step = scale * direction
+    def update(self, param, grad, state, scalars):
+        direction, state = self._moments(grad, state, scalars)
+        step = scalars["scale"] * direction
         if self.weight_decay:
             step = step + self.weight_decay * param
-        return param - self.current_learning_rate * step
+        return param - scalars["learning_rate"] * step, state
 
 
 OPTIMIZERS = {

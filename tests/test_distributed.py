@@ -137,7 +137,8 @@ def test_shards_cover_every_sample_once_in_order(n, size):
 
 
 def test_distributed_argument_is_checked():
-    assert distributed.resolve(False) is None
+    assert distributed.resolve(False) is distributed.SINGLE  # a world of one
+    assert distributed.SINGLE.size == 1 and distributed.SINGLE.shard(3, 7) == (3, 7)
     with pytest.raises(portanet.InputError, match="distributed must be True, False"):
         distributed.resolve("yes")
 

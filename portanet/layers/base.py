@@ -24,6 +24,7 @@ class Layer:
     params: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
+    random = False  # True for layers that use random draws in training (see ``draw``)
 
     def __init__(self):
         self.input = None
@@ -46,6 +47,13 @@ class Layer:
         that work.
         """
         self.backward(grad_output)
+
+    def draw(self, input_shape):
+        """The host (NumPy) random draws this layer uses for a training batch of
+        ``input_shape``, taken from portanet's seeded generator. A training step draws them
+        ahead and lends them to the layer as ``self.noise`` (so a compiled step gets them as an
+        argument); a layer whose ``random`` is True draws for itself when ``noise`` is None."""
+        return None
 
     def output_shape(self, input_shape):
         """Per-sample output shape for ``input_shape``; ShapeError if it does not fit."""

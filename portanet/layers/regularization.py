@@ -18,14 +18,23 @@ class Dropout(Layer):
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise InputError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
         self.rate = rate
-        self.mask = None
+        self.mask = self.noise = None
+
+    @property
+    def random(self):
+        return self.rate > 0
+
+    def draw(self, input_shape):
+        """The scaled keep-mask: ``1 / (1 - rate)`` where kept, 0 where dropped."""
+        keep = rng().random(tuple(input_shape)) >= self.rate
+        return keep / (1.0 - self.rate)
 
     def forward(self, x, training=False):
         self.input = x
         self.mask = None
-        if training and self.rate > 0:
-            keep = rng().random(tuple(x.shape)) >= self.rate
-            self.mask = get_backend().asarray(keep / (1.0 - self.rate), dtype_name(x))
+        if training and self.random:
+            self.mask = self.noise if self.noise is not None else \
+                get_backend().asarray(self.draw(x.shape), dtype_name(x))
         self.output = x if self.mask is None else x * self.mask
         return self.output
 

@@ -1,0 +1,181 @@
+"""One training step, and the inference forward pass, as pure functions of arrays.
+
+Layers keep their one ``forward``/``backward``, which read parameters from the layer and leave
+gradients on it. :class:`TrainStep` turns them into pure functions: the arrays a step depends on
+(flat parameter buffers, buffers such as running statistics, optimizer state, the batch, the
+step's scalars, random draws) come in as arguments and the new ones go out as results. Inside,
+the arrays are given to the layers for the duration of the call and every layer's attributes are
+put back afterwards, so no call leaves anything behind on a layer, and a compiler (``jax.jit``)
+can trace the function once per batch shape. The same functions run eagerly on every backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+from . import losses as losses_module
+from .backend import get_backend, namespace
+from .layers.base import Layer
+from .parameters import ParameterLayout
+
+
+def is_native(layer) -> bool:
+    """True for layers using forward/backward; False for the tutorial's self-updating style."""
+    return _is_native_type(type(layer))
+
+
+@functools.cache
+def _is_native_type(kind) -> bool:
+    return (issubclass(kind, Layer)
+            and kind.forward_propagation is Layer.forward_propagation
+            and kind.backward_propagation is Layer.backward_propagation)
+
+
+def forward(layers, x, training):
+    """Run ``x`` through ``layers`` (tutorial-style layers through forward_propagation)."""
+    for layer in layers:
+        x = layer.forward(x, training) if is_native(layer) else layer.forward_propagation(x)
+    return x
+
+
+def backward_chain(layers, learning_rate):
+    """Backpropagation as calls ``grad -> grad``, from the last layer down to the first one
+    with something to learn.
+
+    Layers before that one have no parameters, so nothing needs their gradients, and it computes
+    only its parameter gradients. Layers in the tutorial's style update themselves at
+    ``learning_rate``.
+    """
+    first = next((index for index, layer in enumerate(layers)
+                  if not is_native(layer) or layer.params), len(layers))
+    steps = []
+    for index in range(len(layers) - 1, first - 1, -1):
+        layer = layers[index]
+        if not is_native(layer):
+            steps.append(functools.partial(layer.backward_propagation,
+                                           learning_rate=learning_rate))
+        else:
+            steps.append(layer.backward_params if index == first else layer.backward)
+    return steps
+
+
+PLAIN = (bool, int, float, str)  # attribute values a step may leave on a layer
+
+
+@contextlib.contextmanager
+def lent(layers, values):
+    """Set ``(layer, name) -> value`` on the layers for the block; afterwards every native layer
+    of ``layers`` has the arrays (and other objects) it had before: nothing the call computed
+    stays behind on a layer (under a compiler those would be tracers). Plain Python values
+    (numbers, strings: counters, flags) that the layers set are kept."""
+    saved = [(layer, dict(vars(layer))) for layer in layers if is_native(layer)]
+    try:
+        for (layer, name), value in values:
+            setattr(layer, name, value)
+        yield
+    finally:
+        for layer, attributes in saved:
+            kept = {name: value for name, value in vars(layer).items()
+                    if isinstance(value, PLAIN)}
+            vars(layer).clear()
+            vars(layer).update(attributes)
+            vars(layer).update(kept)
+
+
+def buffer_slots(layers):
+    """``(layer, name)`` of every buffer (state that is not trained, e.g. running statistics)."""
+    return [(layer, name) for layer in layers if is_native(layer) for name in layer.buffers]
+
+
+class TrainStep:
+    """The training step of ``network`` with ``optimizer``, as pure functions.
+
+    - :meth:`gradients` ``(params, buffers, x, y, share, noise) -> (grads, buffers, loss_sum)``:
+      forward, loss and backward on one batch. ``share`` (or None) scales the loss gradient: an
+      MPI rank's part of the global batch. ``noise`` holds the random draws of the layers in
+      :attr:`random_layers` (dropout masks), made on the host by :meth:`draw`.
+    - :meth:`update` ``(params, grads, optimizer_state, scalars) -> (params, optimizer_state)``.
+    - :meth:`whole`: both in one call, for a single process.
+
+    ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`),
+    ``loss_sum`` is the batch's summed loss (a 0-d array). ``traces`` counts how many times the
+    Python body ran: every step when eager, once per batch shape when compiled.
+    """
+
+    def __init__(self, network, optimizer):
+        self.layers = list(network.layers)
+        self.layout = ParameterLayout([(layer, name) for layer in self.layers
+                                       if is_native(layer) for name in layer.params])
+        self.buffers = buffer_slots(self.layers)
+        self.optimizer = optimizer
+        self.loss_with_prime = losses_module.with_prime(network.loss, network.loss_prime)
+        self.backward = backward_chain(self.layers, optimizer.learning_rate)
+        # Random draws are made ahead of the step, from the layers' input shapes; with
+        # tutorial-style layers (shapes unknown, eager only) layers draw during forward instead.
+        native = all(is_native(layer) for layer in self.layers)
+        self.random_layers = [layer for layer in self.layers if native and layer.random]
+        self.traces = 0
+
+    def draw(self, sample_shape, rows, dtype):
+        """This step's random draws for a batch of ``rows`` samples of ``sample_shape``,
+        drawn on the host in layer order and moved to the backend."""
+        if not self.random_layers:
+            return []
+        noise, shape = [], tuple(sample_shape)
+        for layer in self.layers:
+            if layer in self.random_layers:
+                noise.append(get_backend().asarray(layer.draw((rows, *shape)), dtype))
+            shape = layer.output_shape(shape)
+        return noise
+
+    def gradients(self, params, buffers, x, y, share, noise):
+        self.traces += 1
+        assignments = [*zip(self.layout.slots, self.layout.split(params)),
+                       *zip(self.buffers, buffers),
+                       *zip(((layer, "noise") for layer in self.random_layers), noise)]
+        with lent(self.layers, assignments):
+            out = forward(self.layers, x, training=True)
+            loss, grad = self.loss_with_prime(y, out)
+            if share is not None:
+                grad = grad * share
+            for step in self.backward:
+                grad = step(grad)
+            grads = self.layout.flatten([layer.grads[name] for layer, name in self.layout.slots])
+            new_buffers = [getattr(layer, name) for layer, name in self.buffers]
+        return grads, new_buffers, loss * x.shape[0]
+
+    def update(self, params, grads, optimizer_state, scalars):
+        self.traces += 1
+        return self.optimizer.apply(params, grads, optimizer_state, scalars)
+
+    def whole(self, params, buffers, optimizer_state, x, y, scalars, noise):
+        """``(params, buffers, optimizer_state, loss_sum)`` after one step on ``(x, y)``."""
+        grads, buffers, loss_sum = self.gradients(params, buffers, x, y, None, noise)
+        self.traces -= 1  # one step, one trace
+        params, optimizer_state = self.update(params, grads, optimizer_state, scalars)
+        return params, buffers, optimizer_state, loss_sum
+
+
+def zeros_like_all(arrays):
+    """Zeros shaped like each of ``arrays``."""
+    return [namespace(array).zeros_like(array) for array in arrays]
+
+
+class Inference:
+    """The inference forward pass of ``layers`` as a pure function
+    ``(weights, x) -> output``, ``weights`` being every parameter and buffer in layer order."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self.slots = [(layer, name) for layer in self.layers if is_native(layer)
+                      for name in layer.params + layer.buffers]
+        self.traces = 0
+
+    def weights(self):
+        return [getattr(layer, name) for layer, name in self.slots]
+
+    def __call__(self, weights, x):
+        self.traces += 1
+        with lent(self.layers, zip(self.slots, weights)):
+            return forward(self.layers, x, training=False)

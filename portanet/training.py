@@ -1,0 +1,209 @@
+"""The training loop: epochs, batches, shuffling, progress, interruption, validation, history.
+
+The network builds and runs (:mod:`portanet.network`); one training step is a pure function of
+arrays (:mod:`portanet.step`), compiled where the backend can (:mod:`portanet.backend.compilers`);
+this module drives it. It talks to the other processes through a *world*
+(:mod:`portanet.distributed`): a single process is a world of one, so the loop has no separate
+path for MPI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+
+from . import distributed as distributed_module
+from . import optimizers
+from .backend import compilers, get_backend, namespace, rng
+from .errors import InputError, TrainingError
+from .progress import Progress
+from .step import TrainStep, is_native
+
+
+class History:
+    """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...).
+
+    ``compiled`` names how the step ran ("jax.jit" or "eager"); ``interrupted`` is True when
+    Ctrl-C ended training early.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.interrupted = False
+        self.compiled = "eager"
+
+    def record(self, epoch, values):
+        self.epoch.append(epoch)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _all_finite(array, rows=1024) -> bool:
+    """True if no element of ``array`` is NaN or infinite (checked in slices of ``rows``, so
+    no temporary as large as the data is made)."""
+    xp, n = namespace(array), array.shape[0]
+    return all(bool(xp.all(xp.isfinite(array[start:min(start + rows, n), ...])))
+               for start in range(0, n, rows))
+
+
+def _check_count(label, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{label} must be an integer >= {low}, got {value!r}")
+
+
+def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
+        optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
+        distributed=False, compile="auto"):
+    """:meth:`portanet.Network.fit` (see there)."""
+    world = distributed_module.resolve(distributed)
+    with world.together():
+        network._check_ready(need_loss=True)
+        _check_count("epochs", epochs, 0)
+        _check_count("batch_size", batch_size, 1)
+        if not 0.0 <= validation_split < 1.0:
+            raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        optimizer = optimizers.get(optimizer, learning_rate)
+        x, y = network._pair(x_train, y_train, "x_train")
+        if not (_all_finite(x) and _all_finite(y)):
+            raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
+                             "data before training")
+        if validation_split:
+            keep = x.shape[0] - max(1, int(round(x.shape[0] * validation_split)))
+            if keep < 1:
+                raise InputError("validation_split leaves no training samples")
+            validation_data = (x[keep:, ...], y[keep:, ...])
+            x, y = x[:keep, ...], y[:keep, ...]
+        if validation_data is not None:
+            validation_data = network._pair(*validation_data, "x_val")
+        network._check_targets(x, y)
+        world.join(network, x, y, batch_size)
+        loop = Loop(network, optimizer, world, compile)
+        return loop.run(x, y, epochs, batch_size, shuffle, validation_data,
+                        verbose and world.is_root)
+
+
+class Loop:
+    """Trains ``network`` with ``optimizer`` in ``world``, the step compiled as ``compile`` says.
+
+    During a fit the loop holds the training state (flat parameters, buffers, optimizer state)
+    and hands it to the step; the network's layers and the optimizer get it back after every
+    epoch (so validation, saving and Ctrl-C see the current weights).
+    """
+
+    def __init__(self, network, optimizer, world, compile="auto"):
+        self.network, self.optimizer, self.world = network, optimizer, world
+        tutorial_style = next((layer for layer in network.layers if not is_native(layer)), None)
+        reason = None if tutorial_style is None else (
+            f"{tutorial_style!r} updates its own weights (the tutorial's backward_propagation)")
+        self.compiler = compilers.choose(get_backend(), compile, reason)
+        self.step = network._cached(("train", self.compiler.name, optimizer.config_key(),
+                                     network.loss, network.loss_prime),
+                                    lambda: TrainStep(network, optimizer))
+        self.run_step = network._cached(
+            ("train-run", self.compiler.name, optimizer.config_key(), network.loss,
+             network.loss_prime, world.size),
+            lambda: world.step_runner(self.step, self.compiler))
+        self.stop_requested = False
+
+    def run(self, x, y, epochs, batch_size, shuffle, validation, verbose):
+        network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
+        xp, n = namespace(x), x.shape[0]
+        progress = Progress(epochs, math.ceil(n / batch_size), verbose)
+        progress.live = progress.live and world.size == 1  # MPI ranks print to a pipe
+        history = History()
+        history.compiled = self.compiler.name
+        dtype = network._working_dtype()
+        params = step.layout.gather()
+        state = [params, [getattr(layer, name) for layer, name in step.buffers],
+                 optimizer.state_for(step.layout, params)]
+        with self._interruptible():
+            try:
+                for epoch in range(1, epochs + 1):
+                    progress.start_epoch(epoch)
+                    order = rng().permutation(n) if shuffle else None
+                    if order is not None:  # rank 0's order, however the ranks were seeded
+                        order = get_backend().asarray(
+                            world.broadcast(order, "the epoch's sample order"), dtype=None)
+                    total, seen, interrupted = 0.0, 0, False
+                    for batch, start in enumerate(range(0, n, batch_size), 1):
+                        stop = min(start + batch_size, n)
+                        lo, hi = world.shard(start, stop)
+                        if order is None:
+                            xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+                        else:
+                            xb, yb = (xp.take(a, order[lo:hi], axis=0) for a in (x, y))
+                        noise = step.draw(x.shape[1:], hi - lo, dtype)
+                        *state, loss_sum, interrupted = self.run_step(
+                            *state, xb, yb, optimizer.scalars(), noise,
+                            (hi - lo) / (stop - start), lambda: self.stop_requested)
+                        optimizer.iterations += 1
+                        total = total + loss_sum
+                        seen = stop
+                        progress.batch_done(batch)
+                        if interrupted:
+                            break
+                    self._give_back(state)
+                    world.average_buffers(network.layers)  # the ranks' running statistics
+                    state[1] = [getattr(layer, name) for layer, name in step.buffers]
+                    values = self._epoch_values(epoch, total, seen, validation)
+                    history.record(epoch, values)
+                    progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
+                        f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
+                    if interrupted:
+                        history.interrupted = True
+                        progress.message(f"interrupted in epoch {epoch} after {seen} of {n} "
+                                         "samples: the network keeps the weights of the last "
+                                         "full batch")
+                        break
+            finally:
+                self._give_back(state)
+        return history
+
+    def _give_back(self, state):
+        """Hand the current parameters, buffers and optimizer state to the layers and the
+        optimizer (a compiled step may have consumed the arrays they held before)."""
+        params, buffers, optimizer_state = state
+        self.step.layout.assign(params)
+        for (layer, name), value in zip(self.step.buffers, buffers):
+            setattr(layer, name, value)
+        self.optimizer.state = optimizer_state
+
+    def _epoch_values(self, epoch, total, seen, validation):
+        world = self.world
+        loss_sum = world.sum([float(total)], "the epoch's loss")[0]
+        values = {"loss": loss_sum / seen}
+        if not math.isfinite(values["loss"]):
+            raise TrainingError(
+                f"the loss became {values['loss']} at epoch {epoch}: training stopped. "
+                f"Lower the learning rate (now {self.optimizer.learning_rate:g}) or normalise "
+                "the inputs (portanet.preprocessing.standardize / normalize).")
+        if validation is not None:
+            values["val_loss"], values["val_accuracy"] = self.network._score(*validation,
+                                                                            world=world)
+        return values
+
+    @contextlib.contextmanager
+    def _interruptible(self):
+        """Turn the first Ctrl-C into a request to stop after the current batch."""
+        self.stop_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self.stop_requested:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self.stop_requested = True
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
