@@ -2,14 +2,18 @@
 
     python benchmarks/run.py [--backend NAME] [--device DEV] [--cases a,b,...] [--quick]
                              [--json PATH] [--threads N] [--repeats N] [--no-memory]
+                             [--compare-compile]
 
 Each case trains (or runs) the same model three ways, from portanet's initial weights and with
 the same batch order on the same device: portanet on the chosen backend; PyTorch; and, where the
 backend has one, a plain reference written once against an array module (NumPy for ``numpy``,
-CuPy for ``cupy``): the floor for that backend. Epochs are interleaved across the three, so load
-from other processes hits them alike; a time is the median of the timed epochs after one warm-up
-epoch. Peak memory comes from a fresh child process per case and implementation (``--no-memory``
-skips it): peak RSS on the CPU, the allocator's peak on a GPU.
+CuPy for ``cupy``): the floor for that backend. portanet trains with ``compile="auto"`` (the
+step compiled where the backend measured faster: jax.jit on JAX); ``--compare-compile`` adds
+portanet with ``compile=False`` ("eager") beside it, and the compiled/eager ratio. Epochs are
+interleaved across the implementations, so load from other processes hits them alike; a time is
+the median of the timed epochs after one warm-up epoch. Peak memory comes from a fresh child
+process per case and implementation (``--no-memory`` skips it): peak RSS on the CPU, the
+allocator's peak on a GPU.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from portanet import layers as pn_layers
 from portanet.backend import to_numpy
 
 SEED = 1234
-IMPLS = ("portanet", "torch", "reference")
+IMPLS = ("portanet", "torch", "reference", "eager")
 
 
 @dataclass(frozen=True)
@@ -219,8 +223,8 @@ def epoch_order(case, n, seed):
 class PortanetRun:
     """portanet as a user runs it: ``fit`` one epoch at a time, ``predict``."""
 
-    def __init__(self, case, data, net):
-        self.case, self.net = case, net
+    def __init__(self, case, data, net, compile="auto"):
+        self.case, self.net, self.compile = case, net, compile
         backend = portanet.get_backend()
         self.x, self.y = (backend.asarray(a, case.dtype) for a in (data.x, data.y))
         if case.kind == "train" and case.batch == 1:  # the tutorial's (N, 1, features) layout
@@ -232,7 +236,8 @@ class PortanetRun:
     def epoch(self, seed):
         portanet.set_seed(seed)
         history = self.net.fit(self.x, self.y, epochs=1, batch_size=self.case.batch,
-                               shuffle=self.case.shuffle, optimizer=self.optimizer, verbose=0)
+                               shuffle=self.case.shuffle, optimizer=self.optimizer, verbose=0,
+                               compile=self.compile)
         return history.history["loss"][-1]
 
     def predict(self):
@@ -405,6 +410,9 @@ def make_runs(case, data, which, torch_device):
     runs = {}
     if "portanet" in which:
         runs["portanet"] = PortanetRun(case, data, net)
+    if "eager" in which:  # the same network and initial weights, never compiled
+        portanet.set_seed(SEED)
+        runs["eager"] = PortanetRun(case, data, build_portanet(case), compile=False)
     if "torch" in which:
         try:
             runs["torch"] = TorchRun(case, data, weights, torch_device)
@@ -550,8 +558,8 @@ def fmt(value, digits=3):
 
 
 COLUMNS = (("case", 13), ("time per", 10), ("portanet", 9), ("torch", 9), ("reference", 9),
-           ("pn/torch", 8), ("pn/ref", 7), ("peak MB pn/torch/ref", 21),
-           ("final loss pn/torch/ref", 24))
+           ("eager", 9), ("pn/torch", 8), ("pn/ref", 7), ("pn/eager", 8),
+           ("peak MB pn/torch/ref/eager", 27), ("final loss pn/torch/ref/eager", 30))
 
 
 def table_row(cells):
@@ -584,7 +592,8 @@ def row_cells(case, entry):
 
     unit = "pass" if case.kind == "predict" else "epoch"
     return [case.name, f"{unit} (s)", time_of("portanet"), time_of("torch"),
-            time_of("reference"), ratio("torch"), ratio("reference"),
+            time_of("reference"), time_of("eager"), ratio("torch"), ratio("reference"),
+            ratio("eager"),
             "/".join(memory(name) for name in IMPLS), "/".join(loss(name) for name in IMPLS)]
 
 
@@ -599,6 +608,8 @@ def parse(argv):
     parser.add_argument("--threads", type=int, help="BLAS and torch threads (default: NumPy's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per case")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--compare-compile", action="store_true",
+                        help="also time portanet with compile=False (column 'eager')")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = [name for name in args.cases.split(",") if name not in CASES]
@@ -623,7 +634,8 @@ def measure(args, backend, on_gpu, images, notes):
             continue
         print(f"timing {name} ...", file=sys.stderr, flush=True)
         data = case_data(case, images, case.samples)
-        runs = make_runs(case, data, IMPLS, "cuda" if on_gpu else "cpu")
+        which = IMPLS if args.compare_compile else IMPLS[:-1]
+        runs = make_runs(case, data, which, "cuda" if on_gpu else "cpu")
         impls = time_case(case, data, runs, args.repeats)
         del runs
         entry = {"case": asdict(case), "impls": impls, "memory": {},

@@ -7,6 +7,7 @@ The same layers run on NumPy, CuPy, PyTorch, JAX and array-api-strict; pick one 
 from .backend import BACKENDS, get_backend, set_backend, set_seed
 from .errors import (
     BackendError,
+    CompileWarning,
     DataError,
     DistributedError,
     InputError,
@@ -33,7 +34,8 @@ from .network import History, Network
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "Conv2D",
+    "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "CompileWarning",
+    "Conv2D",
     "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "History", "InputError",
     "Layer", "MaxPool2D",
     "ModelFileError", "Network", "PortanetError", "Reshape", "ShapeError", "TrainingError",

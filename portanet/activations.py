@@ -5,8 +5,9 @@ Each ``f`` has ``f_prime(x)``, the derivative with respect to its input, as in t
 derivative is not elementwise; :class:`portanet.ActivationLayer` applies such a derivative as a
 vector-Jacobian product.
 
-For the built-in pairs, :data:`PRIMES_FROM_OUTPUT` gives the same derivative written in terms of
-the output ``y = f(x)``, so a layer that kept its output need not evaluate ``f`` again.
+For the built-in pairs, :data:`GRADIENTS_FROM_OUTPUT` gives the backward pass written in terms
+of the output ``y = f(x)``: ``(y, grad_output) -> grad_input``, so a layer that kept its output
+need not evaluate ``f`` again (nor build softmax's Jacobian).
 """
 
 from array_api_compat import device
@@ -48,7 +49,7 @@ def sigmoid_prime_from_output(y):
 
 
 def relu(x):
-    return namespace(x).maximum(x, 0.0)
+    return namespace(x).clip(x, 0.0, None)  # one operation on every backend
 
 
 def relu_prime(x):
@@ -56,11 +57,14 @@ def relu_prime(x):
     return xp.astype(x > 0, x.dtype)
 
 
-def leaky_relu(x, alpha=0.01):
+LEAKY_SLOPE = 0.01  # leaky ReLU's slope for negative inputs
+
+
+def leaky_relu(x, alpha=LEAKY_SLOPE):
     return namespace(x).where(x > 0, x, alpha * x)
 
 
-def leaky_relu_prime(x, alpha=0.01):
+def leaky_relu_prime(x, alpha=LEAKY_SLOPE):
     xp = namespace(x)
     return xp.where(x > 0, xp.ones_like(x), xp.full_like(x, alpha))
 
@@ -92,13 +96,14 @@ ACTIVATIONS = {
     "softmax": (softmax, softmax_prime),
 }
 
-# The derivative of each built-in activation from its output y = f(x) instead of its input x.
-# ReLU and leaky ReLU are positive exactly where their input is, so their primes serve as is.
-PRIMES_FROM_OUTPUT = {
-    "identity": identity_prime,
-    "tanh": tanh_prime_from_output,
-    "sigmoid": sigmoid_prime_from_output,
-    "relu": relu_prime,
-    "leaky_relu": leaky_relu_prime,
-    "softmax": softmax_prime_from_output,
+# The backward pass of each built-in activation from its output y = f(x) and the gradient g of
+# its output. ReLU and leaky ReLU are positive exactly where their input is.
+GRADIENTS_FROM_OUTPUT = {
+    "identity": lambda y, g: g,
+    "tanh": lambda y, g: g * tanh_prime_from_output(y),
+    "sigmoid": lambda y, g: g * sigmoid_prime_from_output(y),
+    "relu": lambda y, g: namespace(g).where(y > 0, g, 0.0),
+    "leaky_relu": lambda y, g: namespace(g).where(y > 0, g, LEAKY_SLOPE * g),
+    # the Jacobian-vector product diag(s) g - s (s . g), without building the Jacobian
+    "softmax": lambda y, g: y * (g - namespace(g).sum(g * y, axis=-1, keepdims=True)),
 }

@@ -120,11 +120,13 @@ def _train(args, world):
     history = network.fit(prepare(x_train, metadata), to_categorical(y_train, classes),
                           shuffle=settings["batch_size"] > 1,
                           validation_split=args.validation_split, verbose=not args.quiet,
-                          distributed=world or False, **settings)
+                          distributed=world or False,
+                          compile="auto" if args.compile is None else args.compile, **settings)
     seconds = time.perf_counter() - started
     samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
-          "samples/s)" + ("  (interrupted)" if history.interrupted else ""))
+          f"samples/s, step {history.compiled})"
+          + ("  (interrupted)" if history.interrupted else ""))
     if world is not None and world.size > 1:
         print(f"distributed: {world.size} processes, gradients summed through "
               f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
@@ -200,6 +202,9 @@ def build_parser():
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job (mpirun -n N ...)")
+    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="compile the training step (jax.jit on JAX); default: where it "
+                            "measured faster, or as PORTANET_COMPILE says")
     _backend_options(train)
     train.set_defaults(run=cmd_train)
 

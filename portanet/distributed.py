@@ -130,16 +130,21 @@ class SingleProcess:
 
     def step_runner(self, step, compiler):
         """A function running one training step of ``step`` (a :class:`TrainStep`):
-        ``(params, buffers, optimizer_state, x, y, scalars, noise, share, wants_stop) ->
-        (params, buffers, optimizer_state, loss_sum, stop)``. ``share`` is this rank's part of
-        the global batch, ``wants_stop()`` this rank's wish to stop (Ctrl-C), asked once the
-        batch's gradients are known; ``stop`` is whether any rank wished it. One process
-        compiles the step whole."""
-        whole = compilers.compiled(compiler, step.whole, "the training step", donate=(0, 1, 2))
+        ``(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
+        wants_stop) -> (params, buffers, optimizer_state, total, stop)``: ``total`` sums the
+        batches' losses, ``batch`` comes from :class:`portanet.step.Batches`, ``rows`` is its
+        number of rows, ``share`` this rank's part of the global batch, ``wants_stop()`` this
+        rank's wish to stop (Ctrl-C), asked once the batch's gradients are known; ``stop`` is
+        whether any rank wished it. One process compiles the step whole."""
+        whole = compilers.compiled(compiler, step.whole, "the training step",
+                                   donate=(0, 1, 2, 3))
 
-        def run(params, buffers, optimizer_state, x, y, scalars, noise, share, wants_stop):
-            return (*whole(params, buffers, optimizer_state, x, y, scalars, noise), wants_stop())
+        def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
+                wants_stop):
+            return (*whole(params, buffers, optimizer_state, total, batch, scalars, noise),
+                    wants_stop())
 
+        run.parts = [whole]  # what was compiled (each may have fallen back to eager)
         return run
 
 
@@ -308,16 +313,18 @@ class World(SingleProcess):
         update = compilers.compiled(compiler, step.update, "the optimizer update",
                                     donate=(0, 1, 2))
 
-        def run(params, buffers, optimizer_state, x, y, scalars, noise, share, wants_stop):
-            loss_sum = 0.0
-            if x.shape[0]:
-                grads, buffers, loss_sum = gradients(params, buffers, x, y, share, noise)
+        def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
+                wants_stop):
+            if rows:
+                grads, buffers, loss_sum = gradients(params, buffers, batch, share, noise)
+                total = total + loss_sum
             else:  # none of this batch is this rank's: it adds nothing
                 grads = zeros_like_all(params)
             grads, stop = self.reduce_gradients(grads, wants_stop())
             params, optimizer_state = update(params, grads, optimizer_state, scalars)
-            return params, buffers, optimizer_state, loss_sum, stop
+            return params, buffers, optimizer_state, total, stop
 
+        run.parts = [gradients, update]
         return run
 
     def average_buffers(self, layers):

@@ -7,11 +7,19 @@ import math
 from . import distributed as distributed_module
 from . import losses as losses_module
 from . import training
-from .backend import compilers, dtype_name, get_backend, is_host_data, namespace, to_numpy
+from .backend import (
+    compilers,
+    dtype_name,
+    get_backend,
+    host_array_view,
+    is_host_data,
+    namespace,
+    to_numpy,
+)
 from .errors import InputError, ShapeError
 from .layers.base import Layer
 from .metrics import accuracy
-from .step import Inference, forward, is_native
+from .step import Inference, forward, is_native, lent
 from .training import History  # noqa: F401  (its old home: portanet.network.History)
 
 PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
@@ -103,7 +111,7 @@ class Network:
         host = is_host_data(data)
         if host:
             try:
-                array = get_backend().asarray(data, dtype)
+                array = host_array_view(data, dtype)
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{label} cannot be read as an array of numbers: {exc}") from None
         else:
@@ -122,6 +130,8 @@ class Network:
             array = xp.reshape(array, (array.shape[0], array.shape[2]))
         elif array.ndim == 1:
             array = xp.reshape(array, (array.shape[0], 1))
+        if host:  # shaped on the host, then copied to the backend once
+            array = get_backend().asarray(array, dtype)
         return array, host, tutorial
 
     def _check_ready(self, need_loss):
@@ -236,9 +246,12 @@ class Network:
                             compile)
 
     def _check_targets(self, x, y):
-        out = self._forward(x[:1, ...], training=False)
-        if tuple(out.shape[1:]) != tuple(y.shape[1:]):
-            raise ShapeError(f"the network outputs per-sample shape {tuple(out.shape[1:])} but "
+        shape = self.output_shape()
+        if shape is None or tuple(shape) != tuple(y.shape[1:]):  # shapes known: no trial run
+            with lent(self.layers, ()):  # a trial run that leaves nothing on the layers
+                shape = self._forward(x[:1, ...], training=False).shape[1:]
+        if tuple(shape) != tuple(y.shape[1:]):
+            raise ShapeError(f"the network outputs per-sample shape {tuple(shape)} but "
                              f"y has {tuple(y.shape[1:])}: for class labels, one-hot encode them "
                              "with portanet.preprocessing.to_categorical")
 

@@ -91,10 +91,11 @@ def buffer_slots(layers):
 class TrainStep:
     """The training step of ``network`` with ``optimizer``, as pure functions.
 
-    - :meth:`gradients` ``(params, buffers, x, y, share, noise) -> (grads, buffers, loss_sum)``:
-      forward, loss and backward on one batch. ``share`` (or None) scales the loss gradient: an
-      MPI rank's part of the global batch. ``noise`` holds the random draws of the layers in
-      :attr:`random_layers` (dropout masks), made on the host by :meth:`draw`.
+    - :meth:`gradients` ``(params, buffers, batch, share, noise) -> (grads, buffers,
+      loss_sum)``: forward, loss and backward on one batch (see :class:`Batches`). ``share``
+      (or None) scales the loss gradient: an MPI rank's part of the global batch. ``noise``
+      holds the random draws of the layers in :attr:`random_layers` (dropout masks), made on
+      the host by :meth:`draw`.
     - :meth:`update` ``(params, grads, optimizer_state, scalars) -> (params, optimizer_state)``.
     - :meth:`whole`: both in one call, for a single process.
 
@@ -129,8 +130,9 @@ class TrainStep:
             shape = layer.output_shape(shape)
         return noise
 
-    def gradients(self, params, buffers, x, y, share, noise):
+    def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
+        x, y = select(batch)
         assignments = [*zip(self.layout.slots, self.layout.split(params)),
                        *zip(self.buffers, buffers),
                        *zip(((layer, "noise") for layer in self.random_layers), noise)]
@@ -149,12 +151,59 @@ class TrainStep:
         self.traces += 1
         return self.optimizer.apply(params, grads, optimizer_state, scalars)
 
-    def whole(self, params, buffers, optimizer_state, x, y, scalars, noise):
-        """``(params, buffers, optimizer_state, loss_sum)`` after one step on ``(x, y)``."""
-        grads, buffers, loss_sum = self.gradients(params, buffers, x, y, None, noise)
+    def whole(self, params, buffers, optimizer_state, total, batch, scalars, noise):
+        """``(params, buffers, optimizer_state, total + the batch's summed loss)`` after one
+        step on ``batch``."""
+        grads, buffers, loss_sum = self.gradients(params, buffers, batch, None, noise)
         self.traces -= 1  # one step, one trace
         params, optimizer_state = self.update(params, grads, optimizer_state, scalars)
-        return params, buffers, optimizer_state, loss_sum
+        return params, buffers, optimizer_state, total + loss_sum
+
+
+class Batches:
+    """How the loop hands batches of rows of ``(x, y)`` to the step.
+
+    Eager steps get the rows themselves (slices, or ``take`` in the epoch's order). Compiled
+    steps (``indexed``) get the whole data set, the epoch's order, the offsets ``0..size-1`` and
+    where the batch starts, and take the rows inside: nothing runs outside the compiled step
+    per batch, and it is traced once per batch size. :func:`select` turns either into rows.
+    """
+
+    def __init__(self, x, y, indexed):
+        self.x, self.y, self.indexed = x, y, indexed
+        self.order = None
+        self._offsets = {}
+
+    def start_epoch(self, order):
+        """Use ``order`` (a backend index array, or None for the data's own order)."""
+        if order is None and self.indexed:
+            order = self._arange(self.x.shape[0])
+        self.order = order
+
+    def __call__(self, lo, hi):
+        """The batch of rows ``lo:hi`` of the epoch's order."""
+        if self.indexed:
+            return self.x, self.y, self.order, self._arange(hi - lo), lo
+        if self.order is None:
+            return self.x[lo:hi, ...], self.y[lo:hi, ...]
+        rows = self.order[lo:hi]
+        xp = namespace(self.x)
+        return xp.take(self.x, rows, axis=0), xp.take(self.y, rows, axis=0)
+
+    def _arange(self, size):
+        if size not in self._offsets:
+            self._offsets[size] = get_backend().asarray(range(size), dtype=None)
+        return self._offsets[size]
+
+
+def select(batch):
+    """``(x, y)`` rows of a batch made by :class:`Batches`."""
+    if len(batch) == 2:
+        return batch
+    x, y, order, offsets, start = batch
+    xp = namespace(x)
+    rows = xp.take(order, offsets + start)
+    return xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
 
 
 def zeros_like_all(arrays):

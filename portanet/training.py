@@ -16,17 +16,18 @@ import threading
 
 from . import distributed as distributed_module
 from . import optimizers
-from .backend import compilers, get_backend, namespace, rng
+from .backend import compilers, get_backend, host_array_view, is_host_data, namespace, rng
 from .errors import InputError, TrainingError
 from .progress import Progress
-from .step import TrainStep, is_native
+from .step import Batches, TrainStep, is_native
 
 
 class History:
     """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...).
 
-    ``compiled`` names how the step ran ("jax.jit" or "eager"); ``interrupted`` is True when
-    Ctrl-C ended training early.
+    ``compiled`` names how the step ran ("jax.jit" or "eager"); ``step_traces`` counts the
+    runs of the step's Python code (every step when eager; once per batch shape when compiled);
+    ``interrupted`` is True when Ctrl-C ended training early.
     """
 
     def __init__(self):
@@ -34,6 +35,7 @@ class History:
         self.epoch: list[int] = []
         self.interrupted = False
         self.compiled = "eager"
+        self.step_traces = 0
 
     def record(self, epoch, values):
         self.epoch.append(epoch)
@@ -70,7 +72,9 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
             raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
         optimizer = optimizers.get(optimizer, learning_rate)
         x, y = network._pair(x_train, y_train, "x_train")
-        if not (_all_finite(x) and _all_finite(y)):
+        given = [host_array_view(data) if is_host_data(data) else rows  # checked on the host
+                 for data, rows in ((x_train, x), (y_train, y))]  # when they came from there
+        if not all(_all_finite(array) for array in given):
             raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
                              "data before training")
         if validation_split:
@@ -92,8 +96,9 @@ class Loop:
     """Trains ``network`` with ``optimizer`` in ``world``, the step compiled as ``compile`` says.
 
     During a fit the loop holds the training state (flat parameters, buffers, optimizer state)
-    and hands it to the step; the network's layers and the optimizer get it back after every
-    epoch (so validation, saving and Ctrl-C see the current weights).
+    and hands it to the step; the network's layers and the optimizer get it back when fit ends
+    (Ctrl-C and errors included), and after every epoch where validation or other MPI ranks
+    need it.
     """
 
     def __init__(self, network, optimizer, world, compile="auto"):
@@ -109,19 +114,25 @@ class Loop:
             ("train-run", self.compiler.name, optimizer.config_key(), network.loss,
              network.loss_prime, world.size),
             lambda: world.step_runner(self.step, self.compiler))
+        layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
+        self.flatten = network._cached(("flatten", self.compiler.name), lambda: compilers.compiled(
+            self.compiler, layout.flatten, "gathering the parameters"))
+        self.split = network._cached(("split", self.compiler.name), lambda: compilers.compiled(
+            self.compiler, layout.split, "splitting the parameters"))
         self.stop_requested = False
 
     def run(self, x, y, epochs, batch_size, shuffle, validation, verbose):
         network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
-        xp, n = namespace(x), x.shape[0]
+        n = x.shape[0]
         progress = Progress(epochs, math.ceil(n / batch_size), verbose)
         progress.live = progress.live and world.size == 1  # MPI ranks print to a pipe
         history = History()
-        history.compiled = self.compiler.name
+        traces = step.traces
         dtype = network._working_dtype()
-        params = step.layout.gather()
+        params = self.flatten([getattr(layer, name) for layer, name in step.layout.slots])
         state = [params, [getattr(layer, name) for layer, name in step.buffers],
                  optimizer.state_for(step.layout, params)]
+        batches = Batches(x, y, indexed=self.compiler.name != "eager")
         with self._interruptible():
             try:
                 for epoch in range(1, epochs + 1):
@@ -130,27 +141,25 @@ class Loop:
                     if order is not None:  # rank 0's order, however the ranks were seeded
                         order = get_backend().asarray(
                             world.broadcast(order, "the epoch's sample order"), dtype=None)
-                    total, seen, interrupted = 0.0, 0, False
+                    batches.start_epoch(order)
+                    total = get_backend().asarray(0.0, dtype)  # a copy to the device
+                    seen, interrupted = 0, False
                     for batch, start in enumerate(range(0, n, batch_size), 1):
                         stop = min(start + batch_size, n)
                         lo, hi = world.shard(start, stop)
-                        if order is None:
-                            xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-                        else:
-                            xb, yb = (xp.take(a, order[lo:hi], axis=0) for a in (x, y))
-                        noise = step.draw(x.shape[1:], hi - lo, dtype)
-                        *state, loss_sum, interrupted = self.run_step(
-                            *state, xb, yb, optimizer.scalars(), noise,
-                            (hi - lo) / (stop - start), lambda: self.stop_requested)
+                        *state, total, interrupted = self.run_step(
+                            *state, total, batches(lo, hi), hi - lo, optimizer.scalars(),
+                            step.draw(x.shape[1:], hi - lo, dtype), (hi - lo) / (stop - start),
+                            lambda: self.stop_requested)
                         optimizer.iterations += 1
-                        total = total + loss_sum
                         seen = stop
                         progress.batch_done(batch)
                         if interrupted:
                             break
-                    self._give_back(state)
-                    world.average_buffers(network.layers)  # the ranks' running statistics
-                    state[1] = [getattr(layer, name) for layer, name in step.buffers]
+                    if validation is not None or world.size > 1:  # they need the layers
+                        self._give_back(state)
+                        world.average_buffers(network.layers)  # the ranks' running statistics
+                        state[1] = [getattr(layer, name) for layer, name in step.buffers]
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
@@ -163,13 +172,17 @@ class Loop:
                         break
             finally:
                 self._give_back(state)
+                history.step_traces = step.traces - traces
+                fell_back = any(getattr(part, "failed", False) for part in self.run_step.parts)
+                history.compiled = "eager" if fell_back else self.compiler.name
         return history
 
     def _give_back(self, state):
         """Hand the current parameters, buffers and optimizer state to the layers and the
         optimizer (a compiled step may have consumed the arrays they held before)."""
         params, buffers, optimizer_state = state
-        self.step.layout.assign(params)
+        for (layer, name), value in zip(self.step.layout.slots, self.split(params)):
+            setattr(layer, name, value)
         for (layer, name), value in zip(self.step.buffers, buffers):
             setattr(layer, name, value)
         self.optimizer.state = optimizer_state

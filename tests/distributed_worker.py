@@ -50,7 +50,10 @@ def train(net, **options):
 
 
 class Saboteur(Layer):
-    """Passes data through; on rank 1 it fails in the given way at the third training step."""
+    """Passes data through; on rank 1 it fails in the given way at the third training step.
+
+    Its Python code must run at every step, so the networks holding it train eagerly (a compiled
+    step runs a layer's Python once per batch shape)."""
 
     def __init__(self, how):
         super().__init__()
@@ -74,7 +77,7 @@ def main(case, out):
     world = distributed.init()
     if case != "train":
         net = build([Saboteur(case)])
-        history = train(net, distributed=True)
+        history = train(net, distributed=True, compile=False)
         weights = [w.ravel() for w in net.layers[0].get_weights()]
         np.save(os.path.join(out, f"finished{world.rank}.npy"),
                 np.concatenate([[history.interrupted, world.steps], *weights]))
@@ -82,7 +85,8 @@ def main(case, out):
     net = build()
     if world.rank:  # unlike generators on the other ranks: rank 0's batch order must be used
         portanet.set_seed(SEED + world.rank)
-    history = train(net, distributed=True)
+    history = train(net, distributed=True)  # compiled where the backend compiles (jax.jit)
+    assert history.compiled == ("jax.jit" if portanet.get_backend().name == "jax" else "eager")
     x, y, x_val, y_val = data()
     scores = net.evaluate(x_val, y_val, distributed=True)
     # BatchNorm's running statistics and Dropout's masks differ per rank: state must still agree

@@ -22,6 +22,7 @@ from portanet.losses import (
     softmax_crossentropy,
     softmax_crossentropy_prime,
 )
+from portanet.optimizers import SGD
 
 XOR_X = np.array([[[0, 0]], [[0, 1]], [[1, 0]], [[1, 1]]])
 XOR_Y = np.array([[[0]], [[1]], [[1]], [[0]]])
@@ -225,29 +226,25 @@ def test_tutorial_style_layer_plugs_in_and_matches_fclayer():
     np.testing.assert_allclose(mixed.predict(XOR_X), ours.predict(XOR_X), atol=1e-12)
 
 
-class InterruptAfter(Layer):
-    """Identity layer that sends this process a Ctrl-C after ``calls`` training batches."""
+def interrupting_schedule(at_iteration, rate=0.1):
+    """A learning-rate schedule that sends this process a Ctrl-C before step ``at_iteration``
+    (0-based): the host asks for the rate before every step, compiled or not."""
 
-    def __init__(self, calls):
-        super().__init__()
-        self.calls = calls
+    def schedule(iteration):
+        if iteration == at_iteration:
+            os.kill(os.getpid(), signal.SIGINT)
+        return rate
 
-    def forward(self, x, training=False):
-        if training:
-            self.calls -= 1
-            if self.calls == 0:
-                os.kill(os.getpid(), signal.SIGINT)
-        return x
-
-    def backward(self, grad_output):
-        return grad_output
+    return schedule
 
 
-def test_ctrl_c_stops_after_the_batch_and_keeps_the_network():
+@pytest.mark.parametrize("compile", [False, True])
+def test_ctrl_c_stops_after_the_batch_and_keeps_the_network(compile):
     net = tutorial_net()
-    net.add(InterruptAfter(calls=7))
-    history = net.fit(XOR_X, XOR_Y, epochs=50, learning_rate=0.1, verbose=0)
+    optimizer = SGD(0.1, schedule=interrupting_schedule(6))
+    history = net.fit(XOR_X, XOR_Y, epochs=50, optimizer=optimizer, verbose=0, compile=compile)
     assert history.interrupted and len(history.epoch) == 2  # 4 batches per epoch: stops in 2nd
+    assert optimizer.iterations == 7  # the step under way when Ctrl-C came was finished
     assert np.all(np.isfinite(net.predict(XOR_X)))
     assert net.fit(XOR_X, XOR_Y, epochs=1, learning_rate=0.1, verbose=0).epoch == [1]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from .host import (  # noqa: F401  (re-exported: the backend's public helpers)
     _env,
     cuda_buffer,
     host_array,
+    host_array_view,
     host_empty,
     is_host_data,
     share_cpu_cores,
@@ -59,10 +61,14 @@ class Backend:
     def asarray(self, data, dtype: str | None = "float32"):
         """Copy host data (NumPy, lists, scalars) to this backend's device with ``dtype``."""
         host = np.asarray(data, dtype=dtype)
+        if self.name == "jax":  # a plain copy: jnp.asarray would compile a conversion per shape
+            return sys.modules["jax"].device_put(host, self.device)
         return self.xp.asarray(host, device=self.device)
 
     def zeros(self, shape, dtype: str = "float32"):
         """An array of zeros on this backend's device."""
+        if self.name == "jax":  # made on the host and copied: no compilation per shape
+            return self.asarray(np.zeros(shape), dtype)
         return self.xp.zeros(shape, dtype=self.dtype(dtype), device=self.device)
 
     def __str__(self) -> str:

@@ -96,19 +96,25 @@ def _warn_once(message):
 
 
 class Fallback:
-    """Calls ``compiled``; if compiling fails, warns once and calls ``eager`` from then on.
+    """Calls ``compiled``; if its first call fails (tracing or compiling), warns once and calls
+    ``eager`` from then on.
 
-    portanet's own errors (bad input found while tracing) pass through unchanged.
+    portanet's own errors (bad input found while tracing), and any error after a first call
+    that worked (the compiled code ran, and may have consumed donated buffers), pass through.
     """
 
     def __init__(self, compiled, eager, what):
         self.compiled, self.eager, self.what = compiled, eager, what
-        self.failed = False
+        self.failed = self.worked = False
 
     def __call__(self, *args):
+        if self.worked:
+            return self.compiled(*args)
         if not self.failed:
             try:
-                return self.compiled(*args)
+                result = self.compiled(*args)
+                self.worked = True
+                return result
             except PortanetError:
                 raise
             except Exception as exc:  # any failure to trace or compile: run eagerly instead

@@ -23,6 +23,11 @@ def is_host_data(data) -> bool:
     return isinstance(data, (np.ndarray, np.generic, list, tuple, int, float))
 
 
+def host_array_view(data, dtype=None) -> np.ndarray:
+    """``data`` as a NumPy array of ``dtype`` (no copy when it already is one)."""
+    return np.asarray(data, dtype=dtype)
+
+
 def to_numpy(x) -> np.ndarray:
     """Copy any backend array (or host data) to a NumPy array."""
     if array_api_compat.is_cupy_array(x):

@@ -1,6 +1,6 @@
 """The activation layer: an elementwise function (or softmax) between other layers."""
 
-from ..activations import ACTIVATIONS, PRIMES_FROM_OUTPUT
+from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT
 from ..backend import namespace
 from ..errors import InputError
 from .base import Layer
@@ -15,7 +15,7 @@ class ActivationLayer(Layer):
     vector-Jacobian product, so softmax is exact for batches.
 
     For a built-in pair (given by name or as the two functions), backward computes the
-    derivative from the layer's output (:data:`portanet.activations.PRIMES_FROM_OUTPUT`)
+    gradient from the layer's output (:data:`portanet.activations.GRADIENTS_FROM_OUTPUT`)
     instead of evaluating the activation a second time.
     """
 
@@ -32,8 +32,8 @@ class ActivationLayer(Layer):
         self.activation, self.activation_prime = activation, activation_prime
         name = getattr(activation, "__name__", None)
         builtin = ACTIVATIONS.get(name, (None, None))
-        self.prime_from_output = (PRIMES_FROM_OUTPUT[name] if builtin[0] is activation
-                                  and builtin[1] is activation_prime else None)
+        self.gradient_from_output = (GRADIENTS_FROM_OUTPUT[name] if builtin[0] is activation
+                                     and builtin[1] is activation_prime else None)
 
     def forward(self, x, training=False):
         self.input = x
@@ -41,10 +41,9 @@ class ActivationLayer(Layer):
         return self.output
 
     def backward(self, grad_output):
-        if self.prime_from_output is not None:
-            derivative = self.prime_from_output(self.output)
-        else:
-            derivative = self.activation_prime(self.input)
+        if self.gradient_from_output is not None:
+            return self.gradient_from_output(self.output, grad_output)
+        derivative = self.activation_prime(self.input)
         if derivative.ndim == grad_output.ndim + 1:
             xp = namespace(derivative)
             row = xp.expand_dims(grad_output, axis=-2)

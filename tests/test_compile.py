@@ -1,0 +1,240 @@
+"""The training step compiled (jax.jit on JAX) against the same step run eagerly, on every
+backend; compile settings, fallbacks, and optimizer state that belongs to its network."""
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers import assert_backend_array
+
+import portanet
+from portanet import (
+    ActivationLayer,
+    BatchNorm,
+    CompileWarning,
+    Conv2D,
+    Dropout,
+    FCLayer,
+    Flatten,
+    InputError,
+    Layer,
+    MaxPool2D,
+    Network,
+)
+from portanet.backend import compilers, to_numpy
+from portanet.optimizers import SGD, Adam, cosine_decay
+
+STEPS = 20
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+def tutorial_network(dtype):
+    net = Network(dtype=dtype)
+    for n_in, n_out in ((4, 6), (6, 3)):
+        net.add(FCLayer(n_in, n_out, init="uniform"))
+        net.add(ActivationLayer("tanh"))
+    net.use("mse")
+    return net, SGD(0.1), 1
+
+
+def modern_mlp(dtype):
+    net = Network(dtype=dtype)
+    net.add(FCLayer(4, 16, init="he_uniform"))
+    net.add(ActivationLayer("relu"))
+    net.add(FCLayer(16, 8, init="he_uniform"))
+    net.add(ActivationLayer("relu"))
+    net.add(FCLayer(8, 3))
+    net.use("softmax_crossentropy")
+    return net, Adam(0.01, schedule=cosine_decay(0.01, STEPS)), 8
+
+
+def cnn(dtype):
+    net = Network(dtype=dtype)
+    net.add(Conv2D(1, 4, 3, padding="same", input_shape=(1, 6, 6)))
+    net.add(ActivationLayer("relu"))
+    net.add(BatchNorm(4))  # after the ReLU: before it, BatchNorm cancels the conv's bias, whose
+    # gradient is then rounding noise that Adam's normalised steps turn into unequal weights
+    net.add(MaxPool2D(2))
+    net.add(Flatten())
+    net.add(Dropout(0.3))
+    net.add(FCLayer(36, 3))
+    net.use("softmax_crossentropy")
+    return net, Adam(0.01), 8
+
+
+MODELS = {"tutorial": tutorial_network, "modern-mlp": modern_mlp, "cnn-batchnorm-dropout": cnn}
+
+
+def data(model, samples):
+    gen = np.random.default_rng(3)
+    x = gen.normal(size=(samples, 1, 6, 6) if model == "cnn-batchnorm-dropout" else (samples, 4))
+    labels = gen.integers(0, 3, samples)
+    return x, np.eye(3)[labels]
+
+
+def train(model, dtype, compile):
+    """The model after STEPS steps (shuffled batches), its history and optimizer."""
+    portanet.set_seed(7)
+    net, optimizer, batch = MODELS[model](dtype)
+    x, y = data(model, STEPS * batch // 2)  # two epochs of STEPS / 2 steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)  # backends without a compiler say so
+        history = net.fit(x, y, epochs=2, batch_size=batch, shuffle=True, optimizer=optimizer,
+                          verbose=0, compile=compile)
+    return net, history, optimizer
+
+
+def has_compiler(backend):
+    return backend.name in compilers.COMPILERS
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("model", MODELS)
+def test_compiled_step_equals_eager_step(model, dtype, backend):
+    eager, eager_history, eager_optimizer = train(model, dtype, compile=False)
+    compiled, history, optimizer = train(model, dtype, compile=True)
+    assert eager_history.compiled == "eager"
+    assert history.compiled == (compilers.COMPILERS[backend.name].name
+                                if has_compiler(backend) else "eager")
+    assert optimizer.iterations == eager_optimizer.iterations == STEPS
+    tolerance = TOLERANCE[dtype]
+    np.testing.assert_allclose(history.history["loss"], eager_history.history["loss"],
+                               rtol=tolerance)
+    for mine, theirs in zip(compiled.layers, eager.layers):
+        for name in mine.params + mine.buffers:
+            assert_backend_array(getattr(mine, name), backend, dtype)
+            np.testing.assert_allclose(to_numpy(getattr(mine, name)),
+                                       to_numpy(getattr(theirs, name)), rtol=tolerance,
+                                       atol=tolerance, err_msg=f"{mine!r}.{name}")
+    for mine, theirs in zip(optimizer.state, eager_optimizer.state):
+        for a, b in zip(mine, theirs):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=tolerance, atol=tolerance)
+    x, _ = data(model, 5)
+    np.testing.assert_allclose(compiled.predict(x), eager.predict(x), rtol=tolerance,
+                               atol=tolerance)
+
+
+def test_compiled_step_is_traced_once_per_batch_shape(backend):
+    net, optimizer, _ = modern_mlp("float32")
+    x, y = data("modern-mlp", 50)  # batches of 16, 16, 16 and 2: two shapes
+    history = net.fit(x, y, epochs=3, batch_size=16, shuffle=True, optimizer=optimizer,
+                      verbose=0, compile="auto")
+    steps = 3 * 4
+    traces = 2 if history.compiled != "eager" else steps
+    assert history.step_traces == traces
+    again = net.fit(x, y, epochs=1, batch_size=16, shuffle=True, optimizer=optimizer,
+                    verbose=0)
+    assert again.step_traces == (0 if history.compiled != "eager" else 4)  # cached across fits
+
+
+def test_backend_auto_compiles_only_where_measured_faster(backend):
+    history = train("tutorial", "float64", compile="auto")[1]
+    expected = (backend.name, compilers.device_kind(backend)) in compilers.AUTO
+    assert (history.compiled != "eager") == expected
+
+
+class HostNumberLayer(Layer):
+    """Scales by a number it reads back to the host: fine eagerly, not traceable by jax.jit."""
+
+    def forward(self, x, training=False):
+        self.scale = 1.0 + 0.0 * float(to_numpy(x).sum())
+        return x * self.scale
+
+    def backward(self, grad_output):
+        return grad_output * self.scale
+
+
+def test_a_step_that_cannot_compile_runs_eagerly_after_one_warning(backend):
+    def fit(compile):
+        portanet.set_seed(1)
+        net, optimizer, batch = modern_mlp("float64")
+        net.layers.insert(1, HostNumberLayer())
+        x, y = data("modern-mlp", 24)
+        history = net.fit(x, y, epochs=2, batch_size=batch, optimizer=optimizer, verbose=0,
+                          compile=compile)
+        return net, history
+
+    eager, _ = fit(False)
+    compilers._warned.clear()
+    with pytest.warns(CompileWarning) as caught:
+        compiled, history = fit(True)
+    assert len(caught) == 1
+    assert "eager" in str(caught[0].message)
+    assert history.compiled == "eager"
+    x, _ = data("modern-mlp", 4)
+    np.testing.assert_allclose(compiled.predict(x), eager.predict(x), rtol=1e-12)
+
+
+def test_compile_settings_are_checked(monkeypatch):
+    net, _, _ = modern_mlp("float32")
+    x, y = data("modern-mlp", 8)
+    with pytest.raises(InputError, match="compile must be True, False or 'auto'"):
+        net.fit(x, y, epochs=1, compile="yes")
+    monkeypatch.setenv("PORTANET_COMPILE", "sometimes")
+    with pytest.raises(InputError, match="PORTANET_COMPILE must be auto, 1 or 0"):
+        net.fit(x, y, epochs=1, verbose=0)
+    monkeypatch.setenv("PORTANET_COMPILE", "0")
+    assert net.fit(x, y, epochs=1, verbose=0).compiled == "eager"
+
+
+def test_tutorial_style_layers_run_eagerly_when_compiling_is_asked(backend):
+    class SelfUpdating(FCLayer):
+        def forward_propagation(self, input_data):
+            return self.forward(input_data, training=True)
+
+        def backward_propagation(self, output_error, learning_rate):
+            return Layer.backward_propagation(self, output_error, learning_rate)
+
+    net = Network()
+    net.add(SelfUpdating(2, 1))
+    net.use("mse")
+    compilers._warned.clear()
+    with pytest.warns(CompileWarning, match="updates its own weights"):
+        history = net.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0, compile=True)
+    assert history.compiled == "eager"
+
+
+def test_layers_keep_no_arrays_of_the_step(backend):
+    net, optimizer, batch = cnn("float32")
+    before = {id(layer): set(vars(layer)) for layer in net.layers}
+    x, y = data("cnn-batchnorm-dropout", 16)
+    net.fit(x, y, epochs=1, batch_size=batch, optimizer=optimizer, verbose=0)
+    for layer in net.layers:  # no tracer or batch array left behind: only the state it had
+        assert set(vars(layer)) - before[id(layer)] <= {"training", "scale"}, layer
+        for name in layer.params + layer.buffers:
+            assert_backend_array(getattr(layer, name), backend, "float32")
+
+
+# -- optimizer state belongs to its network ----------------------------------------------------
+def test_an_optimizer_is_not_shared_between_networks():
+    x, y = data("modern-mlp", 16)
+    first, optimizer, _ = modern_mlp("float32")
+    first.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    wider = Network()
+    wider.add(FCLayer(4, 32))
+    wider.add(FCLayer(32, 3))
+    wider.use("softmax_crossentropy")
+    twin, _, _ = modern_mlp("float32")  # the same shapes: silently reusing moments is wrong too
+    for other in (wider, twin):
+        with pytest.raises(InputError, match="another network's parameters.*optimizer.reset"):
+            other.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    optimizer.reset()
+    assert optimizer.iterations == 0
+    twin.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    assert optimizer.iterations == 2
+    first_again = first.fit  # and the first network's state is gone with the reset
+    with pytest.raises(InputError, match="another network's parameters"):
+        first_again(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+
+
+def test_optimizer_state_continues_across_fits_of_one_network(backend):
+    x, y = data("modern-mlp", 32)
+    portanet.set_seed(5)
+    once, optimizer, _ = modern_mlp("float64")
+    once.fit(x, y, epochs=2, batch_size=8, optimizer=optimizer, verbose=0)
+    portanet.set_seed(5)
+    twice, optimizer, _ = modern_mlp("float64")
+    twice.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    twice.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    assert optimizer.iterations == 8
+    np.testing.assert_allclose(twice.predict(x), once.predict(x), rtol=1e-10)
