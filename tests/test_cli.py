@@ -4,11 +4,13 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 
 import portanet
+import portanet.backend.compilers
 from portanet.cli import main
 
 
@@ -41,6 +43,19 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
     assert "portanet: error: no saved network" in capsys.readouterr().err
     assert main(["train", "--backend", "nonsense"]) == 2
     assert "unknown backend" in capsys.readouterr().err
+
+
+def test_train_compile_flags(backend, capsys):
+    compiled = portanet.backend.compilers.COMPILERS.get(backend.name)
+    for flag, expected in (("--no-compile", "eager"),
+                           ("--compile", compiled.name if compiled else "eager")):
+        argv = ["train", "--epochs", "1", "--limit", "200", "--quiet", "--backend", backend.name,
+                flag]
+        portanet.backend.compilers._warned.clear()
+        warns = compiled is None and flag == "--compile"  # "this backend has no compiler"
+        with pytest.warns(portanet.CompileWarning) if warns else nullcontext():
+            assert main(argv) == 0
+        assert f"step {expected})" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX signals")
