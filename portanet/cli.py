@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__, datasets, distributed, models
 from .backend import describe_backends, get_backend, set_backend, set_seed
 from .errors import InputError, PortanetError
-from .io import load
+from .io import check_writable, load
 from .metrics import classification_report
 from .preprocessing import to_categorical
 
@@ -95,6 +95,9 @@ def cmd_train(args):
 
 
 def _train(args, world):
+    for path, what in ((args.save, "the network"), (args.plot, "the plot")):
+        if path:  # before training, so that a bad path does not cost the run
+            check_writable(path, what)
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)

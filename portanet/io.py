@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .errors import ModelFileError, PortanetError
+from .errors import InputError, ModelFileError, PortanetError
 from .layers import LAYERS, ActivationLayer
 from .losses import LOSSES
 
@@ -51,11 +51,27 @@ def describe(network) -> dict:
             "loss": loss, "layers": layers, "metadata": network.metadata}
 
 
+def check_writable(path, what="the network") -> Path:
+    """``path`` as a Path if a file can be written there; else InputError saying why.
+
+    Checked before long work (training) so that a bad path does not waste it.
+    """
+    path = Path(path)
+    if path.is_dir() or not path.name or path.name in (".", ".."):
+        raise InputError(f"cannot save {what} to {str(path)!r}: it is a folder; give a file "
+                         f"name, e.g. {str(path / 'net.npz')!r}")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot save {what} to {str(path)!r}: folder {str(path.parent)!r} "
+                         "does not exist (create it first)")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot save {what} to {str(path)!r}: folder {str(path.parent)!r} "
+                         "is not writable")
+    return path
+
+
 def save(network, path) -> Path:
     """Write ``network`` to ``path`` (an ``.npz`` file) atomically; return the path."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ModelFileError(f"cannot save to {path}: folder {path.parent} does not exist")
+    path = check_writable(path)
     header = json.dumps(describe(network)).encode()
     arrays = {HEADER: np.frombuffer(header, dtype=np.uint8)}
     for index, layer in enumerate(network.layers):

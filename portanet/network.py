@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+from array_api_compat import device as array_device
+
 from . import distributed as distributed_module
 from . import losses as losses_module
 from . import training
 from .backend import (
     compilers,
+    device_name,
     dtype_name,
     get_backend,
     host_array_view,
@@ -19,6 +22,7 @@ from .backend import (
 from .errors import InputError, ShapeError
 from .layers.base import Layer
 from .metrics import accuracy
+from .preprocessing import to_categorical
 from .step import Inference, forward, is_native, lent
 from .training import History  # noqa: F401  (its old home: portanet.network.History)
 
@@ -28,11 +32,15 @@ PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128
 class Network:
     """A sequence of layers with a loss: ``add``, ``use``, ``fit``, ``predict``, ``evaluate``.
 
-    ``dtype`` ("float32" or "float64") casts every added layer's parameters; by default layers
+    ``Network([layer, ...])`` adds the layers in order, as ``add`` would. ``dtype`` ("float32"
+    or "float64") casts every added layer's parameters; by default layers
     keep the dtype they were made with (float32 unless asked otherwise).
     """
 
-    def __init__(self, dtype: str | None = None):
+    def __init__(self, layers=None, *, dtype: str | None = None):
+        if isinstance(layers, str):
+            raise InputError(f"Network's first argument is a list of layers, got {layers!r}: "
+                             f"give the dtype by name, Network(dtype={layers!r})")
         if dtype not in (None, "float32", "float64"):
             raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.layers: list = []
@@ -41,6 +49,8 @@ class Network:
         self.dtype = dtype
         self.metadata: dict = {}  # free-form JSON-able notes saved with the network
         self._cache: dict = {}  # steps and compiled functions, per layers and settings
+        for layer in layers or ():
+            self.add(layer)
 
     # -- building ---------------------------------------------------------------------------
     def add(self, layer):
@@ -139,10 +149,33 @@ class Network:
             raise InputError("the network has no layers: add some with net.add(...)")
         if need_loss and self.loss is None:
             raise InputError("no loss set: call net.use(loss, loss_prime) before fit/evaluate")
+        backend = get_backend()
+        for layer in self.layers:
+            for name in getattr(layer, "params", ()) + getattr(layer, "buffers", ()):
+                value = getattr(layer, name)
+                if namespace(value) is not backend.xp or array_device(value) != backend.device:
+                    raise InputError(
+                        f"{layer!r}.{name} lives on {namespace(value).__name__.split('.')[-1]} "
+                        f"({device_name(array_device(value))}) but the selected backend is "
+                        f"{backend}: move the network with net.to_backend(), or select its "
+                        "backend again")
+
+    def to_backend(self):
+        """Move every layer's parameters and buffers to the selected backend and device
+        (after :func:`portanet.set_backend`); returns the network."""
+        for layer in self.layers:
+            if getattr(layer, "params", ()) or getattr(layer, "buffers", ()):
+                layer.set_weights(layer.get_weights())
+        self._cache.clear()
+        return self
 
     def _check_features(self, x, label):
         first, shape = self.layers[0], tuple(x.shape[1:])
         expected = getattr(first, "input_shape", None)
+        if expected is not None and shape == (1,) and (x.shape[0],) == tuple(expected) != (1,):
+            raise ShapeError(f"{label} looks like one sample of {x.shape[0]} values (a 1-D "
+                             "array is read as that many samples of one value): give a batch "
+                             f"of one, {label}.reshape(1, -1)")
         if expected is not None and shape != tuple(expected):
             try:  # the layer's own message may say more (e.g. channels-last images)
                 first.output_shape(shape)
@@ -209,13 +242,45 @@ class Network:
         return sums[0] / n, sums[1] / n
 
     def _pair(self, x, y, label="x"):
+        """``(x, y)`` as backend rows, checked against each other and the network. Integer
+        class labels (shape (N,) or (N, 1)) for a network with several outputs become one-hot
+        rows, so every entry point scores them as it would one-hot targets."""
+        y_label = label.replace("x", "y")
         x_rows, _, _ = self._as_rows(x, label)
-        y_rows, _, _ = self._as_rows(y, label.replace("x", "y"))
-        if x_rows.shape[0] != y_rows.shape[0]:
-            raise InputError(f"{label} has {x_rows.shape[0]} samples but "
-                             f"{label.replace('x', 'y')} has {y_rows.shape[0]}: they must match")
         self._check_features(x_rows, label)
+        y_rows, _, _ = self._as_rows(self._one_hot_labels(y, x_rows), y_label)
+        if x_rows.shape[0] != y_rows.shape[0]:
+            raise InputError(f"{label} has {x_rows.shape[0]} samples but {y_label} has "
+                             f"{y_rows.shape[0]}: they must match")
+        shape = self._output_shape_for(x_rows, tuple(y_rows.shape[1:]))
+        if shape != tuple(y_rows.shape[1:]):
+            raise ShapeError(f"the network outputs per-sample shape {shape} but {y_label} has "
+                             f"{tuple(y_rows.shape[1:])}: give one target per output (one-hot "
+                             "rows, e.g. portanet.preprocessing.to_categorical(labels)) or "
+                             "integer class labels of shape (N,)")
         return x_rows, y_rows
+
+    def _output_shape_for(self, x, expected=None):
+        """Per-sample output shape for rows ``x``: from the layers' shapes where they know it
+        (and it is the ``expected`` one), else from a trial run on one row."""
+        shape = self.output_shape()
+        if shape is None or tuple(shape) != expected:
+            with lent(self.layers, ()):  # a trial run that leaves nothing on the layers
+                shape = self._forward(x[:1, ...], training=False).shape[1:]
+        return tuple(shape)
+
+    def _one_hot_labels(self, y, x):
+        """``y`` one-hot encoded if it holds integer class labels for a network with several
+        outputs (InputError for labels outside its classes); else ``y`` unchanged."""
+        array = host_array_view(y) if is_host_data(y) else y
+        xp = namespace(array)
+        if not (xp.isdtype(array.dtype, "integral") and array.shape[0] > 0
+                and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1))):
+            return y
+        shape = self._output_shape_for(x)
+        if len(shape) != 1 or shape[0] < 2:
+            return y
+        return to_categorical(xp.reshape(array, (-1,)), shape[0])
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
@@ -244,16 +309,6 @@ class Network:
         return training.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                             optimizer, validation_data, validation_split, verbose, distributed,
                             compile)
-
-    def _check_targets(self, x, y):
-        shape = self.output_shape()
-        if shape is None or tuple(shape) != tuple(y.shape[1:]):  # shapes known: no trial run
-            with lent(self.layers, ()):  # a trial run that leaves nothing on the layers
-                shape = self._forward(x[:1, ...], training=False).shape[1:]
-        if tuple(shape) != tuple(y.shape[1:]):
-            raise ShapeError(f"the network outputs per-sample shape {tuple(shape)} but "
-                             f"y has {tuple(y.shape[1:])}: for class labels, one-hot encode them "
-                             "with portanet.preprocessing.to_categorical")
 
     # -- inspecting and saving -----------------------------------------------------------
     def summary(self, print_fn=print):

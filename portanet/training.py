@@ -85,7 +85,6 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
             x, y = x[:keep, ...], y[:keep, ...]
         if validation_data is not None:
             validation_data = network._pair(*validation_data, "x_val")
-        network._check_targets(x, y)
         world.join(network, x, y, batch_size)
         loop = Loop(network, optimizer, world, compile)
         return loop.run(x, y, epochs, batch_size, shuffle, validation_data,

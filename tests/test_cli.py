@@ -43,6 +43,11 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
     assert "portanet: error: no saved network" in capsys.readouterr().err
     assert main(["train", "--backend", "nonsense"]) == 2
     assert "unknown backend" in capsys.readouterr().err
+    for option in ("--save", "--plot"):  # refused before training starts
+        assert main(["train", option, str(tmp_path / "missing" / "out")]) == 2
+        captured = capsys.readouterr()
+        assert "does not exist (create it first)" in captured.err
+        assert "training" not in captured.out
 
 
 def test_train_compile_flags(backend, capsys):

@@ -110,3 +110,68 @@ def test_channels_last_images_get_the_nchw_hint():
     net.add(portanet.Conv2D(1, 2, 3, input_shape=(1, 6, 6)))
     with pytest.raises(portanet.ShapeError, match="NCHW"):
         net.predict(np.zeros((2, 6, 6, 1)))
+
+
+def test_network_takes_a_list_of_layers():
+    layers = [FCLayer(4, 3), ActivationLayer("tanh"), FCLayer(3, 2)]
+    net = Network(layers)
+    assert net.layers == layers
+    with pytest.raises(portanet.ShapeError, match="cannot follow"):
+        Network([FCLayer(4, 3), FCLayer(5, 2)])
+    with pytest.raises(portanet.InputError, match=r"Network\(dtype='float64'\)"):
+        Network("float64")
+
+
+def test_one_sample_given_as_a_1d_array_is_named():
+    net = small_net()
+    with pytest.raises(portanet.ShapeError, match=r"one sample of 4 values.*reshape\(1, -1\)"):
+        net.predict(np.zeros(4))
+    assert net.predict(np.zeros(4).reshape(1, -1)).shape == (1, 2)
+
+
+def test_a_network_on_another_backend_is_named_and_can_be_moved(backend):
+    net = small_net()
+    other = "array_api_strict" if backend.name != "array_api_strict" else "numpy"
+    portanet.set_backend(other)
+    with pytest.raises(portanet.InputError, match=r"selected backend is .*net\.to_backend\(\)"):
+        net.fit(X, Y, epochs=1, verbose=0)
+    with pytest.raises(portanet.InputError, match="to_backend"):
+        net.predict(X)
+    portanet.set_backend(backend.name)  # (the run's own device comes with it from the env)
+    expected = net.predict(X)
+    portanet.set_backend(other)
+    np.testing.assert_allclose(net.to_backend().predict(X), expected, rtol=1e-6)
+    net.fit(X, Y, epochs=1, verbose=0)
+
+
+def classifier():
+    portanet.set_seed(2)
+    net = Network([FCLayer(4, 8), ActivationLayer("tanh"), FCLayer(8, 3)])
+    net.use("softmax_crossentropy")
+    return net
+
+
+def test_integer_class_labels_score_as_one_hot_everywhere(backend):
+    gen = np.random.default_rng(0)
+    x, labels = gen.normal(size=(30, 4)), gen.integers(0, 3, 30)
+    one_hot = np.eye(3)[labels]
+    nets = {}
+    for kind, y in (("labels", labels), ("column", labels[:, None]), ("one-hot", one_hot)):
+        net = classifier()
+        history = net.fit(x, y, epochs=2, batch_size=8, verbose=0,
+                          validation_data=(x[:10], y[:10]))
+        nets[kind] = (net, history)
+    reference, history = nets["one-hot"]
+    for kind in ("labels", "column"):
+        net, other = nets[kind]
+        np.testing.assert_allclose(net.predict(x), reference.predict(x), rtol=1e-6)
+        assert other.history["val_accuracy"] == history.history["val_accuracy"]
+        assert net.evaluate(x, labels) == pytest.approx(reference.evaluate(x, one_hot))
+    with pytest.raises(portanet.InputError, match=r"labels must lie in \[0, num_classes\)"):
+        reference.evaluate(x, labels + 1)
+
+
+def test_evaluate_checks_targets_like_fit():
+    net = classifier()
+    with pytest.raises(portanet.ShapeError, match="one target per output"):
+        net.evaluate(np.zeros((5, 4)), np.zeros((5, 1)))  # float (N, 1): not class labels

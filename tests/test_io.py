@@ -71,10 +71,15 @@ def test_custom_functions_cannot_be_saved(tmp_path):
     assert target.read_bytes() == b"precious"
 
 
-def test_missing_folder(tmp_path):
+def test_bad_save_paths_name_the_fix(tmp_path, monkeypatch):
     net, _ = trained_net()
-    with pytest.raises(portanet.ModelFileError, match="does not exist"):
+    with pytest.raises(portanet.InputError, match="does not exist .create it first"):
         net.save(tmp_path / "no" / "such" / "net.npz")
+    monkeypatch.chdir(tmp_path)
+    for folder in (".", tmp_path):
+        with pytest.raises(portanet.InputError, match="it is a folder; give a file name"):
+            net.save(folder)
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 @pytest.mark.parametrize("damage", ["truncated", "text", "plain_npz", "object_array", "missing"])
