@@ -102,6 +102,10 @@ LOSSES = {
     "softmax_crossentropy": (softmax_crossentropy, softmax_crossentropy_prime),
 }
 
+# Losses that need probabilities, and the activations that make them (the first one suggested)
+PROBABILITY_LOSSES = {categorical_crossentropy: ("softmax",),
+                      binary_crossentropy: ("sigmoid", "softmax")}
+
 # Built-in pairs computed together, sharing their common work (one call per training batch).
 WITH_PRIME = {"mse": mse_with_prime, "softmax_crossentropy": softmax_crossentropy_with_prime}
 

@@ -9,6 +9,7 @@ from array_api_compat import device as array_device
 from . import distributed as distributed_module
 from . import losses as losses_module
 from . import training
+from .activations import ACTIVATIONS
 from .backend import (
     compilers,
     device_name,
@@ -20,11 +21,14 @@ from .backend import (
     to_numpy,
 )
 from .errors import InputError, ShapeError
+from .layers.activation import ActivationLayer
 from .layers.base import Layer
 from .metrics import accuracy
 from .preprocessing import to_categorical
 from .step import Inference, forward, is_native, lent
 from .training import History  # noqa: F401  (its old home: portanet.network.History)
+
+ACTIVATION_FUNCTIONS = {pair[0] for pair in ACTIVATIONS.values()}
 
 PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
 
@@ -160,6 +164,23 @@ class Network:
                         f"{backend}: move the network with net.to_backend(), or select its "
                         "backend again")
 
+    def _check_loss_fits_output(self):
+        """InputError when a loss on probabilities follows a built-in layer that cannot output
+        them (raw scores: no softmax or sigmoid last). Other last layers are trusted."""
+        wanted = losses_module.PROBABILITY_LOSSES.get(self.loss)
+        last = self.layers[-1]
+        if wanted is None or type(last).__module__.split(".")[0] != "portanet":
+            return
+        activation = getattr(last, "activation", None)
+        if isinstance(last, ActivationLayer) and activation not in ACTIVATION_FUNCTIONS:
+            return  # the user's own activation: it may well output probabilities
+        if getattr(activation, "__name__", None) not in wanted:
+            raise InputError(
+                f"the loss {self.loss.__name__} expects probabilities, but the last layer "
+                f"{last!r} outputs raw scores (logits): use net.use('softmax_crossentropy') "
+                "(softmax and cross-entropy in one, stable for any scores), or add "
+                f"ActivationLayer('{wanted[0]}') as the last layer")
+
     def to_backend(self):
         """Move every layer's parameters and buffers to the selected backend and device
         (after :func:`portanet.set_backend`); returns the network."""
@@ -224,6 +245,7 @@ class Network:
         """
         world = distributed_module.resolve(distributed)
         self._check_ready(need_loss=True)
+        self._check_loss_fits_output()
         x_rows, y_rows = self._pair(x, y)
         loss, acc = self._score(x_rows, y_rows, batch_size, world)
         return {"loss": loss, "accuracy": acc}

@@ -66,6 +66,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
     world = distributed_module.resolve(distributed)
     with world.together():
         network._check_ready(need_loss=True)
+        network._check_loss_fits_output()
         _check_count("epochs", epochs, 0)
         _check_count("batch_size", batch_size, 1)
         if not 0.0 <= validation_split < 1.0:

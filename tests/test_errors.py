@@ -175,3 +175,15 @@ def test_evaluate_checks_targets_like_fit():
     net = classifier()
     with pytest.raises(portanet.ShapeError, match="one target per output"):
         net.evaluate(np.zeros((5, 4)), np.zeros((5, 1)))  # float (N, 1): not class labels
+
+
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "binary_crossentropy"])
+def test_a_probability_loss_on_raw_scores_is_refused_when_fit_starts(loss):
+    net = classifier()  # its last layer is an FCLayer: logits
+    net.use(loss)
+    y = np.eye(3)[np.arange(6) % 3]
+    for call in (lambda: net.fit(X, y, epochs=1, verbose=0), lambda: net.evaluate(X, y)):
+        with pytest.raises(portanet.InputError, match="raw scores.*softmax_crossentropy"):
+            call()
+    net.add(ActivationLayer("softmax"))
+    assert net.fit(X, y, epochs=1, verbose=0).epoch == [1]

@@ -238,6 +238,7 @@ def interrupting_schedule(at_iteration, rate=0.1):
     return schedule
 
 
+@pytest.mark.filterwarnings("ignore::portanet.CompileWarning")  # backends without a compiler
 @pytest.mark.parametrize("compile", [False, True])
 def test_ctrl_c_stops_after_the_batch_and_keeps_the_network(compile):
     net = tutorial_net()
