@@ -1,6 +1,6 @@
 """The ``portanet`` command: ``info``, ``train``, ``evaluate`` and ``predict``.
 
-    portanet train                                  # digits, offline, about half a minute
+    portanet train                                  # digits, offline, a few seconds
     portanet train --dataset fashion-mnist --model mlp --epochs 10 --save fmnist.npz
     portanet evaluate --model fmnist.npz --dataset fashion-mnist
     mpirun -n 4 portanet train --distributed --dataset fashion-mnist   # 4 processes, one network
@@ -78,7 +78,8 @@ def _report(network, x_test, labels, classes, world=None):
         if outputs is None:
             return
     print(f"\ntest set ({len(x_test)} images, predicted in {time.perf_counter() - started:.2f}s):")
-    print(classification_report(to_categorical(labels, classes), outputs))
+    names = datasets.CLASS_NAMES.get(network.metadata.get("dataset"))
+    print(classification_report(to_categorical(labels, classes), outputs, names))
 
 
 def cmd_train(args):
@@ -117,7 +118,9 @@ def _train(args, world):
     network.metadata = metadata
     if not args.quiet:
         network.summary()
-    print(f"training {args.model} ({spec.description}) on {len(x_train)} images: "
+    inputs = int(np.prod(x_train.shape[1:]))
+    description = spec.description.format(inputs=inputs, classes=classes)
+    print(f"training {args.model} ({description}) on {len(x_train)} images: "
           + ", ".join(f"{key}={value}" for key, value in settings.items()))
     started = time.perf_counter()
     history = network.fit(prepare(x_train, metadata), to_categorical(y_train, classes),
@@ -168,11 +171,18 @@ def cmd_predict(args):
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read images from {args.images} (a .npy array of raw pixel "
                          f"values is expected): {exc}") from None
-    outputs = network.predict(prepare(images, network.metadata))
-    for index, label in enumerate(outputs.argmax(axis=-1)):
+    if args.output:
+        output = check_writable(args.output, "the outputs")
+    x = prepare(images, network.metadata)
+    for index, label in enumerate(network.predict_classes(x)):
         print(f"{index}\t{label}")
     if args.output:
-        np.save(args.output, outputs)
+        try:
+            outputs, kind = network.predict_proba(x), "class probabilities"
+        except InputError:  # a network whose outputs are scores (tanh + MSE)
+            outputs, kind = network.predict(x), "the network's raw outputs (not probabilities)"
+        np.save(output, outputs)
+        print(f"wrote {kind}, shape {outputs.shape}, to {output}", file=sys.stderr)
     return 0
 
 
@@ -191,15 +201,23 @@ def build_parser():
         run=cmd_info)
 
     train = commands.add_parser("train", help="train a classifier and report on its test set")
-    train.add_argument("--dataset", default="digits", choices=sorted(datasets.DATASETS))
+    train.add_argument("--dataset", default="digits", choices=sorted(datasets.DATASETS),
+                       help="default: %(default)s (embedded, no download)")
     train.add_argument("--data-dir", help="folder holding the data set's files")
-    train.add_argument("--model", default="mlp", choices=sorted(models.MODELS))
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--learning-rate", type=float)
-    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--model", default="mlp", choices=sorted(models.MODELS),
+                       help="default: %(default)s; " + "; ".join(
+                           f"{name}: {spec.description.format(inputs='inputs', classes='classes')}"
+                           for name, spec in models.MODELS.items()))
+    model_default = "default: the model's setting for the data set"
+    train.add_argument("--epochs", type=int, help=model_default)
+    train.add_argument("--batch-size", type=int, help=model_default)
+    train.add_argument("--learning-rate", type=float, help=model_default)
+    train.add_argument("--validation-split", type=float, default=0.1,
+                       help="share of the training images held out for validation (default: "
+                            "%(default)s)")
     train.add_argument("--limit", type=int, help="train on the first N training images only")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of every random draw "
+                       "(default: %(default)s)")
     train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
     train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
@@ -222,7 +240,8 @@ def build_parser():
     predict = commands.add_parser("predict", help="classify the images in a .npy file")
     predict.add_argument("--model", required=True, metavar="PATH")
     predict.add_argument("images", help=".npy file of raw images, (N, H, W) or (H, W)")
-    predict.add_argument("--output", help="also save the network's outputs to this .npy file")
+    predict.add_argument("--output", help="also save the class probabilities (the raw outputs "
+                         "for networks without them) to this .npy file")
     _backend_options(predict)
     predict.set_defaults(run=cmd_predict)
     return parser

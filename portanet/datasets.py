@@ -156,6 +156,9 @@ def load_digits(test_fraction=0.25, seed=0):
 
 
 DATASETS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+# names of the classes 0, 1, ... where they are not the digits themselves
+CLASS_NAMES = {"fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")}
 
 
 def load(name, data_dir=None):

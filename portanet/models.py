@@ -18,7 +18,7 @@ class ModelSpec:
     build: Callable[[tuple, int], Network]
     layout: str
     training: dict = field(default_factory=dict)
-    description: str = ""
+    description: str = ""  # with {inputs} and {classes} for the data set's sizes
 
 
 def tutorial_mlp(image_shape, classes):
@@ -69,15 +69,16 @@ MODELS = {
     "tutorial": ModelSpec(tutorial_mlp, "flat",
                           {"epochs": 35, "batch_size": 1, "learning_rate": 0.1,
                            "optimizer": "sgd"},
-                          "the tutorial's 784-100-50-10 tanh network, MSE, per-sample SGD"),
+                          "the tutorial's {inputs}-100-50-{classes} tanh network, MSE, "
+                          "per-sample SGD"),
     "mlp": ModelSpec(modern_mlp, "flat",
                      {"epochs": 10, "batch_size": 128, "learning_rate": 1e-3,
                       "optimizer": "adam"},
-                     "784-256-128-10 ReLU network, softmax cross-entropy, Adam"),
+                     "{inputs}-256-128-{classes} ReLU network, softmax cross-entropy, Adam"),
     "cnn": ModelSpec(small_cnn, "image",
                      {"epochs": 10, "batch_size": 128, "learning_rate": 1e-3,
                       "optimizer": "adam"},
-                     "conv32-pool-conv64-pool-128-10 ReLU CNN, softmax cross-entropy, Adam"),
+                     "conv32-pool-conv64-pool-128-{classes} ReLU CNN, softmax cross-entropy, Adam"),
 }
 
 

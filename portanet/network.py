@@ -9,7 +9,7 @@ from array_api_compat import device as array_device
 from . import distributed as distributed_module
 from . import losses as losses_module
 from . import training
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, softmax
 from .backend import (
     compilers,
     device_name,
@@ -220,6 +220,47 @@ class Network:
         if tutorial:
             out = namespace(out).reshape(out, (out.shape[0], 1, out.shape[1]))
         return to_numpy(out) if host else out
+
+    def predict_proba(self, x, batch_size=None):
+        """Class probabilities for ``x``, shape (N, classes), whatever the output layer and loss:
+        the softmax of the outputs for a network trained on logits (``softmax_crossentropy``),
+        the outputs themselves after a softmax, ``[1 - p, p]`` for one sigmoid output.
+        InputError for a network whose outputs are not probabilities (e.g. tanh with MSE)."""
+        return self._classified(x, batch_size, probabilities=True)
+
+    def predict_classes(self, x, batch_size=None):
+        """The predicted class index of each sample of ``x`` (the largest output; for a single
+        output, whether it is above 0.5): integers, shape (N,)."""
+        return self._classified(x, batch_size, probabilities=False)
+
+    def _classified(self, x, batch_size, probabilities):
+        self._check_ready(need_loss=False)
+        rows, host, _ = self._as_rows(x, "x")
+        self._check_features(rows, "x")
+        out = self._predict_rows(rows, batch_size)
+        xp = namespace(out)
+        if probabilities:
+            out = self._probabilities(out)
+        elif out.shape[-1] == 1:
+            out = xp.astype(out[:, 0] > 0.5, xp.int64)
+        else:
+            out = xp.argmax(out, axis=-1)
+        return to_numpy(out) if host else out
+
+    def _probabilities(self, out):
+        """The network's outputs ``out`` as class probabilities (see :meth:`predict_proba`)."""
+        xp = namespace(out)
+        name = getattr(getattr(self.layers[-1], "activation", None), "__name__", None)
+        if self.loss is losses_module.softmax_crossentropy:
+            return softmax(out)
+        if name == "softmax":
+            return out
+        if name == "sigmoid" and out.shape[-1] == 1:
+            return xp.concat([1.0 - out, out], axis=-1)
+        raise InputError(
+            f"this network's outputs are not probabilities (last layer {self.layers[-1]!r}, loss "
+            f"{getattr(self.loss, '__name__', None)}): use predict_classes for class indices, or "
+            "train with net.use('softmax_crossentropy') for probabilities")
 
     def _predict_rows(self, rows, batch_size=None):
         n = rows.shape[0]

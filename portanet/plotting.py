@@ -12,6 +12,7 @@ def plot_history(history, path):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         raise PortanetError("plotting needs matplotlib: pip install 'portanet[plot]'") from None
     values = history.history
@@ -24,8 +25,13 @@ def plot_history(history, path):
     axes[0][0].set(xlabel="epoch", ylabel="loss", title="loss")
     axes[0][0].legend()
     if has_accuracy:
-        axes[0][1].plot(history.epoch, values["val_accuracy"], marker="o", color="tab:green")
-        axes[0][1].set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+        for key in ("accuracy", "val_accuracy"):
+            if key in values:
+                axes[0][1].plot(history.epoch, values[key], marker="o", label=key)
+        axes[0][1].set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+        axes[0][1].legend()
+    for axis in axes[0]:  # epochs are whole numbers
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=100)

@@ -21,6 +21,7 @@ def test_train_save_plot_evaluate_predict(backend, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"on {backend}" in out and "epoch 3/3" in out and "val_accuracy=" in out
+    assert "(64-256-128-10 ReLU network" in out  # the digits' own sizes in the banner
     accuracy = float(out.split("accuracy")[-1].split()[0])
     assert accuracy > 0.85
     assert model.stat().st_size > 0 and plot.read_bytes()[:4] == b"\x89PNG"
@@ -81,3 +82,15 @@ def test_ctrl_c_stops_training_and_still_saves(backend, tmp_path):
     assert child.wait(timeout=120) == 0, "".join(seen) + rest
     assert "interrupted" in rest and "accuracy" in rest and model.exists()
     assert portanet.load(model).predict(np.zeros((1, 64))).shape == (1, 10)
+
+
+def test_fashion_mnist_report_names_the_classes(capsys):
+    from portanet.cli import _report
+    from portanet.models import modern_mlp
+
+    net = modern_mlp((28, 28), 10)
+    net.metadata = {"dataset": "fashion-mnist"}
+    x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+    _report(net, x, np.arange(20) % 10, 10)
+    out = capsys.readouterr().out
+    assert "Ankle boot" in out and "T-shirt/top" in out

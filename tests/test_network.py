@@ -280,3 +280,29 @@ def test_predict_goes_in_passes_that_bound_layer_outputs(monkeypatch):
     monkeypatch.setattr(network_module, "PREDICT_VALUES", 8)  # widest output: 4 values a row
     np.testing.assert_allclose(net.predict(x), whole, rtol=1e-5, atol=1e-6)
     assert passes == [2, 2, 2, 2, 2]
+
+
+def test_class_probabilities_and_indices_whatever_the_output_layer(backend):
+    gen = np.random.default_rng(4)
+    x = gen.normal(size=(7, 3))
+    logits = Network([FCLayer(3, 4)])
+    logits.use("softmax_crossentropy")
+    probabilities = Network([FCLayer(3, 4), ActivationLayer("softmax")])
+    probabilities.use("categorical_crossentropy")
+    binary = Network([FCLayer(3, 1), ActivationLayer("sigmoid")])
+    binary.use("binary_crossentropy")
+    scores = tutorial_net((3, 4))  # tanh outputs and MSE: scores, not probabilities
+    for net in (logits, probabilities, binary):
+        proba = net.predict_proba(x)
+        assert isinstance(proba, np.ndarray) and proba.shape == (7, max(2, net.predict(x).shape[1]))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+        assert np.all(proba >= 0)
+        np.testing.assert_array_equal(net.predict_classes(x), np.argmax(proba, axis=1))
+    np.testing.assert_allclose(logits.predict_proba(x), to_numpy(softmax(on_backend(
+        logits.predict(x)))), rtol=1e-5)
+    np.testing.assert_allclose(probabilities.predict_proba(x), probabilities.predict(x))
+    np.testing.assert_array_equal(scores.predict_classes(x), np.argmax(scores.predict(x), axis=1))
+    with pytest.raises(portanet.InputError, match="not probabilities.*predict_classes"):
+        scores.predict_proba(x)
+    classes = logits.predict_classes(on_backend(x, "float32"))  # backend in, backend out
+    assert namespace(classes) is backend.xp and classes.shape == (7,)
