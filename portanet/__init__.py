@@ -30,6 +30,7 @@ from .layers import (
     Reshape,
 )
 from .network import History, Network
+from .registry import register_activation, register_layer, register_loss
 
 __version__ = "0.1.0"
 
@@ -39,5 +40,6 @@ __all__ = [
     "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "History", "InputError",
     "Layer", "MaxPool2D",
     "ModelFileError", "Network", "PortanetError", "Reshape", "ShapeError", "TrainingError",
-    "get_backend", "load", "set_backend", "set_seed",
+    "get_backend", "load", "register_activation", "register_layer", "register_loss",
+    "set_backend", "set_seed",
 ]

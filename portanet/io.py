@@ -29,8 +29,9 @@ def _name_of(function, registry, what):
     for name, pair in registry.items():
         if function in pair:
             return name
-    raise ModelFileError(f"cannot save a custom {what} ({getattr(function, '__name__', function)})"
-                         f": only built-in ones can be saved ({', '.join(registry)})")
+    raise ModelFileError(f"cannot save the {what} {getattr(function, '__name__', function)}: it "
+                         f"is not registered; register it with portanet.register_{what}(name, "
+                         "function, derivative), here and in the program that loads")
 
 
 def describe(network) -> dict:
@@ -39,8 +40,9 @@ def describe(network) -> dict:
     for index, layer in enumerate(network.layers):
         kind = type(layer).__name__
         if LAYERS.get(kind) is not type(layer):
-            raise ModelFileError(f"layer {index} ({kind}) is not a built-in portanet layer and "
-                                 "cannot be saved")
+            raise ModelFileError(f"layer {index} ({kind}) is not a registered portanet layer and "
+                                 "cannot be saved: decorate its class with "
+                                 "@portanet.register_layer (here and where it is loaded)")
         config = layer.config()
         if isinstance(layer, ActivationLayer):
             config = {"activation": _name_of(layer.activation, ACTIVATIONS, "activation")}
@@ -121,7 +123,9 @@ def load(path):
     try:
         for index, spec in enumerate(header["layers"]):
             if spec["type"] not in LAYERS:
-                raise ModelFileError(f"{path}: layer {index} has unknown type {spec['type']!r}")
+                raise ModelFileError(f"{path}: layer {index} has unknown type {spec['type']!r}: "
+                                     "if it is your own layer, register its class with "
+                                     "portanet.register_layer before loading")
             layer = LAYERS[spec["type"]](**spec["config"])
             network.add(layer)
             missing = [name for name in spec["weights"] if f"{index}/{name}" not in arrays]

@@ -66,9 +66,61 @@ def test_custom_functions_cannot_be_saved(tmp_path):
     net.add(ActivationLayer(lambda x: x, lambda x: x))
     target = tmp_path / "net.npz"
     target.write_bytes(b"precious")
-    with pytest.raises(portanet.ModelFileError, match="custom activation"):
+    with pytest.raises(portanet.ModelFileError, match="not registered.*register_activation"):
         net.save(target)
     assert target.read_bytes() == b"precious"
+
+
+@portanet.register_layer
+class Scale(portanet.Layer):
+    """A user's layer, written portably: one learned factor per feature."""
+
+    params = ("factor",)
+
+    def __init__(self, features):
+        super().__init__()
+        self.features = features
+        self.factor = portanet.get_backend().asarray(np.linspace(0.5, 1.5, features))
+
+    def forward(self, x, training=False):
+        self.input = x
+        return x * self.factor
+
+    def backward(self, grad_output):
+        xp = portanet.backend.namespace(grad_output)
+        self.grads = {"factor": xp.sum(grad_output * self.input, axis=0)}
+        return grad_output * self.factor
+
+    def config(self):
+        return {"features": self.features}
+
+
+def swish(x):
+    return x * portanet.activations.sigmoid(x)
+
+
+def swish_prime(x):
+    s = portanet.activations.sigmoid(x)
+    return s + x * s * (1 - s)
+
+
+portanet.register_activation("swish", swish, swish_prime)
+
+
+def test_registered_custom_layers_and_functions_save_and_load_on_another_backend(
+        backend, tmp_path):
+    net = Network([FCLayer(4, 6), Scale(6), ActivationLayer("swish"), FCLayer(6, 3)])
+    net.use("softmax_crossentropy")
+    x = np.random.default_rng(1).normal(size=(10, 4))
+    net.fit(x, np.arange(10) % 3, epochs=2, batch_size=5, verbose=0)
+    expected = net.predict(x)
+    path = net.save(tmp_path / "custom.npz")
+    portanet.set_backend("numpy")
+    loaded = portanet.load(path)
+    assert isinstance(loaded.layers[1], Scale) and loaded.layers[2].activation is swish
+    np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(portanet.InputError, match="another layer is registered as 'Scale'"):
+        portanet.register_layer(type("Scale", (portanet.Layer,), {}))
 
 
 def test_bad_save_paths_name_the_fix(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT
 from ..backend import namespace
 from ..errors import InputError
+from ..numpy import call_user_function
 from .base import Layer
 
 
@@ -32,18 +33,20 @@ class ActivationLayer(Layer):
         self.activation, self.activation_prime = activation, activation_prime
         name = getattr(activation, "__name__", None)
         builtin = ACTIVATIONS.get(name, (None, None))
-        self.gradient_from_output = (GRADIENTS_FROM_OUTPUT[name] if builtin[0] is activation
+        self.gradient_from_output = (GRADIENTS_FROM_OUTPUT.get(name) if builtin[0] is activation
                                      and builtin[1] is activation_prime else None)
+        self.builtin = self.gradient_from_output is not None
 
     def forward(self, x, training=False):
         self.input = x
-        self.output = self.activation(x)
+        self.output = (self.activation(x) if self.builtin
+                       else call_user_function(self.activation, x))
         return self.output
 
     def backward(self, grad_output):
         if self.gradient_from_output is not None:
             return self.gradient_from_output(self.output, grad_output)
-        derivative = self.activation_prime(self.input)
+        derivative = call_user_function(self.activation_prime, self.input)
         if derivative.ndim == grad_output.ndim + 1:
             xp = namespace(derivative)
             row = xp.expand_dims(grad_output, axis=-2)
