@@ -2,7 +2,8 @@
 
 A 784-100-50-10 tanh network trained with MSE, one sample at a time, on the first 1000 training
 images for 35 epochs; first on raw pixel values, then normalized, then standardized, as the
-tutorial compares them. MNIST needs internet the first time (or the files in a folder given by
+tutorial compares them (each scaler fitted on the training images, reused for the test images,
+and kept by the network). MNIST needs internet the first time (or the files in a folder given by
 --data-dir / PORTANET_DATA); --dataset fashion-mnist or digits run offline.
 
     python examples/mnist.py
@@ -20,7 +21,7 @@ from portanet.activations import tanh, tanh_prime
 from portanet.datasets import load
 from portanet.losses import mse, mse_prime
 from portanet.metrics import classification_report
-from portanet.preprocessing import normalize, standardize, to_categorical
+from portanet.preprocessing import Normalizer, Standardizer, to_categorical
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "digits"])
@@ -42,10 +43,13 @@ y_train = to_categorical(y_train)
 y_test = to_categorical(y_test)
 
 results = {}
-for name, scale in (("raw", None), ("normalized", normalize), ("standardized", standardize)):
+for name, scaler in (("raw", None), ("normalized", Normalizer()),
+                     ("standardized", Standardizer())):
     portanet.set_seed(args.seed)  # the same initial network for each preprocessing
-    train, test = (x_train, x_test) if scale is None else (scale(x_train), scale(x_test))
+    train, test = x_train, x_test  # raw pixels: a network with a scaler scales its inputs
     net = Network()
+    if scaler is not None:  # statistics of the training images, reused for the test images
+        net.scaler = scaler.fit(x_train[:args.samples])
     # the tutorial's U(-0.5, 0.5) initial weights
     net.add(FCLayer(features, 100, init="uniform", dtype=args.dtype))
     net.add(ActivationLayer(tanh, tanh_prime))

@@ -11,6 +11,7 @@ from .errors import (
     DataError,
     DistributedError,
     InputError,
+    InputWarning,
     ModelFileError,
     PortanetError,
     ShapeError,
@@ -36,10 +37,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "CompileWarning",
-    "Conv2D",
-    "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "History", "InputError",
-    "Layer", "MaxPool2D",
-    "ModelFileError", "Network", "PortanetError", "Reshape", "ShapeError", "TrainingError",
-    "get_backend", "load", "register_activation", "register_layer", "register_loss",
-    "set_backend", "set_seed",
+    "Conv2D", "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "get_backend",
+    "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
+    "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
+    "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
 ]

@@ -22,7 +22,7 @@ from .backend import describe_backends, get_backend, set_backend, set_seed
 from .errors import InputError, PortanetError
 from .io import check_writable, load
 from .metrics import classification_report
-from .preprocessing import to_categorical
+from .preprocessing import Normalizer, to_categorical
 
 # settings that suit the small digits set better than the models' MNIST-sized defaults
 DATASET_SETTINGS = {"digits": {"mlp": {"epochs": 40, "batch_size": 32},
@@ -43,7 +43,7 @@ def cmd_info(args):
 
 
 def prepare(images, metadata):
-    """Scale raw images the way the network was trained and lay them out for its input."""
+    """Lay raw images out for the network's input (the network's scaler scales them)."""
     images = np.asarray(images)
     shape = tuple(metadata["image_shape"])
     if images.shape == shape:
@@ -51,7 +51,9 @@ def prepare(images, metadata):
     if images.shape[1:] != shape:
         raise InputError(f"images have shape {images.shape[1:]} per sample; the network was "
                          f"trained on {shape}")
-    x = images.astype(np.float32) / np.float32(metadata["scale"])
+    x = images.astype(np.float32)
+    if "scale" in metadata:  # saved before networks kept their scaler: scaled here
+        x = x / np.float32(metadata["scale"])
     if metadata["layout"] == "flat":
         return x.reshape(len(x), -1)
     return x.reshape(len(x), 1, *shape)
@@ -112,10 +114,10 @@ def _train(args, world):
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     classes = int(max(y_train.max(), y_test.max())) + 1
     metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
-                "scale": float(x_train.max()), "image_shape": list(x_train.shape[1:]),
-                "classes": classes}
+                "image_shape": list(x_train.shape[1:]), "classes": classes}
     network = spec.build(tuple(x_train.shape[1:]), classes)
     network.metadata = metadata
+    network.scaler = Normalizer().fit(x_train)  # saved with the network, applied to every input
     if not args.quiet:
         network.summary()
     inputs = int(np.prod(x_train.shape[1:]))

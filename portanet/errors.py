@@ -35,3 +35,7 @@ class DistributedError(PortanetError):
 
 class CompileWarning(UserWarning):
     """A step could not be compiled (or the backend has no compiler): it runs eagerly."""
+
+
+class InputWarning(UserWarning):
+    """Inputs that are usable but look wrong (e.g. far outside the range a scaler was fitted on)."""

@@ -19,6 +19,7 @@ from .activations import ACTIVATIONS
 from .errors import InputError, ModelFileError, PortanetError
 from .layers import LAYERS, ActivationLayer
 from .losses import LOSSES
+from .preprocessing import scaler_from_config
 
 FORMAT = "portanet-network"
 VERSION = 1
@@ -49,8 +50,9 @@ def describe(network) -> dict:
         layers.append({"type": kind, "config": config,
                        "weights": list(layer.params + layer.buffers)})
     loss = _name_of(network.loss, LOSSES, "loss") if network.loss is not None else None
+    scaler = network.scaler.config() if network.scaler is not None else None
     return {"format": FORMAT, "version": VERSION, "dtype": network._working_dtype(),
-            "loss": loss, "layers": layers, "metadata": network.metadata}
+            "loss": loss, "layers": layers, "metadata": network.metadata, "scaler": scaler}
 
 
 def check_writable(path, what="the network") -> Path:
@@ -140,4 +142,6 @@ def load(path):
     if header["loss"] is not None:
         network.use(header["loss"])
     network.metadata = header.get("metadata") or {}
+    if header.get("scaler"):
+        network.scaler = scaler_from_config(header["scaler"])
     return network

@@ -38,7 +38,9 @@ class Network:
 
     ``Network([layer, ...])`` adds the layers in order, as ``add`` would. ``dtype`` ("float32"
     or "float64") casts every added layer's parameters; by default layers
-    keep the dtype they were made with (float32 unless asked otherwise).
+    keep the dtype they were made with (float32 unless asked otherwise). ``scaler``, a fitted
+    :class:`portanet.preprocessing.Scaler`, scales the inputs of fit, predict and evaluate
+    (give them raw data) and is saved with the network.
     """
 
     def __init__(self, layers=None, *, dtype: str | None = None):
@@ -52,6 +54,7 @@ class Network:
         self.loss_prime = None
         self.dtype = dtype
         self.metadata: dict = {}  # free-form JSON-able notes saved with the network
+        self.scaler = None  # a fitted portanet.preprocessing scaler applied to every input
         self._cache: dict = {}  # steps and compiled functions, per layers and settings
         for layer in layers or ():
             self.add(layer)
@@ -119,8 +122,10 @@ class Network:
                 return dtype_name(getattr(layer, name))
         return "float32"
 
-    def _as_rows(self, data, label):
-        """``data`` as a backend array of rows; also (was it host data, was it (N, 1, n))."""
+    def _as_rows(self, data, label, inputs=False):
+        """``data`` as a backend array of rows; also (was it host data, was it (N, 1, n)).
+
+        ``inputs`` are scaled by the network's :attr:`scaler`, if it has one."""
         dtype = self._working_dtype()
         host = is_host_data(data)
         if host:
@@ -144,7 +149,9 @@ class Network:
             array = xp.reshape(array, (array.shape[0], array.shape[2]))
         elif array.ndim == 1:
             array = xp.reshape(array, (array.shape[0], 1))
-        if host:  # shaped on the host, then copied to the backend once
+        if inputs and self.scaler is not None:
+            array = self.scaler.transform(array, label)
+        if host:  # shaped (and scaled) on the host, then copied to the backend once
             array = get_backend().asarray(array, dtype)
         return array, host, tutorial
 
@@ -214,7 +221,7 @@ class Network:
         time (default: as many as keep every layer's output under PREDICT_VALUES values).
         """
         self._check_ready(need_loss=False)
-        rows, host, tutorial = self._as_rows(x, "x")
+        rows, host, tutorial = self._as_rows(x, "x", inputs=True)
         self._check_features(rows, "x")
         out = self._predict_rows(rows, batch_size)
         if tutorial:
@@ -235,7 +242,7 @@ class Network:
 
     def _classified(self, x, batch_size, probabilities):
         self._check_ready(need_loss=False)
-        rows, host, _ = self._as_rows(x, "x")
+        rows, host, _ = self._as_rows(x, "x", inputs=True)
         self._check_features(rows, "x")
         out = self._predict_rows(rows, batch_size)
         xp = namespace(out)
@@ -309,7 +316,7 @@ class Network:
         class labels (shape (N,) or (N, 1)) for a network with several outputs become one-hot
         rows, so every entry point scores them as it would one-hot targets."""
         y_label = label.replace("x", "y")
-        x_rows, _, _ = self._as_rows(x, label)
+        x_rows, _, _ = self._as_rows(x, label, inputs=True)
         self._check_features(x_rows, label)
         y_rows, _, _ = self._as_rows(self._one_hot_labels(y, x_rows), y_label)
         if x_rows.shape[0] != y_rows.shape[0]:

@@ -1,9 +1,11 @@
 """Input scaling and label encoding (any backend's arrays, or NumPy)."""
 
+import warnings
+
 from array_api_compat import device
 
 from .backend import namespace
-from .errors import InputError
+from .errors import InputError, InputWarning
 
 
 def _floating(values):
@@ -13,22 +15,109 @@ def _floating(values):
     return xp, xp.astype(values, xp.float32)
 
 
+class Scaler:
+    """Input scaling fitted on training data and applied, unchanged, to every later input.
+
+    ``fit(x)`` records the statistics of ``x`` (of the whole array, as the tutorial's functions
+    do) and its range; ``transform(x)`` applies them and warns (:class:`InputWarning`) when
+    ``x`` lies far outside the training range, the sign of data scaled twice or not at all.
+    Give a fitted scaler to a network (``net.scaler = Standardizer().fit(x_train)``) and it
+    is applied to the inputs of ``fit``, ``predict`` and ``evaluate``, and saved with it.
+    """
+
+    def __init__(self, **statistics):
+        self.statistics = {key: float(value) for key, value in statistics.items()}
+
+    def fit(self, x):
+        """Record the statistics and the range of ``x``; returns the scaler."""
+        xp, x = _floating(x)
+        low, high = float(xp.min(x)), float(xp.max(x))
+        self.statistics = {"low": low, "high": high, **self._fit(xp, x, low, high)}
+        return self
+
+    def transform(self, x, label="x"):
+        """``x`` scaled with the fitted statistics (same backend, floating dtype)."""
+        if not self.statistics:
+            raise InputError(f"{type(self).__name__} is not fitted: call fit(x_train) first")
+        xp, x = _floating(x)
+        self._check_range(float(xp.min(x)), float(xp.max(x)), label)
+        return self._apply(x, **self.statistics)
+
+    def fit_transform(self, x):
+        return self.fit(x).transform(x)
+
+    def _check_range(self, low, high, label):
+        fitted_low, fitted_high = self.statistics["low"], self.statistics["high"]
+        width = fitted_high - fitted_low
+        if low < fitted_low - width or high > fitted_high + width \
+                or (high < fitted_low + 0.1 * width and 0 < high - low < 0.1 * width):
+            warnings.warn(
+                f"{label} lies in [{low:g}, {high:g}] but the scaler was fitted on data in "
+                f"[{fitted_low:g}, {fitted_high:g}]: give inputs as they were before scaling "
+                "(the network scales them itself), in the same units", InputWarning,
+                stacklevel=4)
+
+    def config(self):
+        """The JSON-able description saved with a network."""
+        return {"type": type(self).__name__, **self.statistics}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(" + ", ".join(
+            f"{key}={value:g}" for key, value in self.statistics.items()) + ")"
+
+
+class Normalizer(Scaler):
+    """Min-max scaling to [0, 1] with the training data's minimum and maximum."""
+
+    def _fit(self, xp, x, low, high):
+        if not high > low:
+            raise InputError("cannot normalize: all values are equal (max - min is 0)")
+        return {}
+
+    @staticmethod
+    def _apply(x, low, high):
+        return (x - low) / (high - low)
+
+
+class Standardizer(Scaler):
+    """Shift to mean 0 and scale to standard deviation 1, with the training data's mean and
+    standard deviation."""
+
+    def _fit(self, xp, x, low, high):
+        std = float(xp.std(x))
+        if not std > 0:
+            raise InputError("cannot standardize: all values are equal (standard deviation "
+                             "is 0)")
+        return {"mean": float(xp.mean(x)), "std": std}
+
+    @staticmethod
+    def _apply(x, low, high, mean, std):
+        return (x - mean) / std
+
+
+SCALERS = {cls.__name__: cls for cls in (Normalizer, Standardizer)}
+
+
+def scaler_from_config(config):
+    """The scaler a network saved (see :meth:`Scaler.config`)."""
+    kind = SCALERS.get(config.get("type"))
+    if kind is None:
+        raise InputError(f"unknown scaler {config.get('type')!r}: one of {', '.join(SCALERS)}")
+    return kind(**{key: value for key, value in config.items() if key != "type"})
+
+
 def normalize(values):
-    """Scale to [0, 1] with the minimum and maximum of the whole array (min-max scaling)."""
-    xp, values = _floating(values)
-    low, high = xp.min(values), xp.max(values)
-    if not float(high - low) > 0:
-        raise InputError("cannot normalize: all values are equal (max - min is 0)")
-    return (values - low) / (high - low)
+    """Scale to [0, 1] with the minimum and maximum of the whole array (min-max scaling).
+
+    The statistics are those of ``values`` itself: to scale new data the way the training data
+    was, fit a :class:`Normalizer` on the training data and reuse it."""
+    return Normalizer().fit_transform(values)
 
 
 def standardize(values):
-    """Shift to mean 0 and scale to standard deviation 1, over the whole array."""
-    xp, values = _floating(values)
-    std = xp.std(values)
-    if not float(std) > 0:
-        raise InputError("cannot standardize: all values are equal (standard deviation is 0)")
-    return (values - xp.mean(values)) / std
+    """Shift to mean 0 and scale to standard deviation 1, over the whole array (its own
+    statistics; see :class:`Standardizer` to reuse the training data's)."""
+    return Standardizer().fit_transform(values)
 
 
 def to_categorical(labels, num_classes=None):

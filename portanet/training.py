@@ -78,13 +78,13 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
         if not all(_all_finite(array) for array in given):
             raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
                              "data before training")
-        if validation_split:
+        if validation_split:  # the last samples, already read (and scaled) with the rest
             keep = x.shape[0] - max(1, int(round(x.shape[0] * validation_split)))
             if keep < 1:
                 raise InputError("validation_split leaves no training samples")
             validation_data = (x[keep:, ...], y[keep:, ...])
             x, y = x[:keep, ...], y[:keep, ...]
-        if validation_data is not None:
+        elif validation_data is not None:
             validation_data = network._pair(*validation_data, "x_val")
         world.join(network, x, y, batch_size)
         loop = Loop(network, optimizer, world, compile)

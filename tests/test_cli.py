@@ -34,9 +34,16 @@ def test_train_save_plot_evaluate_predict(backend, tmp_path, capsys):
     np.save(images, x_test[:5])
     assert main(["predict", "--model", str(model), str(images), "--output",
                  str(tmp_path / "out.npy")]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["0", "1", "2", "3", "4"]
-    assert np.load(tmp_path / "out.npy").shape == (5, 10)
+    assert "wrote class probabilities" in captured.err
+    probabilities = np.load(tmp_path / "out.npy")
+    assert probabilities.shape == (5, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    np.save(images, x_test[:5] / 16.0)  # already scaled: the network scales inputs itself
+    with pytest.warns(portanet.InputWarning, match="scaler was fitted on data in"):
+        assert main(["predict", "--model", str(model), str(images)]) == 0
 
 
 def test_errors_are_reported_without_traceback(tmp_path, capsys):

@@ -71,7 +71,6 @@ def test_custom_functions_cannot_be_saved(tmp_path):
     assert target.read_bytes() == b"precious"
 
 
-@portanet.register_layer
 class Scale(portanet.Layer):
     """A user's layer, written portably: one learned factor per feature."""
 
@@ -104,11 +103,17 @@ def swish_prime(x):
     return s + x * s * (1 - s)
 
 
-portanet.register_activation("swish", swish, swish_prime)
+@pytest.fixture
+def registered():
+    """Scale and swish registered for one test (the registries are global)."""
+    portanet.register_layer(Scale)
+    portanet.register_activation("swish", swish, swish_prime)
+    yield
+    del portanet.layers.LAYERS["Scale"], portanet.activations.ACTIVATIONS["swish"]
 
 
 def test_registered_custom_layers_and_functions_save_and_load_on_another_backend(
-        backend, tmp_path):
+        backend, tmp_path, registered):
     net = Network([FCLayer(4, 6), Scale(6), ActivationLayer("swish"), FCLayer(6, 3)])
     net.use("softmax_crossentropy")
     x = np.random.default_rng(1).normal(size=(10, 4))

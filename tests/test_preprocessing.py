@@ -1,12 +1,19 @@
-"""normalize, standardize and to_categorical on the backend under test."""
+"""normalize, standardize, fitted scalers and to_categorical on the backend under test."""
 
 import numpy as np
 import pytest
 from helpers import on_backend
 
 import portanet
+from portanet import FCLayer, Network
 from portanet.backend import to_numpy
-from portanet.preprocessing import normalize, standardize, to_categorical
+from portanet.preprocessing import (
+    Normalizer,
+    Standardizer,
+    normalize,
+    standardize,
+    to_categorical,
+)
 
 
 def test_normalize_maps_to_unit_range():
@@ -41,3 +48,37 @@ def test_to_categorical(backend):
         to_categorical(np.array([0.5, 1.0]))
     with pytest.raises(portanet.InputError, match="num_classes"):
         to_categorical(np.array([0, 5]), num_classes=3)
+
+
+@pytest.mark.parametrize("kind", [Normalizer, Standardizer])
+def test_fitted_scalers_reuse_the_training_statistics(kind, backend):
+    gen = np.random.default_rng(0)
+    train, test = gen.uniform(0, 255, (50, 4)), gen.uniform(0, 255, (20, 4))
+    scaler = kind().fit(on_backend(train))
+    expected = (test - train.min()) / (train.max() - train.min()) if kind is Normalizer else \
+        (test - train.mean()) / train.std()
+    np.testing.assert_allclose(to_numpy(scaler.transform(on_backend(test))), expected,
+                               rtol=1e-6)
+    with pytest.raises(portanet.InputError, match="not fitted"):
+        kind().transform(on_backend(test))
+
+
+def test_a_network_scales_its_inputs_warns_on_rescaled_data_and_saves_its_scaler(
+        backend, tmp_path):
+    gen = np.random.default_rng(1)
+    raw = gen.integers(0, 256, (40, 6)).astype(np.float64)
+    labels = gen.integers(0, 3, 40)
+    net = Network([FCLayer(6, 3)])
+    net.use("softmax_crossentropy")
+    net.scaler = Standardizer().fit(raw)
+    net.fit(raw, labels, epochs=2, batch_size=8, verbose=0)
+    bare = Network([FCLayer(6, 3)])  # the same weights, no scaler, on scaled inputs
+    bare.layers[0].set_weights(net.layers[0].get_weights())
+    scaled = (raw - raw.mean()) / raw.std()
+    np.testing.assert_allclose(net.predict(raw), bare.predict(scaled), rtol=1e-5, atol=1e-6)
+    for wrong in (raw / 255, raw * 1000):  # already scaled, or other units
+        with pytest.warns(portanet.InputWarning, match="scaler was fitted on data in"):
+            net.predict(wrong)
+    loaded = portanet.load(net.save(tmp_path / "net.npz"))
+    assert loaded.scaler.config() == net.scaler.config()
+    np.testing.assert_allclose(loaded.predict(raw), net.predict(raw), rtol=1e-6)
