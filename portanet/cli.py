@@ -129,7 +129,8 @@ def _train(args, world):
                           shuffle=settings["batch_size"] > 1,
                           validation_split=args.validation_split, verbose=not args.quiet,
                           distributed=world or False,
-                          compile="auto" if args.compile is None else args.compile, **settings)
+                          compile="auto" if args.compile is None else args.compile,
+                          metrics=["accuracy"], **settings)
     seconds = time.perf_counter() - started
     samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "

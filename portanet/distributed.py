@@ -316,8 +316,8 @@ class World(SingleProcess):
         def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
                 wants_stop):
             if rows:
-                grads, buffers, loss_sum = gradients(params, buffers, batch, share, noise)
-                total = total + loss_sum
+                grads, buffers, sums = gradients(params, buffers, batch, share, noise)
+                total = total + sums
             else:  # none of this batch is this rank's: it adds nothing
                 grads = zeros_like_all(params)
             grads, stop = self.reduce_gradients(grads, wants_stop())

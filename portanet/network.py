@@ -355,7 +355,7 @@ class Network:
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
             optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-            distributed=False, compile="auto"):
+            distributed=False, compile="auto", metrics=()):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
 
         The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
@@ -363,8 +363,10 @@ class Network:
         on vectorised mini-batches, ``shuffle=True`` reorders samples each epoch from the seeded
         generator; ``optimizer`` is a :mod:`portanet.optimizers` object or name.
         ``validation_data=(x, y)`` or ``validation_split`` (the last fraction of the training
-        data) adds "val_loss" and "val_accuracy". Ctrl-C stops after the current batch and keeps
-        the network as trained so far; a non-finite loss raises :class:`TrainingError`.
+        data) adds "val_loss" and "val_accuracy"; ``metrics=["accuracy"]`` adds the training
+        accuracy of each epoch ("accuracy", over its batches as they were trained). Ctrl-C stops
+        after the current batch and keeps the network as trained so far; a non-finite loss
+        raises :class:`TrainingError`.
 
         ``compile`` ("auto", True or False) compiles the training step where the backend can
         (``jax.jit`` on JAX; see :mod:`portanet.backend.compilers`): "auto" does so where it
@@ -378,7 +380,7 @@ class Network:
         """
         return training.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                             optimizer, validation_data, validation_split, verbose, distributed,
-                            compile)
+                            compile, metrics)
 
     # -- inspecting and saving -----------------------------------------------------------
     def summary(self, print_fn=print):

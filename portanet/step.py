@@ -17,6 +17,7 @@ import functools
 from . import losses as losses_module
 from .backend import get_backend, namespace
 from .layers.base import Layer
+from .metrics import accuracy
 from .parameters import ParameterLayout
 
 
@@ -92,19 +93,20 @@ class TrainStep:
     """The training step of ``network`` with ``optimizer``, as pure functions.
 
     - :meth:`gradients` ``(params, buffers, batch, share, noise) -> (grads, buffers,
-      loss_sum)``: forward, loss and backward on one batch (see :class:`Batches`). ``share``
+      sums)``: forward, loss and backward on one batch (see :class:`Batches`); ``sums`` is the
+      batch's summed loss, or ``[summed loss, correct samples]`` with ``accuracy``. ``share``
       (or None) scales the loss gradient: an MPI rank's part of the global batch. ``noise``
       holds the random draws of the layers in :attr:`random_layers` (dropout masks), made on
       the host by :meth:`draw`.
     - :meth:`update` ``(params, grads, optimizer_state, scalars) -> (params, optimizer_state)``.
     - :meth:`whole`: both in one call, for a single process.
 
-    ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`),
-    ``loss_sum`` is the batch's summed loss (a 0-d array). ``traces`` counts how many times the
-    Python body ran: every step when eager, once per batch shape when compiled.
+    ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`).
+    ``traces`` counts how many times the Python body ran: every step when eager, once per batch
+    shape when compiled.
     """
 
-    def __init__(self, network, optimizer):
+    def __init__(self, network, optimizer, accuracy=False):
         self.layers = list(network.layers)
         self.layout = ParameterLayout([(layer, name) for layer in self.layers
                                        if is_native(layer) for name in layer.params])
@@ -116,6 +118,7 @@ class TrainStep:
         # tutorial-style layers (shapes unknown, eager only) layers draw during forward instead.
         native = all(is_native(layer) for layer in self.layers)
         self.random_layers = [layer for layer in self.layers if native and layer.random]
+        self.accuracy = accuracy  # sums also count the batch's correctly classified samples
         self.traces = 0
 
     def draw(self, sample_shape, rows, dtype):
@@ -145,19 +148,23 @@ class TrainStep:
                 grad = step(grad)
             grads = self.layout.flatten([layer.grads[name] for layer, name in self.layout.slots])
             new_buffers = [getattr(layer, name) for layer, name in self.buffers]
-        return grads, new_buffers, loss * x.shape[0]
+        sums = loss * x.shape[0]
+        if self.accuracy:
+            xp = namespace(out)
+            sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
+        return grads, new_buffers, sums
 
     def update(self, params, grads, optimizer_state, scalars):
         self.traces += 1
         return self.optimizer.apply(params, grads, optimizer_state, scalars)
 
     def whole(self, params, buffers, optimizer_state, total, batch, scalars, noise):
-        """``(params, buffers, optimizer_state, total + the batch's summed loss)`` after one
-        step on ``batch``."""
-        grads, buffers, loss_sum = self.gradients(params, buffers, batch, None, noise)
+        """``(params, buffers, optimizer_state, total + the batch's sums)`` after one step on
+        ``batch``."""
+        grads, buffers, sums = self.gradients(params, buffers, batch, None, noise)
         self.traces -= 1  # one step, one trace
         params, optimizer_state = self.update(params, grads, optimizer_state, scalars)
-        return params, buffers, optimizer_state, total + loss_sum
+        return params, buffers, optimizer_state, total + sums
 
 
 class Batches:

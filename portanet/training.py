@@ -16,7 +16,15 @@ import threading
 
 from . import distributed as distributed_module
 from . import optimizers
-from .backend import compilers, get_backend, host_array_view, is_host_data, namespace, rng
+from .backend import (
+    compilers,
+    get_backend,
+    host_array_view,
+    is_host_data,
+    namespace,
+    rng,
+    to_numpy,
+)
 from .errors import InputError, TrainingError
 from .progress import Progress
 from .step import Batches, TrainStep, is_native
@@ -61,7 +69,7 @@ def _check_count(label, value, low):
 
 def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
         optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-        distributed=False, compile="auto"):
+        distributed=False, compile="auto", metrics=()):
     """:meth:`portanet.Network.fit` (see there)."""
     world = distributed_module.resolve(distributed)
     with world.together():
@@ -72,6 +80,9 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
         if not 0.0 <= validation_split < 1.0:
             raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
         optimizer = optimizers.get(optimizer, learning_rate)
+        metrics = tuple(metrics)
+        if any(metric != "accuracy" for metric in metrics):
+            raise InputError(f"metrics may name 'accuracy' only, got {metrics!r}")
         x, y = network._pair(x_train, y_train, "x_train")
         given = [host_array_view(data) if is_host_data(data) else rows  # checked on the host
                  for data, rows in ((x_train, x), (y_train, y))]  # when they came from there
@@ -87,7 +98,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
         elif validation_data is not None:
             validation_data = network._pair(*validation_data, "x_val")
         world.join(network, x, y, batch_size)
-        loop = Loop(network, optimizer, world, compile)
+        loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
         return loop.run(x, y, epochs, batch_size, shuffle, validation_data,
                         verbose and world.is_root)
 
@@ -101,18 +112,19 @@ class Loop:
     need it.
     """
 
-    def __init__(self, network, optimizer, world, compile="auto"):
+    def __init__(self, network, optimizer, world, compile="auto", accuracy=False):
         self.network, self.optimizer, self.world = network, optimizer, world
         tutorial_style = next((layer for layer in network.layers if not is_native(layer)), None)
         reason = None if tutorial_style is None else (
             f"{tutorial_style!r} updates its own weights (the tutorial's backward_propagation)")
         self.compiler = compilers.choose(get_backend(), compile, reason)
+        self.accuracy = accuracy
         self.step = network._cached(("train", self.compiler.name, optimizer.config_key(),
-                                     network.loss, network.loss_prime),
-                                    lambda: TrainStep(network, optimizer))
+                                     network.loss, network.loss_prime, accuracy),
+                                    lambda: TrainStep(network, optimizer, accuracy))
         self.run_step = network._cached(
             ("train-run", self.compiler.name, optimizer.config_key(), network.loss,
-             network.loss_prime, world.size),
+             network.loss_prime, accuracy, world.size),
             lambda: world.step_runner(self.step, self.compiler))
         layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
         self.flatten = network._cached(("flatten", self.compiler.name), lambda: compilers.compiled(
@@ -142,7 +154,7 @@ class Loop:
                         order = get_backend().asarray(
                             world.broadcast(order, "the epoch's sample order"), dtype=None)
                     batches.start_epoch(order)
-                    total = get_backend().asarray(0.0, dtype)  # a copy to the device
+                    total = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
                     seen, interrupted = 0, False
                     for batch, start in enumerate(range(0, n, batch_size), 1):
                         stop = min(start + batch_size, n)
@@ -189,8 +201,10 @@ class Loop:
 
     def _epoch_values(self, epoch, total, seen, validation):
         world = self.world
-        loss_sum = world.sum([float(total)], "the epoch's loss")[0]
-        values = {"loss": loss_sum / seen}
+        sums = world.sum(to_numpy(total).reshape(-1).tolist(), "the epoch's loss")
+        values = {"loss": sums[0] / seen}
+        if self.accuracy:
+            values["accuracy"] = sums[1] / seen
         if not math.isfinite(values["loss"]):
             raise TrainingError(
                 f"the loss became {values['loss']} at epoch {epoch}: training stopped. "

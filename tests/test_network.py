@@ -306,3 +306,19 @@ def test_class_probabilities_and_indices_whatever_the_output_layer(backend):
         scores.predict_proba(x)
     classes = logits.predict_classes(on_backend(x, "float32"))  # backend in, backend out
     assert namespace(classes) is backend.xp and classes.shape == (7,)
+
+
+def test_training_accuracy_is_recorded_on_request(backend):
+    gen = np.random.default_rng(5)
+    x, labels = gen.normal(size=(24, 3)), gen.integers(0, 2, 24)
+    net = Network([FCLayer(3, 2)])
+    net.use("softmax_crossentropy")
+    history = net.fit(x, labels, epochs=1, batch_size=24, metrics=["accuracy"], verbose=0,
+                      compile=False)
+    assert set(history.history) == {"loss", "accuracy"}
+    portanet.set_seed(1234)  # the same initial network, scored before its one step
+    before = Network([FCLayer(3, 2)])
+    before.use("softmax_crossentropy")
+    assert history.history["accuracy"][0] == pytest.approx(before.evaluate(x, labels)["accuracy"])
+    with pytest.raises(portanet.InputError, match="metrics may name 'accuracy' only"):
+        net.fit(x, labels, epochs=1, metrics=["f1"])
