@@ -49,18 +49,20 @@ def call_user_function(function, *arrays):
     error naming it when it fails on these arrays' library, or returns another library's arrays
     (NumPy calls on torch or JAX arrays), instead of a deep TypeError or a silent copy."""
     xp = _namespace(arrays[-1])
+    library = type(arrays[-1]).__module__.split(".")[0]
     name = getattr(function, "__name__", repr(function))
     advice = ("write it with portanet.numpy (import portanet.numpy as np) or with the namespace "
               "of its arguments, so it runs on every backend")
     try:
         result = function(*arrays)
     except (TypeError, AttributeError) as exc:
-        raise InputError(f"your function {name} failed on {xp.__name__.split('.')[-1]} arrays "
-                         f"({type(exc).__name__}: {exc}): {advice}") from exc
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise InputError(f"your function {name} failed on {library} arrays "
+                         f"({type(exc).__name__}: {detail}): {advice}") from exc
     for value in result if isinstance(result, tuple) else (result,):
         if _is_array(value) and _namespace(value) is not xp:
             raise InputError(f"your function {name} returned a {type(value).__name__} for "
-                             f"{xp.__name__.split('.')[-1]} arrays: {advice}")
+                             f"{library} arrays: {advice}")
     return result
 
 
