@@ -131,7 +131,7 @@ def test_one_sample_given_as_a_1d_array_is_named():
 
 def test_a_network_on_another_backend_is_named_and_can_be_moved(backend):
     net = small_net()
-    other = "array_api_strict" if backend.name != "array_api_strict" else "numpy"
+    other = "array_api_strict" if backend.name != "array_api_strict" else "numpy"  # in .[test]
     portanet.set_backend(other)
     with pytest.raises(portanet.InputError, match=r"selected backend is .*net\.to_backend\(\)"):
         net.fit(X, Y, epochs=1, verbose=0)
