@@ -55,7 +55,7 @@ def call_user_function(function, *arrays):
               "of its arguments, so it runs on every backend")
     try:
         result = function(*arrays)
-    except (TypeError, AttributeError) as exc:
+    except (TypeError, AttributeError, RuntimeError) as exc:  # what foreign arrays raise
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise InputError(f"your function {name} failed on {library} arrays "
                          f"({type(exc).__name__}: {detail}): {advice}") from exc
