@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 import portanet
+import portanet.training
 from portanet.models import modern_mlp
 from portanet.optimizers import Adam
 
@@ -65,17 +66,16 @@ def jax_counts():
     history = net.fit(x, y, epochs=1, batch_size=BATCH, optimizer=optimizer, verbose=0)
     if history.compiled == "eager":
         sys.exit("the step did not compile (PORTANET_COMPILE=0?)")
-    compiled = [value for value in net._cache.values() if hasattr(value, "parts")][0]
-    jitted = compiled.parts[0].compiled
-    step = [value for value in net._cache.values() if type(value).__name__ == "TrainStep"][0]
+    cached = list(net._cache.values()) + list(portanet.training._SHARED.values())
+    jitted = [value for value in cached if hasattr(value, "parts")][0].parts[0].compiled
+    step = [value for value in cached if type(value).__name__ == "TrainStep"][0]
     params = step.layout.gather()
     batches = __import__("portanet.step", fromlist=["Batches"]).Batches(
         *(portanet.get_backend().asarray(a) for a in (x, y)), indexed=True)
     batches.start_epoch(None)
     text = jitted.lower(params, [], optimizer.state, portanet.get_backend().asarray(0.0),
                         batches(0, BATCH), optimizer.scalars(), []).compile().as_text()
-    fusions = sum(1 for line in text.splitlines() if line.lstrip().startswith(("%fusion", "fusion"))
-                  and "=" in line)
+    fusions = sum(" fusion(" in line for line in text.splitlines())
     print(f"jax backend, compiled ({jax.devices()[0].platform}): 1 XLA program per step, "
           f"{fusions} fused kernels in it")
 

@@ -84,6 +84,11 @@ def lent(layers, values):
             vars(layer).update(kept)
 
 
+def parameter_slots(layers):
+    """``(layer, name)`` of every parameter the optimizer updates."""
+    return [(layer, name) for layer in layers if is_native(layer) for name in layer.params]
+
+
 def buffer_slots(layers):
     """``(layer, name)`` of every buffer (state that is not trained, e.g. running statistics)."""
     return [(layer, name) for layer in layers if is_native(layer) for name in layer.buffers]
@@ -108,8 +113,7 @@ class TrainStep:
 
     def __init__(self, network, optimizer, accuracy=False):
         self.layers = list(network.layers)
-        self.layout = ParameterLayout([(layer, name) for layer in self.layers
-                                       if is_native(layer) for name in layer.params])
+        self.layout = ParameterLayout(parameter_slots(self.layers))
         self.buffers = buffer_slots(self.layers)
         self.optimizer = optimizer
         self.loss_with_prime = losses_module.with_prime(network.loss, network.loss_prime)

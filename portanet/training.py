@@ -18,6 +18,7 @@ from . import distributed as distributed_module
 from . import optimizers
 from .backend import (
     compilers,
+    dtype_name,
     get_backend,
     host_array_view,
     is_host_data,
@@ -26,8 +27,9 @@ from .backend import (
     to_numpy,
 )
 from .errors import InputError, TrainingError
+from .parameters import ParameterLayout
 from .progress import Progress
-from .step import Batches, TrainStep, is_native
+from .step import Batches, TrainStep, buffer_slots, is_native, parameter_slots
 
 
 class History:
@@ -103,6 +105,23 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
                         verbose and world.is_root)
 
 
+_SHARED: dict = {}  # compiled steps of networks alike (see Loop._cache_for)
+
+
+def _structure(network):
+    """A key naming what a compiled step of ``network`` computes, or None unless every layer is
+    a built-in one (with built-in activations), whose type, settings and shapes say it all."""
+    parts = []
+    for layer in network.layers:
+        if not type(layer).__module__.startswith("portanet.") or \
+                not getattr(layer, "builtin", True):
+            return None
+        shapes = tuple((tuple(getattr(layer, name).shape), dtype_name(getattr(layer, name)))
+                       for name in layer.params + layer.buffers)
+        parts.append((type(layer), repr(layer), shapes))
+    return tuple(parts)
+
+
 class Loop:
     """Trains ``network`` with ``optimizer`` in ``world``, the step compiled as ``compile`` says.
 
@@ -119,19 +138,36 @@ class Loop:
             f"{tutorial_style!r} updates its own weights (the tutorial's backward_propagation)")
         self.compiler = compilers.choose(get_backend(), compile, reason)
         self.accuracy = accuracy
-        self.step = network._cached(("train", self.compiler.name, optimizer.config_key(),
-                                     network.loss, network.loss_prime, accuracy),
-                                    lambda: TrainStep(network, optimizer, accuracy))
-        self.run_step = network._cached(
-            ("train-run", self.compiler.name, optimizer.config_key(), network.loss,
-             network.loss_prime, accuracy, world.size),
-            lambda: world.step_runner(self.step, self.compiler))
+        self.layout = ParameterLayout(parameter_slots(network.layers))
+        self.buffers = buffer_slots(network.layers)
+        cached = self._cache_for(network)
+        key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
+               accuracy)
+        self.step = cached(("train", *key), lambda: TrainStep(network, optimizer, accuracy))
+        self.run_step = cached(("train-run", *key, world),
+                               lambda: world.step_runner(self.step, self.compiler))
         layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
-        self.flatten = network._cached(("flatten", self.compiler.name), lambda: compilers.compiled(
+        self.flatten = cached(("flatten", self.compiler.name), lambda: compilers.compiled(
             self.compiler, layout.flatten, "gathering the parameters"))
-        self.split = network._cached(("split", self.compiler.name), lambda: compilers.compiled(
+        self.split = cached(("split", self.compiler.name), lambda: compilers.compiled(
             self.compiler, layout.split, "splitting the parameters"))
         self.stop_requested = False
+
+    def _cache_for(self, network):
+        """Where compiled steps are kept: shared by every network of the same built-in layers
+        (their settings say all they compute: one compilation serves them all), else the
+        network's own cache."""
+        structure = None if self.compiler is compilers.EAGER else _structure(network)
+        if structure is None:
+            return network._cached
+
+        def cached(key, make):
+            key = (key, structure)
+            if key not in _SHARED:
+                _SHARED[key] = make()
+            return _SHARED[key]
+
+        return cached
 
     def run(self, x, y, epochs, batch_size, shuffle, validation, verbose):
         network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
@@ -141,9 +177,9 @@ class Loop:
         history = History()
         traces = step.traces
         dtype = network._working_dtype()
-        params = self.flatten([getattr(layer, name) for layer, name in step.layout.slots])
-        state = [params, [getattr(layer, name) for layer, name in step.buffers],
-                 optimizer.state_for(step.layout, params)]
+        params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
+        state = [params, [getattr(layer, name) for layer, name in self.buffers],
+                 optimizer.state_for(self.layout, params)]
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
         with self._interruptible():
             try:
@@ -171,7 +207,7 @@ class Loop:
                     if validation is not None or world.size > 1:  # they need the layers
                         self._give_back(state)
                         world.average_buffers(network.layers)  # the ranks' running statistics
-                        state[1] = [getattr(layer, name) for layer, name in step.buffers]
+                        state[1] = [getattr(layer, name) for layer, name in self.buffers]
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
@@ -193,9 +229,9 @@ class Loop:
         """Hand the current parameters, buffers and optimizer state to the layers and the
         optimizer (a compiled step may have consumed the arrays they held before)."""
         params, buffers, optimizer_state = state
-        for (layer, name), value in zip(self.step.layout.slots, self.split(params)):
+        for (layer, name), value in zip(self.layout.slots, self.split(params)):
             setattr(layer, name, value)
-        for (layer, name), value in zip(self.step.buffers, buffers):
+        for (layer, name), value in zip(self.buffers, buffers):
             setattr(layer, name, value)
         self.optimizer.state = optimizer_state
 

@@ -20,6 +20,7 @@ from portanet import (
     Layer,
     MaxPool2D,
     Network,
+    training,
 )
 from portanet.backend import compilers, to_numpy
 from portanet.optimizers import SGD, Adam, cosine_decay
@@ -115,6 +116,7 @@ def test_compiled_step_equals_eager_step(model, dtype, backend):
 
 
 def test_compiled_step_is_traced_once_per_batch_shape(backend):
+    training._SHARED.clear()  # compiled steps are shared by networks alike: start afresh
     net, optimizer, _ = modern_mlp("float32")
     x, y = data("modern-mlp", 50)  # batches of 16, 16, 16 and 2: two shapes
     history = net.fit(x, y, epochs=3, batch_size=16, shuffle=True, optimizer=optimizer,
@@ -125,6 +127,9 @@ def test_compiled_step_is_traced_once_per_batch_shape(backend):
     again = net.fit(x, y, epochs=1, batch_size=16, shuffle=True, optimizer=optimizer,
                     verbose=0)
     assert again.step_traces == (0 if history.compiled != "eager" else 4)  # cached across fits
+    twin, optimizer, _ = modern_mlp("float32")  # another network of the same layers: shared
+    shared = twin.fit(x, y, epochs=1, batch_size=16, optimizer=optimizer, verbose=0)
+    assert shared.step_traces == (0 if history.compiled != "eager" else 4)
 
 
 def test_backend_auto_compiles_only_where_measured_faster(backend):
