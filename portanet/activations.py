@@ -102,7 +102,8 @@ GRADIENTS_FROM_OUTPUT = {
     "identity": lambda y, g: g,
     "tanh": lambda y, g: g * tanh_prime_from_output(y),
     "sigmoid": lambda y, g: g * sigmoid_prime_from_output(y),
-    "relu": lambda y, g: namespace(g).where(y > 0, g, 0.0),
+    # a product with the mask rather than ``where``: on NumPy several times faster
+    "relu": lambda y, g: g * namespace(g).astype(y > 0, g.dtype),
     "leaky_relu": lambda y, g: namespace(g).where(y > 0, g, LEAKY_SLOPE * g),
     # the Jacobian-vector product diag(s) g - s (s . g), without building the Jacobian
     "softmax": lambda y, g: y * (g - namespace(g).sum(g * y, axis=-1, keepdims=True)),

@@ -35,6 +35,13 @@ class _Pool2D(Layer):
         ph, pw = self.pool_size
         return [window(i, j, out_h, out_w, self.stride) for i in range(ph) for j in range(pw)]
 
+    def _put(self, grad, index, share):
+        """``grad`` with ``share`` added to window ``index``; windows that do not overlap are
+        written rather than added to (one pass less)."""
+        at = xpx.at(grad, index)
+        disjoint = all(s >= p for s, p in zip(self.stride, self.pool_size))
+        return at.set(share) if disjoint else at.add(share)
+
     def config(self):
         return {"pool_size": unpair(self.pool_size), "stride": unpair(self.stride)}
 
@@ -62,7 +69,7 @@ class MaxPool2D(_Pool2D):
         for index in self._windows(x):
             hit = (x[index] == self.output) & ~taken
             taken = taken | hit
-            grad = xpx.at(grad, index).add(grad_output * xp.astype(hit, grad_output.dtype))
+            grad = self._put(grad, index, grad_output * xp.astype(hit, grad_output.dtype))
         return grad
 
 
@@ -84,5 +91,5 @@ class AvgPool2D(_Pool2D):
         share = grad_output / len(windows)
         grad = xp.zeros_like(self.input)
         for index in windows:
-            grad = xpx.at(grad, index).add(share)
+            grad = self._put(grad, index, share)
         return grad
