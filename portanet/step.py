@@ -84,6 +84,15 @@ def lent(layers, values):
             vars(layer).update(kept)
 
 
+@contextlib.contextmanager
+def given(values):
+    """Set ``(layer, name) -> value`` on the layers, and leave them (and whatever the block
+    stores on the layers) there: the cheap form of :func:`lent` for eager steps."""
+    for (layer, name), value in values:
+        setattr(layer, name, value)
+    yield
+
+
 def parameter_slots(layers):
     """``(layer, name)`` of every parameter the optimizer updates."""
     return [(layer, name) for layer in layers if is_native(layer) for name in layer.params]
@@ -107,12 +116,16 @@ class TrainStep:
     - :meth:`whole`: both in one call, for a single process.
 
     ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`).
+    ``pure=False`` (for eager runs) leaves the arrays of the last call on the layers instead of
+    restoring the layers after each call, which costs time on small batches.
     ``traces`` counts how many times the Python body ran: every step when eager, once per batch
     shape when compiled.
     """
 
-    def __init__(self, network, optimizer, accuracy=False):
+    def __init__(self, network, optimizer, accuracy=False, pure=True):
         self.layers = list(network.layers)
+        self.pure = pure  # restore the layers after each call (needed under a compiler)
+        self._pieces = ([], [])  # eager: the last parameter buffers and their pieces
         self.layout = ParameterLayout(parameter_slots(self.layers))
         self.buffers = buffer_slots(self.layers)
         self.optimizer = optimizer
@@ -140,10 +153,10 @@ class TrainStep:
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
         x, y = select(batch)
-        assignments = [*zip(self.layout.slots, self.layout.split(params)),
+        assignments = [*zip(self.layout.slots, self._split(params)),
                        *zip(self.buffers, buffers),
                        *zip(((layer, "noise") for layer in self.random_layers), noise)]
-        with lent(self.layers, assignments):
+        with lent(self.layers, assignments) if self.pure else given(assignments):
             out = forward(self.layers, x, training=True)
             loss, grad = self.loss_with_prime(y, out)
             if share is not None:
@@ -157,6 +170,16 @@ class TrainStep:
             xp = namespace(out)
             sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
         return grads, new_buffers, sums
+
+    def _split(self, params):
+        """Each parameter's piece of the flat ``params``. Eager steps reuse the pieces while the
+        buffers stay the same (optimizers update them in place where the backend can)."""
+        if self.pure:
+            return self.layout.split(params)
+        buffers, pieces = self._pieces
+        if len(buffers) != len(params) or any(a is not b for a, b in zip(buffers, params)):
+            self._pieces = (list(params), self.layout.split(params))
+        return self._pieces[1]
 
     def update(self, params, grads, optimizer_state, scalars):
         self.traces += 1

@@ -29,7 +29,7 @@ from .backend import (
 from .errors import InputError, TrainingError
 from .parameters import ParameterLayout
 from .progress import Progress
-from .step import Batches, TrainStep, buffer_slots, is_native, parameter_slots
+from .step import Batches, TrainStep, buffer_slots, is_native, lent, parameter_slots
 
 
 class History:
@@ -143,7 +143,8 @@ class Loop:
         cached = self._cache_for(network)
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
                accuracy)
-        self.step = cached(("train", *key), lambda: TrainStep(network, optimizer, accuracy))
+        self.step = cached(("train", *key), lambda: TrainStep(
+            network, optimizer, accuracy, pure=self.compiler is not compilers.EAGER))
         self.run_step = cached(("train-run", *key, world),
                                lambda: world.step_runner(self.step, self.compiler))
         layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
@@ -181,7 +182,9 @@ class Loop:
         state = [params, [getattr(layer, name) for layer, name in self.buffers],
                  optimizer.state_for(self.layout, params)]
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
-        with self._interruptible():
+        with self._interruptible(), contextlib.ExitStack() as layers_back:
+            # eager steps leave their arrays on the layers; a fit as a whole leaves none
+            layers_back.enter_context(lent(network.layers, ()))
             try:
                 for epoch in range(1, epochs + 1):
                     progress.start_epoch(epoch)
@@ -219,6 +222,7 @@ class Loop:
                                          "full batch")
                         break
             finally:
+                layers_back.close()
                 self._give_back(state)
                 history.step_traces = step.traces - traces
                 fell_back = any(getattr(part, "failed", False) for part in self.run_step.parts)
