@@ -130,12 +130,7 @@ class Optimizer:
         return self.state
 
     def apply(self, params, grads, state, scalars):
-        """Update of every group: ``(new params, new state)`` as lists per dtype group.
-
-        The parameter buffers are taken over: where arrays change in place (NumPy, torch,
-        CuPy) the new parameters are written into them, as a compiled step writes into its
-        donated buffers; JAX makes new arrays.
-        """
+        """Pure update of every group: ``(new params, new state)`` as lists per dtype group."""
         results = [self.update(p, g, s, scalars) for p, g, s in zip(params, grads, state)]
         return [r[0] for r in results], [r[1] for r in results]
 
@@ -199,7 +194,7 @@ class SGD(Optimizer):
             velocity = self.momentum * state[0] + grad
             state = (velocity,)
             step = grad + self.momentum * velocity if self.nesterov else velocity
-        return descend(param, scalars["learning_rate"] * step), state
+        return param - scalars["learning_rate"] * step, state
 
     def _config(self):
         return {**super()._config(), "momentum": self.momentum, "nesterov": self.nesterov,
@@ -222,7 +217,7 @@ class RMSprop(Optimizer):
         grad = self._with_l2(param, grad)
         square = self.rho * state[0] + (1 - self.rho) * grad * grad
         step = grad / (namespace(square).sqrt(square) + self.epsilon)
-        return descend(param, scalars["learning_rate"] * step), (square,)
+        return param - scalars["learning_rate"] * step, (square,)
 
     def _config(self):
         return {**super()._config(), "rho": self.rho, "epsilon": self.epsilon,
@@ -253,7 +248,7 @@ class Adam(Optimizer):
     def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
         direction, state = self._moments(grad, state, scalars)
-        return descend(param, (scalars["learning_rate"] * scalars["scale"]) * direction), state
+        return param - (scalars["learning_rate"] * scalars["scale"]) * direction, state
 
     def _moments(self, grad, state, scalars):
         """New moments and the direction ``m / (sqrt(v) + epsilon_hat)``.
@@ -292,14 +287,7 @@ class AdamW(Adam):
         step = scalars["scale"] * direction
         if self.weight_decay:
             step = step + self.weight_decay * param
-        return descend(param, scalars["learning_rate"] * step), state
-
-
-def descend(param, step):
-    """``param - step``, written into ``param`` where arrays change in place (see
-    :meth:`Optimizer.apply`)."""
-    param -= step
-    return param
+        return param - scalars["learning_rate"] * step, state
 
 
 OPTIMIZERS = {

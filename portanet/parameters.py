@@ -36,14 +36,21 @@ class ParameterLayout:
 
     def flatten(self, arrays):
         """One flat buffer per dtype group holding ``arrays`` (one per slot, in slot order)."""
+        arrays = list(arrays)
+        if not arrays:
+            return []
+        xp = namespace(arrays[0])
         groups = [[] for _ in self.dtypes]
         for (group, *_), array in zip(self.places, arrays):
-            groups[group].append(namespace(array).reshape(array, (-1,)))
-        return [namespace(parts[0]).concat(parts) for parts in groups]
+            groups[group].append(xp.reshape(array, (-1,)))
+        return [xp.concat(parts) for parts in groups]
 
     def split(self, flats):
         """Each slot's array from the flat buffers (views where the backend has views)."""
-        return [namespace(flats[group]).reshape(flats[group][start:stop], shape)
+        if not self.places:
+            return []
+        xp = namespace(flats[0])
+        return [xp.reshape(flats[group][start:stop], shape)
                 for group, start, stop, shape in self.places]
 
     def gather(self):

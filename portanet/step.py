@@ -125,7 +125,6 @@ class TrainStep:
     def __init__(self, network, optimizer, accuracy=False, pure=True):
         self.layers = list(network.layers)
         self.pure = pure  # restore the layers after each call (needed under a compiler)
-        self._pieces = ([], [])  # eager: the last parameter buffers and their pieces
         self.layout = ParameterLayout(parameter_slots(self.layers))
         self.buffers = buffer_slots(self.layers)
         self.optimizer = optimizer
@@ -153,7 +152,7 @@ class TrainStep:
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
         x, y = select(batch)
-        assignments = [*zip(self.layout.slots, self._split(params)),
+        assignments = [*zip(self.layout.slots, self.layout.split(params)),
                        *zip(self.buffers, buffers),
                        *zip(((layer, "noise") for layer in self.random_layers), noise)]
         with lent(self.layers, assignments) if self.pure else given(assignments):
@@ -170,16 +169,6 @@ class TrainStep:
             xp = namespace(out)
             sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
         return grads, new_buffers, sums
-
-    def _split(self, params):
-        """Each parameter's piece of the flat ``params``. Eager steps reuse the pieces while the
-        buffers stay the same (optimizers update them in place where the backend can)."""
-        if self.pure:
-            return self.layout.split(params)
-        buffers, pieces = self._pieces
-        if len(buffers) != len(params) or any(a is not b for a, b in zip(buffers, params)):
-            self._pieces = (list(params), self.layout.split(params))
-        return self._pieces[1]
 
     def update(self, params, grads, optimizer_state, scalars):
         self.traces += 1
