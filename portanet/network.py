@@ -45,8 +45,11 @@ class Network:
 
     def __init__(self, layers=None, *, dtype: str | None = None):
         if isinstance(layers, str):
+            hint = (f"give the dtype by name, Network(dtype={layers!r})"
+                    if layers in ("float32", "float64") else
+                    "e.g. Network([FCLayer(2, 3), ActivationLayer('tanh')]), or Network() and add")
             raise InputError(f"Network's first argument is a list of layers, got {layers!r}: "
-                             f"give the dtype by name, Network(dtype={layers!r})")
+                             f"{hint}")
         if dtype not in (None, "float32", "float64"):
             raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.layers: list = []

@@ -120,6 +120,8 @@ def test_network_takes_a_list_of_layers():
         Network([FCLayer(4, 3), FCLayer(5, 2)])
     with pytest.raises(portanet.InputError, match=r"Network\(dtype='float64'\)"):
         Network("float64")
+    with pytest.raises(portanet.InputError, match=r"list of layers, got 'tanh'.*Network\(\["):
+        Network("tanh")
 
 
 def test_one_sample_given_as_a_1d_array_is_named():
