@@ -23,12 +23,19 @@ from .layers import (
     AvgPool2D,
     BatchNorm,
     Conv2D,
+    Dense,
     Dropout,
+    Embedding,
     FCLayer,
     Flatten,
     Layer,
+    LayerNorm,
     MaxPool2D,
+    PositionalEmbedding,
     Reshape,
+    Residual,
+    SelfAttention,
+    Sequential,
 )
 from .network import History, Network
 from .registry import register_activation, register_layer, register_loss
@@ -41,4 +48,6 @@ __all__ = [
     "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
     "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
+    "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
+    "Sequential",
 ]

@@ -5,10 +5,12 @@ Each ``f`` has ``f_prime(x)``, the derivative with respect to its input, as in t
 derivative is not elementwise; :class:`portanet.ActivationLayer` applies such a derivative as a
 vector-Jacobian product.
 
-For the built-in pairs, :data:`GRADIENTS_FROM_OUTPUT` gives the backward pass written in terms
+For most built-in pairs, :data:`GRADIENTS_FROM_OUTPUT` gives the backward pass written in terms
 of the output ``y = f(x)``: ``(y, grad_output) -> grad_input``, so a layer that kept its output
 need not evaluate ``f`` again (nor build softmax's Jacobian).
 """
+
+import math
 
 from array_api_compat import device
 
@@ -69,6 +71,32 @@ def leaky_relu_prime(x, alpha=LEAKY_SLOPE):
     return xp.where(x > 0, xp.ones_like(x), xp.full_like(x, alpha))
 
 
+GELU_C = math.sqrt(2.0 / math.pi)  # GELU's tanh approximation: tanh(C * (x + K * x**3))
+GELU_K = 0.044715
+
+
+def gelu(x):
+    """GELU in its tanh approximation, ``0.5 x (1 + tanh(C (x + K x^3)))`` (as GPT-2 and
+    PyTorch's ``nn.GELU(approximate="tanh")``): the exact form needs erf, which the array API
+    does not have. The two differ by less than 1e-3."""
+    return 0.5 * x * (1.0 + namespace(x).tanh(GELU_C * (x + GELU_K * x * x * x)))
+
+
+def gelu_prime(x):
+    t = namespace(x).tanh(GELU_C * (x + GELU_K * x * x * x))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_K * x * x)
+
+
+def silu(x):
+    """SiLU (swish): ``x * sigmoid(x)``."""
+    return x * sigmoid(x)
+
+
+def silu_prime(x):
+    s = sigmoid(x)
+    return s * (1.0 + x * (1.0 - s))
+
+
 def softmax(x):
     """Softmax over the last axis, shifted by the row maximum so large inputs stay finite."""
     xp = namespace(x)
@@ -94,10 +122,13 @@ ACTIVATIONS = {
     "relu": (relu, relu_prime),
     "leaky_relu": (leaky_relu, leaky_relu_prime),
     "softmax": (softmax, softmax_prime),
+    "gelu": (gelu, gelu_prime),
+    "silu": (silu, silu_prime),
 }
 
 # The backward pass of each built-in activation from its output y = f(x) and the gradient g of
-# its output. ReLU and leaky ReLU are positive exactly where their input is.
+# its output, for those whose derivative the output determines (not GELU and SiLU, which are
+# not monotonic). ReLU and leaky ReLU are positive exactly where their input is.
 GRADIENTS_FROM_OUTPUT = {
     "identity": lambda y, g: g,
     "tanh": lambda y, g: g * tanh_prime_from_output(y),

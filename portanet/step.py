@@ -16,21 +16,9 @@ import functools
 
 from . import losses as losses_module
 from .backend import get_backend, namespace
-from .layers.base import Layer
+from .layers.base import is_native, trainable, walk, walk_shapes
 from .metrics import accuracy
 from .parameters import ParameterLayout
-
-
-def is_native(layer) -> bool:
-    """True for layers using forward/backward; False for the tutorial's self-updating style."""
-    return _is_native_type(type(layer))
-
-
-@functools.cache
-def _is_native_type(kind) -> bool:
-    return (issubclass(kind, Layer)
-            and kind.forward_propagation is Layer.forward_propagation
-            and kind.backward_propagation is Layer.backward_propagation)
 
 
 def forward(layers, x, training):
@@ -49,7 +37,7 @@ def backward_chain(layers, learning_rate):
     ``learning_rate``.
     """
     first = next((index for index, layer in enumerate(layers)
-                  if not is_native(layer) or layer.params), len(layers))
+                  if not is_native(layer) or trainable(layer)), len(layers))
     steps = []
     for index in range(len(layers) - 1, first - 1, -1):
         layer = layers[index]
@@ -70,7 +58,7 @@ def lent(layers, values):
     of ``layers`` has the arrays (and other objects) it had before: nothing the call computed
     stays behind on a layer (under a compiler those would be tracers). Plain Python values
     (numbers, strings: counters, flags) that the layers set are kept."""
-    saved = [(layer, dict(vars(layer))) for layer in layers if is_native(layer)]
+    saved = [(layer, dict(vars(layer))) for layer in walk(layers) if is_native(layer)]
     try:
         for (layer, name), value in values:
             setattr(layer, name, value)
@@ -95,12 +83,13 @@ def given(values):
 
 def parameter_slots(layers):
     """``(layer, name)`` of every parameter the optimizer updates."""
-    return [(layer, name) for layer in layers if is_native(layer) for name in layer.params]
+    return [(layer, name) for layer in walk(layers) if is_native(layer) for name in layer.params]
 
 
 def buffer_slots(layers):
     """``(layer, name)`` of every buffer (state that is not trained, e.g. running statistics)."""
-    return [(layer, name) for layer in layers if is_native(layer) for name in layer.buffers]
+    return [(layer, name) for layer in walk(layers) if is_native(layer)
+            for name in layer.buffers]
 
 
 class TrainStep:
@@ -133,7 +122,7 @@ class TrainStep:
         # Random draws are made ahead of the step, from the layers' input shapes; with
         # tutorial-style layers (shapes unknown, eager only) layers draw during forward instead.
         native = all(is_native(layer) for layer in self.layers)
-        self.random_layers = [layer for layer in self.layers if native and layer.random]
+        self.random_layers = [layer for layer in walk(self.layers) if native and layer.random]
         self.accuracy = accuracy  # sums also count the batch's correctly classified samples
         self.traces = 0
 
@@ -142,12 +131,9 @@ class TrainStep:
         drawn on the host in layer order and moved to the backend."""
         if not self.random_layers:
             return []
-        noise, shape = [], tuple(sample_shape)
-        for layer in self.layers:
-            if layer in self.random_layers:
-                noise.append(get_backend().asarray(layer.draw((rows, *shape)), dtype))
-            shape = layer.output_shape(shape)
-        return noise
+        return [get_backend().asarray(layer.draw((rows, *shape)), dtype)
+                for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
+                if layer in self.random_layers]
 
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
@@ -240,7 +226,7 @@ class Inference:
 
     def __init__(self, layers):
         self.layers = list(layers)
-        self.slots = [(layer, name) for layer in self.layers if is_native(layer)
+        self.slots = [(layer, name) for layer in walk(self.layers) if is_native(layer)
                       for name in layer.params + layer.buffers]
         self.traces = 0
 

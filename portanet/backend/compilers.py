@@ -44,6 +44,13 @@ class JaxJit(Compiler):
         return sys.modules["jax"].jit(function, donate_argnums=donate)
 
 
+def is_traced(array) -> bool:
+    """True while ``array`` is a placeholder a compiler traces (its values are unknown, so
+    checks of values must wait for eager use)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(array, jax.core.Tracer)
+
+
 COMPILERS = {"jax": JaxJit}
 EAGER = Compiler()
 _warned: set = set()

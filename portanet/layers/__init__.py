@@ -5,15 +5,21 @@
 """
 
 from .activation import ActivationLayer
+from .attention import SelfAttention
 from .base import Layer
+from .containers import Residual, Sequential
 from .conv import Conv2D
-from .dense import FCLayer
+from .dense import Dense, FCLayer
+from .embedding import Embedding, PositionalEmbedding
 from .pooling import AvgPool2D, MaxPool2D
-from .regularization import BatchNorm, Dropout
+from .regularization import BatchNorm, Dropout, LayerNorm
 from .shape import Flatten, Reshape
 
 LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPool2D, AvgPool2D,
-                                        Flatten, Reshape, Dropout, BatchNorm)}
+                                        Flatten, Reshape, Dropout, BatchNorm, Dense, LayerNorm,
+                                        Embedding, PositionalEmbedding, SelfAttention,
+                                        Sequential, Residual)}
 
-__all__ = ["LAYERS", "ActivationLayer", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
-           "FCLayer", "Flatten", "Layer", "MaxPool2D", "Reshape"]
+__all__ = ["LAYERS", "ActivationLayer", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
+           "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm", "MaxPool2D",
+           "PositionalEmbedding", "Reshape", "Residual", "SelfAttention", "Sequential"]

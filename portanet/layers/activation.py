@@ -1,5 +1,6 @@
 """The activation layer: an elementwise function (or softmax) between other layers."""
 
+from .. import activations
 from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT
 from ..backend import namespace
 from ..errors import InputError
@@ -15,9 +16,10 @@ class ActivationLayer(Layer):
     returns a Jacobian (one more axis than its input, as ``softmax_prime`` does) is applied as a
     vector-Jacobian product, so softmax is exact for batches.
 
-    For a built-in pair (given by name or as the two functions), backward computes the
-    gradient from the layer's output (:data:`portanet.activations.GRADIENTS_FROM_OUTPUT`)
-    instead of evaluating the activation a second time.
+    For a built-in pair (given by name or as the two functions) other than GELU and SiLU,
+    backward computes the gradient from the layer's output
+    (:data:`portanet.activations.GRADIENTS_FROM_OUTPUT`) instead of evaluating the activation a
+    second time.
     """
 
     def __init__(self, activation, activation_prime=None):
@@ -32,10 +34,9 @@ class ActivationLayer(Layer):
                              "(two functions), or the name of a built-in activation")
         self.activation, self.activation_prime = activation, activation_prime
         name = getattr(activation, "__name__", None)
-        builtin = ACTIVATIONS.get(name, (None, None))
-        self.gradient_from_output = (GRADIENTS_FROM_OUTPUT.get(name) if builtin[0] is activation
-                                     and builtin[1] is activation_prime else None)
-        self.builtin = self.gradient_from_output is not None
+        self.builtin = (ACTIVATIONS.get(name) == (activation, activation_prime)
+                        and activation.__module__ == activations.__name__)
+        self.gradient_from_output = GRADIENTS_FROM_OUTPUT.get(name) if self.builtin else None
 
     def forward(self, x, training=False):
         self.input = x
@@ -46,7 +47,8 @@ class ActivationLayer(Layer):
     def backward(self, grad_output):
         if self.gradient_from_output is not None:
             return self.gradient_from_output(self.output, grad_output)
-        derivative = call_user_function(self.activation_prime, self.input)
+        derivative = (self.activation_prime(self.input) if self.builtin
+                      else call_user_function(self.activation_prime, self.input))
         if derivative.ndim == grad_output.ndim + 1:
             xp = namespace(derivative)
             row = xp.expand_dims(grad_output, axis=-2)

@@ -1,5 +1,6 @@
 """The layer protocol every portanet layer follows."""
 
+import functools
 import inspect
 
 from ..backend import dtype_name, get_backend, namespace, to_numpy
@@ -105,3 +106,37 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items()
                          if k not in defaults or defaults[k] != v)
         return f"{type(self).__name__}({args})"
+
+
+def is_native(layer) -> bool:
+    """True for layers using forward/backward; False for the tutorial's self-updating style."""
+    return _is_native_type(type(layer))
+
+
+@functools.cache
+def _is_native_type(kind) -> bool:
+    return (issubclass(kind, Layer)
+            and kind.forward_propagation is Layer.forward_propagation
+            and kind.backward_propagation is Layer.backward_propagation)
+
+
+def walk(layers):
+    """Every layer of ``layers`` and, after each container, its sublayers (depth first)."""
+    for layer in layers:
+        yield layer
+        yield from walk(getattr(layer, "sublayers", ()))
+
+
+def trainable(layer) -> bool:
+    """True if ``layer`` or one of its sublayers has parameters."""
+    return any(getattr(part, "params", ()) for part in walk([layer]))
+
+
+def walk_shapes(layers, shape, depth=0):
+    """``(layer, depth, per-sample input shape or None)`` for every layer as :func:`walk`
+    orders them. A container's sublayers run one after another on the container's input."""
+    for layer in layers:
+        yield layer, depth, shape
+        yield from walk_shapes(getattr(layer, "sublayers", ()), shape, depth + 1)
+        shape = layer.output_shape(shape) if shape is not None and isinstance(layer, Layer) \
+            else None

@@ -1,4 +1,5 @@
-"""The fully connected layer."""
+"""Dense (fully connected) layers: :class:`Dense` over the last axis, and the tutorial's
+:class:`FCLayer`."""
 
 from .. import initializers
 from ..backend import get_backend, namespace
@@ -6,14 +7,34 @@ from ..errors import InputError, ShapeError
 from .base import Layer
 
 
-class FCLayer(Layer):
-    """Fully connected layer: ``output = input @ weights + bias``.
+def affine(x, weights, bias):
+    """``x @ weights + bias`` over the last axis of ``x`` (any rank)."""
+    out = x @ weights
+    out += bias  # in place on the new product: one temporary less
+    return out
 
-    ``weights`` has shape ``(input_size, output_size)`` and ``bias`` ``(1, output_size)``, as in
-    the tutorial. ``init`` names the weight initialiser (see :mod:`portanet.initializers`); the
-    default, Glorot uniform, scales the draws to the layer's size so deep or wide networks start
-    with activations that neither vanish nor saturate; ``init="uniform"`` is the tutorial's
-    U(-0.5, 0.5) for weights and biases. Other initialisers start the bias at zero.
+
+def affine_grads(x, weights, bias_shape, grad_output, need_input=True):
+    """``(grad input or None, grad weights, grad bias)`` of :func:`affine`; the batch and
+    any other leading axes are summed over."""
+    xp = namespace(grad_output)
+    rows = (-1, x.shape[-1])
+    flat_grad = xp.reshape(grad_output, (-1, grad_output.shape[-1]))
+    grad_weights = xp.matrix_transpose(xp.reshape(x, rows)) @ flat_grad
+    grad_bias = xp.reshape(xp.sum(flat_grad, axis=0), bias_shape)
+    grad_input = grad_output @ xp.matrix_transpose(weights) if need_input else None
+    return grad_input, grad_weights, grad_bias
+
+
+class Dense(Layer):
+    """Dense layer over the last axis: ``output = input @ weights + bias``.
+
+    Inputs of any rank work, ``(N, D)`` as well as sequences ``(N, T, D)``: every position gets
+    the same weights, shape ``(input_size, output_size)``; ``bias`` has shape
+    ``(output_size,)``. ``init`` names the weight initialiser (see :mod:`portanet.initializers`);
+    the default, Glorot uniform, scales the draws to the layer's size so deep or wide networks
+    start with activations that neither vanish nor saturate; ``init="uniform"`` is the
+    tutorial's U(-0.5, 0.5) for weights and biases. Other initialisers start the bias at zero.
     """
 
     params = ("weights", "bias")
@@ -22,17 +43,63 @@ class FCLayer(Layer):
         super().__init__()
         for label, size in (("input_size", input_size), ("output_size", output_size)):
             if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-                raise InputError(f"FCLayer {label} must be a positive integer, got {size!r}")
+                raise InputError(f"{type(self).__name__} {label} must be a positive integer, "
+                                 f"got {size!r}")
         self.input_size, self.output_size, self.init = input_size, output_size, init
-        self.input_shape = (input_size,)
         draw = initializers.get(init)
         backend = get_backend()
         self.weights = backend.asarray(draw((input_size, output_size), input_size, output_size),
                                        dtype)
         if init == "uniform":
-            self.bias = backend.asarray(draw((1, output_size), input_size, output_size), dtype)
+            self.bias = backend.asarray(draw(self.bias_shape(), input_size, output_size), dtype)
         else:
-            self.bias = backend.zeros((1, output_size), dtype)
+            self.bias = backend.zeros(self.bias_shape(), dtype)
+
+    def bias_shape(self):
+        return (self.output_size,)
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if not shape or shape[-1] != self.input_size:
+            raise ShapeError(f"{self!r} expects {self.input_size} features on the last axis, "
+                             f"got per-sample shape {shape}")
+        return (*shape[:-1], self.output_size)
+
+    def forward(self, x, training=False):
+        if x.ndim < 2 or x.shape[-1] != self.input_size or (
+                self.input_shape is not None and x.ndim != len(self.input_shape) + 1):
+            self.output_shape(tuple(x.shape[1:]))
+        self.input = x
+        self.output = affine(x, self.weights, self.bias)
+        return self.output
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, need_input=True)
+
+    def backward_params(self, grad_output):
+        self._backward(grad_output, need_input=False)
+
+    def _backward(self, grad_output, need_input):
+        grad_input, weights, bias = affine_grads(self.input, self.weights, self.bias_shape(),
+                                                 grad_output, need_input)
+        self.grads = {"weights": weights, "bias": bias}
+        return grad_input
+
+    def config(self):
+        return {"input_size": self.input_size, "output_size": self.output_size, "init": self.init}
+
+
+class FCLayer(Dense):
+    """Fully connected layer of the tutorial: a :class:`Dense` layer for samples that are
+    vectors, ``(N, input_size)``, with ``bias`` of shape ``(1, output_size)`` as in the
+    tutorial. For sequences or other inputs of higher rank use :class:`Dense`."""
+
+    def __init__(self, input_size, output_size, init="glorot_uniform", dtype="float32"):
+        super().__init__(input_size, output_size, init, dtype)
+        self.input_shape = (input_size,)
+
+    def bias_shape(self):
+        return (1, self.output_size)
 
     def output_shape(self, input_shape):
         if tuple(input_shape) != (self.input_size,):
@@ -40,23 +107,3 @@ class FCLayer(Layer):
             raise ShapeError(f"{self!r} expects {self.input_size} features per sample, "
                              f"got per-sample shape {tuple(input_shape)}{hint}")
         return (self.output_size,)
-
-    def forward(self, x, training=False):
-        if x.ndim != 2 or x.shape[-1] != self.input_size:
-            self.output_shape(tuple(x.shape[1:]))
-        self.input = x
-        out = x @ self.weights
-        out += self.bias  # in place on the new product: one temporary less
-        self.output = out
-        return self.output
-
-    def backward(self, grad_output):
-        self.backward_params(grad_output)
-        return grad_output @ self.weights.T
-
-    def backward_params(self, grad_output):
-        self.grads = {"weights": self.input.T @ grad_output,
-                      "bias": namespace(grad_output).sum(grad_output, axis=0, keepdims=True)}
-
-    def config(self):
-        return {"input_size": self.input_size, "output_size": self.output_size, "init": self.init}

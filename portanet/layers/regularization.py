@@ -1,4 +1,4 @@
-"""Regularisation layers: Dropout and batch normalisation."""
+"""Regularisation layers: Dropout, batch normalisation and layer normalisation."""
 
 from ..backend import dtype_name, get_backend, namespace, rng
 from ..errors import InputError, ShapeError
@@ -45,6 +45,22 @@ class Dropout(Layer):
         return {"rate": self.rate}
 
 
+def _standardized_backward(grad_normalized, normalized, inv_std, axes):
+    """Gradient with respect to ``x`` of ``normalized = (x - mean) * inv_std``, the mean and
+    variance taken over ``axes`` of ``x``, from the gradient of ``normalized``: the statistics
+    depend on every value they are taken over, so their share comes off the plain term."""
+    xp = namespace(grad_normalized)
+    return inv_std * (grad_normalized
+                      - xp.mean(grad_normalized, axis=axes, keepdims=True)
+                      - normalized * xp.mean(grad_normalized * normalized, axis=axes,
+                                             keepdims=True))
+
+
+def _positive_size(kind, label, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(f"{kind} {label} must be a positive integer, got {value!r}")
+
+
 class BatchNorm(Layer):
     """Batch normalisation of ``num_features`` features: ``gamma * (x - mean) / std + beta``.
 
@@ -60,10 +76,7 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features, momentum=0.9, epsilon=1e-5, dtype="float32"):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) \
-                or num_features <= 0:
-            raise InputError(f"BatchNorm num_features must be a positive integer, "
-                             f"got {num_features!r}")
+        _positive_size("BatchNorm", "num_features", num_features)
         if not 0 <= momentum <= 1:
             raise InputError(f"BatchNorm momentum must be in [0, 1], got {momentum!r}")
         if not epsilon > 0:
@@ -118,13 +131,60 @@ class BatchNorm(Layer):
         grad_normalized = grad_output * xp.reshape(self.gamma, shape)
         if not self.training:
             return grad_normalized * self.inv_std
-        # The batch statistics depend on every sample: their share comes off the plain term.
-        return self.inv_std * (
-            grad_normalized
-            - xp.mean(grad_normalized, axis=axes, keepdims=True)
-            - self.normalized * xp.mean(grad_normalized * self.normalized, axis=axes,
-                                        keepdims=True))
+        return _standardized_backward(grad_normalized, self.normalized, self.inv_std, axes)
 
     def config(self):
         return {"num_features": self.num_features, "momentum": self.momentum,
                 "epsilon": self.epsilon}
+
+
+class LayerNorm(Layer):
+    """Layer normalisation over the last axis (size ``dim``), for inputs of any rank:
+    ``gamma * (x - mean) / sqrt(var + epsilon) + beta``, with the mean and (biased) variance of
+    each position's ``dim`` values, in training and inference alike."""
+
+    params = ("gamma", "beta")
+
+    def __init__(self, dim, epsilon=1e-5, dtype="float32"):
+        super().__init__()
+        _positive_size("LayerNorm", "dim", dim)
+        if not epsilon > 0:
+            raise InputError(f"LayerNorm epsilon must be positive, got {epsilon!r}")
+        self.dim, self.epsilon = dim, epsilon
+        backend = get_backend()
+        self.gamma = backend.zeros((dim,), dtype) + 1.0
+        self.beta = backend.zeros((dim,), dtype)
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if not shape or shape[-1] != self.dim:
+            raise ShapeError(f"{self!r} expects {self.dim} features on the last axis, got "
+                             f"per-sample shape {shape}")
+        return shape
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        if x.ndim < 2 or x.shape[-1] != self.dim:
+            self.output_shape(tuple(x.shape[1:]))
+        mean = xp.mean(x, axis=-1, keepdims=True)
+        centered = x - mean
+        self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True)
+                                     + self.epsilon)
+        self.input = x
+        self.normalized = centered * self.inv_std
+        self.output = self.normalized * self.gamma + self.beta
+        return self.output
+
+    def backward(self, grad_output):
+        self.backward_params(grad_output)
+        return _standardized_backward(grad_output * self.gamma, self.normalized, self.inv_std,
+                                      (-1,))
+
+    def backward_params(self, grad_output):
+        xp = namespace(grad_output)
+        rows = (-1, self.dim)
+        self.grads = {"gamma": xp.sum(xp.reshape(grad_output * self.normalized, rows), axis=0),
+                      "beta": xp.sum(xp.reshape(grad_output, rows), axis=0)}
+
+    def config(self):
+        return {"dim": self.dim, "epsilon": self.epsilon}

@@ -1,0 +1,108 @@
+"""Multi-head self-attention."""
+
+import math
+
+from array_api_compat import device
+
+from .. import initializers
+from ..activations import GRADIENTS_FROM_OUTPUT, softmax
+from ..backend import get_backend, namespace
+from ..errors import InputError, ShapeError
+from .base import Layer
+from .dense import affine, affine_grads
+
+
+class SelfAttention(Layer):
+    """Multi-head self-attention over sequences ``(N, T, dim)`` -> ``(N, T, dim)``.
+
+    One fused projection makes queries, keys and values (``qkv_weights`` ``(dim, 3 dim)``,
+    ``qkv_bias``); each of ``heads`` heads attends with ``softmax(q k^T / sqrt(dim / heads))``
+    (shifted by the row maximum, so it stays finite); an output projection (``out_weights``,
+    ``out_bias``) mixes the heads. ``causal=True`` lets position ``t`` attend to positions
+    ``<= t`` only (for language models); the mask is built by comparing position indices, no
+    boolean indexing, so the layer traces under ``jax.jit``.
+    """
+
+    params = ("qkv_weights", "qkv_bias", "out_weights", "out_bias")
+
+    def __init__(self, dim, heads, causal=False, init="glorot_uniform", dtype="float32"):
+        super().__init__()
+        for label, size in (("dim", dim), ("heads", heads)):
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise InputError(f"SelfAttention {label} must be a positive integer, got "
+                                 f"{size!r}")
+        if dim % heads:
+            raise InputError(f"SelfAttention dim ({dim}) must be a multiple of heads ({heads}): "
+                             "each head gets dim / heads features")
+        self.dim, self.heads, self.causal, self.init = dim, heads, bool(causal), init
+        draw = initializers.get(init)
+        backend = get_backend()
+        self.qkv_weights = backend.asarray(draw((dim, 3 * dim), dim, dim), dtype)
+        self.qkv_bias = backend.zeros((3 * dim,), dtype)
+        self.out_weights = backend.asarray(draw((dim, dim), dim, dim), dtype)
+        self.out_bias = backend.zeros((dim,), dtype)
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 2 or shape[1] != self.dim:
+            raise ShapeError(f"{self!r} expects per-sample shape (positions, {self.dim}), got "
+                             f"{shape}")
+        return shape
+
+    def _split_heads(self, x):
+        """``(N, T, dim)`` -> ``(N, heads, T, dim / heads)``."""
+        xp = namespace(x)
+        n, t, _ = x.shape
+        return xp.permute_dims(xp.reshape(x, (n, t, self.heads, self.dim // self.heads)),
+                               (0, 2, 1, 3))
+
+    def _merge_heads(self, x):
+        """``(N, heads, T, dim / heads)`` -> ``(N, T, dim)``."""
+        xp = namespace(x)
+        n, _, t, _ = x.shape
+        return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (n, t, self.dim))
+
+    def forward(self, x, training=False):
+        self.output_shape(tuple(x.shape[1:]))
+        xp = namespace(x)
+        d = self.dim
+        qkv = affine(x, self.qkv_weights, self.qkv_bias)
+        q, k, v = (self._split_heads(qkv[..., i * d:(i + 1) * d]) for i in range(3))
+        scores = (q @ xp.matrix_transpose(k)) * (1.0 / math.sqrt(d // self.heads))
+        if self.causal:
+            positions = xp.arange(x.shape[1], device=device(x))
+            allowed = xp.expand_dims(positions, axis=1) >= positions  # (T, T): key <= query
+            scores = xp.where(allowed, scores,
+                              xp.asarray(-math.inf, dtype=scores.dtype, device=device(x)))
+        self.input, self.q, self.k, self.v = x, q, k, v
+        self.attention = softmax(scores)
+        self.context = self._merge_heads(self.attention @ v)
+        self.output = affine(self.context, self.out_weights, self.out_bias)
+        return self.output
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, need_input=True)
+
+    def backward_params(self, grad_output):
+        self._backward(grad_output, need_input=False)
+
+    def _backward(self, grad_output, need_input):
+        xp = namespace(grad_output)
+        grad_context, out_weights, out_bias = affine_grads(
+            self.context, self.out_weights, (self.dim,), grad_output)
+        grad_heads = self._split_heads(grad_context)
+        grad_v = xp.matrix_transpose(self.attention) @ grad_heads
+        grad_scores = GRADIENTS_FROM_OUTPUT["softmax"](
+            self.attention, grad_heads @ xp.matrix_transpose(self.v))
+        grad_scores = grad_scores * (1.0 / math.sqrt(self.dim // self.heads))
+        grad_q = grad_scores @ self.k
+        grad_k = xp.matrix_transpose(grad_scores) @ self.q
+        grad_qkv = xp.concat([self._merge_heads(g) for g in (grad_q, grad_k, grad_v)], axis=-1)
+        grad_input, qkv_weights, qkv_bias = affine_grads(
+            self.input, self.qkv_weights, (3 * self.dim,), grad_qkv, need_input)
+        self.grads = {"qkv_weights": qkv_weights, "qkv_bias": qkv_bias,
+                      "out_weights": out_weights, "out_bias": out_bias}
+        return grad_input
+
+    def config(self):
+        return {"dim": self.dim, "heads": self.heads, "causal": self.causal, "init": self.init}

@@ -1,0 +1,101 @@
+"""Containers that are layers: a sequence of layers, and a residual connection around one.
+
+A container's ``sublayers`` run one after another on its input; the training step, saving and
+``Network.summary`` walk them (:func:`portanet.layers.base.walk`), so parameters, buffers and
+random draws of nested layers are found wherever they sit. Containers nest.
+"""
+
+from ..errors import InputError, ShapeError
+from .base import Layer, is_native, trainable
+
+
+class Container(Layer):
+    """Base class of layers made of other layers (``sublayers``), which must be portanet layers
+    with ``forward``/``backward`` (not the tutorial's self-updating style)."""
+
+    def __init__(self, sublayers):
+        super().__init__()
+        for layer in sublayers:
+            if not is_native(layer):
+                raise InputError(f"{type(self).__name__} holds portanet layers with forward and "
+                                 f"backward, got {layer!r}")
+        self.sublayers = tuple(sublayers)
+
+    @classmethod
+    def from_sublayers(cls, sublayers, **config):
+        """The container of ``sublayers`` with ``config`` (how a saved network rebuilds it)."""
+        return cls(list(sublayers), **config)
+
+    @property
+    def input_shape(self):
+        return self.sublayers[0].input_shape
+
+    def astype(self, dtype):
+        for layer in self.sublayers:
+            layer.astype(dtype)
+        return self
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(repr(layer) for layer in self.sublayers)})"
+
+
+class Sequential(Container):
+    """Layers applied in order, as one layer: ``Sequential([LayerNorm(64), Dense(64, 64)])``."""
+
+    def __init__(self, layers):
+        if isinstance(layers, Layer) or not layers:
+            raise InputError(f"Sequential takes a non-empty list of layers, got {layers!r}")
+        super().__init__(layers)
+
+    def output_shape(self, input_shape):
+        for layer in self.sublayers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def forward(self, x, training=False):
+        for layer in self.sublayers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, grad_output):
+        for layer in reversed(self.sublayers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def backward_params(self, grad_output):
+        """Down to the first sublayer with parameters, which computes only theirs."""
+        first = next((i for i, layer in enumerate(self.sublayers) if trainable(layer)), None)
+        if first is None:
+            return
+        for layer in reversed(self.sublayers[first + 1:]):
+            grad_output = layer.backward(grad_output)
+        self.sublayers[first].backward_params(grad_output)
+
+
+class Residual(Container):
+    """A skip connection around ``block`` (a layer or a container): ``x + block(x)``; the
+    block's output must have its input's shape."""
+
+    def __init__(self, block):
+        super().__init__([block])
+        self.block = block
+
+    @classmethod
+    def from_sublayers(cls, sublayers, **config):
+        return cls(*sublayers, **config)
+
+    def output_shape(self, input_shape):
+        shape = self.block.output_shape(input_shape)
+        if tuple(shape) != tuple(input_shape):
+            raise ShapeError(f"the block of a Residual must keep the shape of its input: "
+                             f"{self.block!r} turns {tuple(input_shape)} into {tuple(shape)}")
+        return shape
+
+    def forward(self, x, training=False):
+        return x + self.block.forward(x, training)
+
+    def backward(self, grad_output):
+        return grad_output + self.block.backward(grad_output)
+
+    def backward_params(self, grad_output):
+        self.block.backward_params(grad_output)

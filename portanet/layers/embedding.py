@@ -1,0 +1,126 @@
+"""Embeddings: token ids to vectors, and learned positions added to a sequence."""
+
+from array_api_compat import device
+
+from ..backend import get_backend, namespace, rng
+from ..backend.compilers import is_traced
+from ..errors import InputError, ShapeError
+from .base import Layer
+
+
+def _positive(kind, label, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(f"{kind} {label} must be a positive integer, got {value!r}")
+
+
+class Embedding(Layer):
+    """Integer ids of any shape, e.g. ``(N, T)``, to vectors: ``(N, T, dim)``, row ``id`` of
+    ``weights`` (shape ``(vocabulary, dim)``, drawn N(0, 0.02) as in GPT-2).
+
+    The forward pass takes the rows (``take``). Its backward must add up the gradients of the
+    positions that share an id; the array API has no scatter-add, so it multiplies by the ids'
+    one-hot matrix: ``one_hot(ids).T @ grad``. That is one matmul, the same on every backend,
+    traced by ``jax.jit`` like any other (sorting and segment sums need data-dependent
+    shapes), and cheap for the small vocabularies of characters or sub-words it is made for
+    (it costs ``positions x vocabulary`` values).
+
+    Ids must be integers in ``[0, vocabulary)``: a float array is an :class:`InputError`, and so
+    are ids out of range in eager use (a compiled step cannot check values).
+    """
+
+    params = ("weights",)
+    takes_ids = True  # its input is integer ids, which the network keeps as integers
+
+    def __init__(self, vocabulary, dim, dtype="float32"):
+        super().__init__()
+        _positive("Embedding", "vocabulary", vocabulary)
+        _positive("Embedding", "dim", dim)
+        self.vocabulary, self.dim = vocabulary, dim
+        self.weights = get_backend().asarray(
+            rng().normal(0.0, 0.02, size=(vocabulary, dim)), dtype)
+
+    def output_shape(self, input_shape):
+        return (*tuple(input_shape), self.dim)
+
+    def check_ids(self, ids):
+        """InputError unless ``ids`` are integers in ``[0, vocabulary)`` (values only checked
+        outside compiled steps)."""
+        xp = namespace(ids)
+        if not xp.isdtype(ids.dtype, "integral"):
+            raise InputError(f"{self!r} takes integer token ids, got dtype {ids.dtype}: "
+                             "convert them, e.g. ids.astype('int64')")
+        if not is_traced(ids) and ids.shape[0] > 0:
+            low, high = int(xp.min(ids)), int(xp.max(ids))
+            if low < 0 or high >= self.vocabulary:
+                raise InputError(f"{self!r}: token ids must lie in [0, {self.vocabulary}), got "
+                                 f"ids from {low} to {high}")
+
+    def forward(self, x, training=False):
+        self.check_ids(x)
+        xp = namespace(x)
+        self.input = x
+        rows = xp.take(self.weights, xp.reshape(x, (-1,)), axis=0)
+        self.output = xp.reshape(rows, (*x.shape, self.dim))
+        return self.output
+
+    def backward(self, grad_output):
+        """Only the weights' gradient: ids have none (returns None)."""
+        self.backward_params(grad_output)
+
+    def backward_params(self, grad_output):
+        xp = namespace(grad_output)
+        ids = xp.reshape(self.input, (-1, 1))
+        vocabulary = xp.arange(self.vocabulary, dtype=ids.dtype, device=device(ids))
+        one_hot = xp.astype(ids == vocabulary, grad_output.dtype)
+        self.grads = {"weights": xp.matrix_transpose(one_hot)
+                      @ xp.reshape(grad_output, (-1, self.dim))}
+
+    def config(self):
+        return {"vocabulary": self.vocabulary, "dim": self.dim}
+
+
+class PositionalEmbedding(Layer):
+    """Learned positions: adds row ``t`` of ``weights`` (shape ``(context, dim)``, drawn
+    N(0, 0.02)) to position ``t`` of its input ``(N, T, dim)``, for ``T <= context``."""
+
+    params = ("weights",)
+
+    def __init__(self, context, dim, dtype="float32"):
+        super().__init__()
+        _positive("PositionalEmbedding", "context", context)
+        _positive("PositionalEmbedding", "dim", dim)
+        self.context, self.dim = context, dim
+        self.weights = get_backend().asarray(
+            rng().normal(0.0, 0.02, size=(context, dim)), dtype)
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 2 or shape[1] != self.dim:
+            raise ShapeError(f"{self!r} expects per-sample shape (positions, {self.dim}), got "
+                             f"{shape}")
+        if shape[0] > self.context:
+            raise ShapeError(f"{self!r} has positions for sequences of up to {self.context}, "
+                             f"got {shape[0]}: give shorter sequences or make a longer table")
+        return shape
+
+    def forward(self, x, training=False):
+        self.output_shape(tuple(x.shape[1:]))
+        self.input = x
+        self.output = x + self.weights[:x.shape[1], :]
+        return self.output
+
+    def backward(self, grad_output):
+        self.backward_params(grad_output)
+        return grad_output
+
+    def backward_params(self, grad_output):
+        xp = namespace(grad_output)
+        used = xp.sum(grad_output, axis=0)
+        rest = self.context - used.shape[0]
+        if rest:
+            used = xp.concat([used, xp.zeros((rest, self.dim), dtype=used.dtype,
+                                              device=device(used))], axis=0)
+        self.grads = {"weights": used}
+
+    def config(self):
+        return {"context": self.context, "dim": self.dim}
