@@ -35,20 +35,35 @@ def _name_of(function, registry, what):
                          "function, derivative), here and in the program that loads")
 
 
+def _keyed(layers, prefix=""):
+    """``(key, layer)`` for ``layers`` and the sublayers of containers: keys "0", "1", ...
+    and "1.0", "1.0.2", ... inside containers (weights are saved as ``key/name``)."""
+    for index, layer in enumerate(layers):
+        key = f"{prefix}{index}"
+        yield key, layer
+        yield from _keyed(getattr(layer, "sublayers", ()), key + ".")
+
+
+def _describe_layer(key, layer) -> dict:
+    kind = type(layer).__name__
+    if LAYERS.get(kind) is not type(layer):
+        raise ModelFileError(f"layer {key} ({kind}) is not a registered portanet layer and "
+                             "cannot be saved: decorate its class with "
+                             "@portanet.register_layer (here and where it is loaded)")
+    config = layer.config()
+    if isinstance(layer, ActivationLayer):
+        config = {"activation": _name_of(layer.activation, ACTIVATIONS, "activation")}
+    spec = {"type": kind, "config": config, "weights": list(layer.params + layer.buffers)}
+    if getattr(layer, "sublayers", ()):
+        spec["sublayers"] = [_describe_layer(f"{key}.{index}", sublayer)
+                             for index, sublayer in enumerate(layer.sublayers)]
+    return spec
+
+
 def describe(network) -> dict:
-    """The JSON-able description of ``network`` (architecture, loss, dtype, metadata)."""
-    layers = []
-    for index, layer in enumerate(network.layers):
-        kind = type(layer).__name__
-        if LAYERS.get(kind) is not type(layer):
-            raise ModelFileError(f"layer {index} ({kind}) is not a registered portanet layer and "
-                                 "cannot be saved: decorate its class with "
-                                 "@portanet.register_layer (here and where it is loaded)")
-        config = layer.config()
-        if isinstance(layer, ActivationLayer):
-            config = {"activation": _name_of(layer.activation, ACTIVATIONS, "activation")}
-        layers.append({"type": kind, "config": config,
-                       "weights": list(layer.params + layer.buffers)})
+    """The JSON-able description of ``network`` (architecture, loss, dtype, metadata); a
+    container's layers are described in its ``sublayers``."""
+    layers = [_describe_layer(str(index), layer) for index, layer in enumerate(network.layers)]
     loss = _name_of(network.loss, LOSSES, "loss") if network.loss is not None else None
     scaler = network.scaler.config() if network.scaler is not None else None
     return {"format": FORMAT, "version": VERSION, "dtype": network._working_dtype(),
@@ -78,10 +93,10 @@ def save(network, path) -> Path:
     path = check_writable(path)
     header = json.dumps(describe(network)).encode()
     arrays = {HEADER: np.frombuffer(header, dtype=np.uint8)}
-    for index, layer in enumerate(network.layers):
+    for key, layer in _keyed(network.layers):
         names = layer.params + layer.buffers
         for name, value in zip(names, layer.get_weights()):
-            arrays[f"{index}/{name}"] = value
+            arrays[f"{key}/{name}"] = value
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as stream:
@@ -116,6 +131,28 @@ def _read(path):
     return header, arrays
 
 
+def _build(path, key, spec, arrays, dtype):
+    """The layer ``spec`` describes (with its sublayers), in ``dtype``, its weights set from
+    ``arrays``."""
+    if spec["type"] not in LAYERS:
+        raise ModelFileError(f"{path}: layer {key} has unknown type {spec['type']!r}: "
+                             "if it is your own layer, register its class with "
+                             "portanet.register_layer before loading")
+    kind = LAYERS[spec["type"]]
+    if "sublayers" in spec:
+        layer = kind.from_sublayers([_build(path, f"{key}.{index}", sub, arrays, dtype)
+                                     for index, sub in enumerate(spec["sublayers"])],
+                                    **spec["config"])
+    else:
+        layer = kind(**spec["config"])
+        layer.astype(dtype)  # before the weights are set, so they keep their precision
+    missing = [name for name in spec["weights"] if f"{key}/{name}" not in arrays]
+    if missing:
+        raise ModelFileError(f"{path}: weights {missing} of layer {key} are missing")
+    layer.set_weights([arrays[f"{key}/{name}"] for name in spec["weights"]])
+    return layer
+
+
 def load(path):
     """Rebuild a saved network on the current backend."""
     from .network import Network
@@ -124,16 +161,7 @@ def load(path):
     network = Network(dtype=header["dtype"])
     try:
         for index, spec in enumerate(header["layers"]):
-            if spec["type"] not in LAYERS:
-                raise ModelFileError(f"{path}: layer {index} has unknown type {spec['type']!r}: "
-                                     "if it is your own layer, register its class with "
-                                     "portanet.register_layer before loading")
-            layer = LAYERS[spec["type"]](**spec["config"])
-            network.add(layer)
-            missing = [name for name in spec["weights"] if f"{index}/{name}" not in arrays]
-            if missing:
-                raise ModelFileError(f"{path}: weights {missing} of layer {index} are missing")
-            layer.set_weights([arrays[f"{index}/{name}"] for name in spec["weights"]])
+            network.add(_build(path, str(index), spec, arrays, header["dtype"]))
     except ModelFileError:
         raise
     except (PortanetError, KeyError, TypeError) as exc:

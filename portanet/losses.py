@@ -8,6 +8,8 @@ derivative in one call, as training needs them. ``y_pred`` is the network's outp
 
 import math
 
+from array_api_compat import device
+
 from .backend import namespace
 from .numpy import call_user_function
 
@@ -96,19 +98,49 @@ def softmax_crossentropy_with_prime(y_true, logits):
             _softmax_ce_prime(xp, y_true, exp, total))
 
 
+def one_hot_targets(y_true, logits):
+    """Integer class targets (shape ``logits.shape[:-1]``) as one-hot rows of ``logits``'
+    dtype; a target outside ``[0, classes)`` gets a row of zeros."""
+    xp = namespace(logits)
+    classes = xp.arange(logits.shape[-1], dtype=y_true.dtype, device=device(logits))
+    return xp.astype(xp.expand_dims(y_true, axis=-1) == classes, logits.dtype)
+
+
+def sparse_softmax_crossentropy(y_true, logits):
+    """:func:`softmax_crossentropy` for integer class targets ``y_true`` of any leading shape,
+    e.g. logits ``(N, T, classes)`` and targets ``(N, T)``: the mean over every position of
+    ``-log softmax(logits)[target]``. The targets are compared with the class indices (no
+    gather: the same on every backend and under a compiler)."""
+    return softmax_crossentropy(one_hot_targets(y_true, logits), logits)
+
+
+def sparse_softmax_crossentropy_prime(y_true, logits):
+    return softmax_crossentropy_prime(one_hot_targets(y_true, logits), logits)
+
+
+def sparse_softmax_crossentropy_with_prime(y_true, logits):
+    return softmax_crossentropy_with_prime(one_hot_targets(y_true, logits), logits)
+
+
 LOSSES = {
     "mse": (mse, mse_prime),
     "binary_crossentropy": (binary_crossentropy, binary_crossentropy_prime),
     "categorical_crossentropy": (categorical_crossentropy, categorical_crossentropy_prime),
     "softmax_crossentropy": (softmax_crossentropy, softmax_crossentropy_prime),
+    "sparse_softmax_crossentropy": (sparse_softmax_crossentropy,
+                                    sparse_softmax_crossentropy_prime),
 }
+
+# Losses whose targets are integer class indices (kept as integers, one per row of scores)
+INTEGER_TARGET_LOSSES = (sparse_softmax_crossentropy,)
 
 # Losses that need probabilities, and the activations that make them (the first one suggested)
 PROBABILITY_LOSSES = {categorical_crossentropy: ("softmax",),
                       binary_crossentropy: ("sigmoid", "softmax")}
 
 # Built-in pairs computed together, sharing their common work (one call per training batch).
-WITH_PRIME = {"mse": mse_with_prime, "softmax_crossentropy": softmax_crossentropy_with_prime}
+WITH_PRIME = {"mse": mse_with_prime, "softmax_crossentropy": softmax_crossentropy_with_prime,
+              "sparse_softmax_crossentropy": sparse_softmax_crossentropy_with_prime}
 
 
 def with_prime(loss, loss_prime):

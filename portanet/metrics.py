@@ -6,9 +6,12 @@ from .backend import namespace, to_numpy
 
 
 def accuracy(y_true, y_pred):
-    """Share of rows classified right: argmax for several outputs, a 0.5 threshold for one."""
+    """Share of rows classified right: argmax for several outputs, a 0.5 threshold for one.
+    ``y_true`` holds one-hot rows, or integer classes (one axis less than ``y_pred``)."""
     xp = namespace(y_pred)
-    if y_pred.shape[-1] == 1:
+    if y_true.ndim == y_pred.ndim - 1:
+        hits = xp.argmax(y_pred, axis=-1) == y_true
+    elif y_pred.shape[-1] == 1:
         hits = (y_pred > 0.5) == (y_true > 0.5)
     else:
         hits = xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)

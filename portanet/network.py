@@ -22,7 +22,7 @@ from .backend import (
 )
 from .errors import InputError, ShapeError
 from .layers.activation import ActivationLayer
-from .layers.base import Layer
+from .layers.base import Layer, walk, walk_shapes
 from .metrics import accuracy
 from .preprocessing import to_categorical
 from .step import Inference, forward, is_native, lent
@@ -120,17 +120,38 @@ class Network:
     def _working_dtype(self) -> str:
         if self.dtype is not None:
             return self.dtype
-        for layer in self.layers:
+        for layer in walk(self.layers):
             for name in getattr(layer, "params", ()):
                 return dtype_name(getattr(layer, name))
         return "float32"
 
-    def _as_rows(self, data, label, inputs=False):
+    def _takes_ids(self) -> bool:
+        """True when the first layer that computes (e.g. an Embedding) takes integer ids."""
+        first = next((layer for layer in walk(self.layers)
+                      if not getattr(layer, "sublayers", ())), None)
+        return getattr(first, "takes_ids", False)
+
+    def _integer_rows(self, data, label):
+        """``data`` (token ids, class indices) as a backend integer array: never cast to
+        float. InputError for data of another dtype."""
+        host = is_host_data(data)
+        array = host_array_view(data) if host else data
+        if not namespace(array).isdtype(array.dtype, "integral"):
+            raise InputError(f"{label} must hold integers (token ids or class indices), got "
+                             f"dtype {array.dtype}: convert it, e.g. {label}.astype('int64')")
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise InputError(f"{label} is empty: give at least one sample (rows first)")
+        return get_backend().asarray(array, "int64") if host else array
+
+    def _as_rows(self, data, label, inputs=False, integers=False):
         """``data`` as a backend array of rows; also (was it host data, was it (N, 1, n)).
 
-        ``inputs`` are scaled by the network's :attr:`scaler`, if it has one."""
+        ``inputs`` are scaled by the network's :attr:`scaler`, if it has one; ``integers``
+        (and the inputs of a network that takes ids) keep their integer dtype."""
         dtype = self._working_dtype()
         host = is_host_data(data)
+        if integers or (inputs and self._takes_ids()):
+            return self._integer_rows(data, label), host, False
         if host:
             try:
                 array = host_array_view(data, dtype)
@@ -164,7 +185,7 @@ class Network:
         if need_loss and self.loss is None:
             raise InputError("no loss set: call net.use(loss, loss_prime) before fit/evaluate")
         backend = get_backend()
-        for layer in self.layers:
+        for layer in walk(self.layers):
             for name in getattr(layer, "params", ()) + getattr(layer, "buffers", ()):
                 value = getattr(layer, name)
                 if namespace(value) is not backend.xp or array_device(value) != backend.device:
@@ -194,7 +215,7 @@ class Network:
     def to_backend(self):
         """Move every layer's parameters and buffers to the selected backend and device
         (after :func:`portanet.set_backend`); returns the network."""
-        for layer in self.layers:
+        for layer in walk(self.layers):
             if getattr(layer, "params", ()) or getattr(layer, "buffers", ()):
                 layer.set_weights(layer.get_weights())
         self._cache.clear()
@@ -261,7 +282,8 @@ class Network:
         """The network's outputs ``out`` as class probabilities (see :meth:`predict_proba`)."""
         xp = namespace(out)
         name = getattr(getattr(self.layers[-1], "activation", None), "__name__", None)
-        if self.loss is losses_module.softmax_crossentropy:
+        if self.loss in (losses_module.softmax_crossentropy,
+                         losses_module.sparse_softmax_crossentropy):
             return softmax(out)
         if name == "softmax":
             return out
@@ -317,14 +339,22 @@ class Network:
     def _pair(self, x, y, label="x"):
         """``(x, y)`` as backend rows, checked against each other and the network. Integer
         class labels (shape (N,) or (N, 1)) for a network with several outputs become one-hot
-        rows, so every entry point scores them as it would one-hot targets."""
+        rows, so every entry point scores them as it would one-hot targets; a loss on integer
+        targets (``sparse_softmax_crossentropy``) keeps them as integers, whatever their
+        shape."""
         y_label = label.replace("x", "y")
         x_rows, _, _ = self._as_rows(x, label, inputs=True)
         self._check_features(x_rows, label)
-        y_rows, _, _ = self._as_rows(self._one_hot_labels(y, x_rows), y_label)
+        if self.loss in losses_module.INTEGER_TARGET_LOSSES:
+            y_rows, _, _ = self._as_rows(y, y_label, integers=True)
+        else:
+            y_rows, _, _ = self._as_rows(self._one_hot_labels(y, x_rows), y_label)
         if x_rows.shape[0] != y_rows.shape[0]:
             raise InputError(f"{label} has {x_rows.shape[0]} samples but {y_label} has "
                              f"{y_rows.shape[0]}: they must match")
+        if self.loss in losses_module.INTEGER_TARGET_LOSSES:
+            self._check_classes(x_rows, y_rows, y_label)
+            return x_rows, y_rows
         shape = self._output_shape_for(x_rows, tuple(y_rows.shape[1:]))
         if shape != tuple(y_rows.shape[1:]):
             raise ShapeError(f"the network outputs per-sample shape {shape} but {y_label} has "
@@ -332,6 +362,20 @@ class Network:
                              "rows, e.g. portanet.preprocessing.to_categorical(labels)) or "
                              "integer class labels of shape (N,)")
         return x_rows, y_rows
+
+    def _check_classes(self, x, y, label):
+        """ShapeError unless integer targets ``y`` name one class per output row of the network
+        for ``x``; InputError for classes out of range."""
+        shape = self._output_shape_for(x)
+        if shape[:-1] != tuple(y.shape[1:]):
+            raise ShapeError(f"the network outputs per-sample shape {shape}, so {label} needs one "
+                             f"class index per row of scores: per-sample shape {shape[:-1]}, got "
+                             f"{tuple(y.shape[1:])}")
+        xp = namespace(y)
+        low, high = int(xp.min(y)), int(xp.max(y))
+        if low < 0 or high >= shape[-1]:
+            raise InputError(f"{label} holds classes from {low} to {high}, but the network "
+                             f"scores classes 0 to {shape[-1] - 1}")
 
     def _output_shape_for(self, x, expected=None):
         """Per-sample output shape for rows ``x``: from the layers' shapes where they know it
@@ -387,13 +431,18 @@ class Network:
 
     # -- inspecting and saving -----------------------------------------------------------
     def summary(self, print_fn=print):
-        """Print each layer, its per-sample output shape and parameter count, and the totals."""
+        """Print each layer, its per-sample output shape and parameter count, and the totals;
+        the layers of a container follow it, indented."""
         rows, total = [], 0
-        for layer, shape in self._shapes():
-            count = sum(math.prod(getattr(layer, name).shape) for name in
-                        getattr(layer, "params", ()))
-            total += count
-            rows.append((repr(layer), "?" if shape is None else str(tuple(shape)), count))
+        for layer, depth, shape in walk_shapes(self.layers, None):
+            if shape is not None and isinstance(layer, Layer):
+                shape = layer.output_shape(shape)
+            count = sum(math.prod(getattr(part, name).shape) for part in walk([layer])
+                        for name in getattr(part, "params", ()))
+            total += count if depth == 0 else 0
+            name = type(layer).__name__ if getattr(layer, "sublayers", ()) else repr(layer)
+            rows.append(("  " * depth + name, "?" if shape is None else str(tuple(shape)),
+                         count))
         width = max([len(r[0]) for r in rows] + [5])
         lines = [f"{'layer':<{width}}  {'output shape':<16}{'params':>10}"]
         lines += [f"{name:<{width}}  {out:<16}{count:>10,}" for name, out, count in rows]

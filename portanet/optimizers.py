@@ -12,7 +12,8 @@ network, or call :meth:`Optimizer.reset`).
 
 Every optimizer takes ``schedule``: a callable ``schedule(iteration) -> learning rate`` (the
 iteration counts steps from 0), such as :func:`step_decay`, :func:`exponential_decay` or
-:func:`cosine_decay`.
+:func:`cosine_decay`; and ``clip_norm``: when set, the gradients are scaled down, all together,
+so that their global norm (over every parameter) is at most ``clip_norm``.
 """
 
 import functools
@@ -90,8 +91,9 @@ class Optimizer:
 
     state_buffers = 0
 
-    def __init__(self, learning_rate=0.01, schedule=None):
+    def __init__(self, learning_rate=0.01, schedule=None, clip_norm=None):
         self.learning_rate = _positive("learning_rate", learning_rate)
+        self.clip_norm = None if clip_norm is None else _positive("clip_norm", clip_norm)
         if schedule is not None and not callable(schedule):
             raise InputError(f"schedule must be a function of the iteration, got {schedule!r}")
         self.schedule = schedule
@@ -131,12 +133,27 @@ class Optimizer:
 
     def apply(self, params, grads, state, scalars):
         """Pure update of every group: ``(new params, new state)`` as lists per dtype group."""
+        if self.clip_norm is not None:
+            grads = self._clipped(grads)
         results = [self.update(p, g, s, scalars) for p, g, s in zip(params, grads, state)]
         return [r[0] for r in results], [r[1] for r in results]
 
     def update(self, param, grad, state, scalars):
         """``(new param, new state tuple)`` for one flat buffer."""
         raise NotImplementedError
+
+    def _clipped(self, grads):
+        """``grads`` times ``clip_norm / max(norm, clip_norm)``, ``norm`` being their global
+        norm over every group: arithmetic only, no branch on values (it runs compiled)."""
+        if not grads:
+            return grads
+        xp = namespace(grads[0])
+        total = xp.sum(grads[0] * grads[0])
+        for grad in grads[1:]:
+            total = total + xp.astype(xp.sum(grad * grad), total.dtype)
+        norm = xp.sqrt(total)
+        scale = self.clip_norm / xp.maximum(norm, xp.asarray(self.clip_norm, dtype=norm.dtype))
+        return [grad * xp.astype(scale, grad.dtype) for grad in grads]
 
     def step(self, slots):
         """Apply one update to every ``(layer, name)`` in ``slots`` from ``layer.grads[name]``.
@@ -156,7 +173,8 @@ class Optimizer:
         return grad + self.weight_decay * param if self.weight_decay else grad
 
     def _config(self):
-        return {"learning_rate": self.learning_rate}
+        clip = {} if self.clip_norm is None else {"clip_norm": self.clip_norm}
+        return {"learning_rate": self.learning_rate, **clip}
 
     def config_key(self):
         """What the update computes depends on: the type and hyperparameters (a compiled step
@@ -178,14 +196,14 @@ class SGD(Optimizer):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
-                 schedule=None):
+                 schedule=None, clip_norm=None):
         self.momentum = _fraction("momentum", momentum)
         if nesterov and self.momentum == 0:
             raise InputError("nesterov=True needs a momentum > 0")
         self.nesterov = bool(nesterov)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.state_buffers = 1 if self.momentum else 0
-        super().__init__(learning_rate, schedule)
+        super().__init__(learning_rate, schedule, clip_norm)
 
     def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
@@ -207,8 +225,8 @@ class RMSprop(Optimizer):
     state_buffers = 1
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, weight_decay=0.0,
-                 schedule=None):
-        super().__init__(learning_rate, schedule)
+                 schedule=None, clip_norm=None):
+        super().__init__(learning_rate, schedule, clip_norm)
         self.rho = _fraction("rho", rho)
         self.epsilon = _positive("epsilon", epsilon)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
@@ -230,8 +248,8 @@ class Adam(Optimizer):
     state_buffers = 2
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=0.0, schedule=None):
-        super().__init__(learning_rate, schedule)
+                 weight_decay=0.0, schedule=None, clip_norm=None):
+        super().__init__(learning_rate, schedule, clip_norm)
         self.beta_1 = _fraction("beta_1", beta_1)
         self.beta_2 = _fraction("beta_2", beta_2)
         self.epsilon = _positive("epsilon", epsilon)
@@ -279,8 +297,9 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): ``param - lr * wd * param``."""
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=0.01, schedule=None):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, schedule)
+                 weight_decay=0.01, schedule=None, clip_norm=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, schedule,
+                         clip_norm)
 
     def update(self, param, grad, state, scalars):
         direction, state = self._moments(grad, state, scalars)

@@ -27,6 +27,7 @@ from .backend import (
     to_numpy,
 )
 from .errors import InputError, TrainingError
+from .layers.base import walk
 from .parameters import ParameterLayout
 from .progress import Progress
 from .step import Batches, TrainStep, buffer_slots, is_native, lent, parameter_slots
@@ -112,7 +113,7 @@ def _structure(network):
     """A key naming what a compiled step of ``network`` computes, or None unless every layer is
     a built-in one (with built-in activations), whose type, settings and shapes say it all."""
     parts = []
-    for layer in network.layers:
+    for layer in walk(network.layers):
         if not type(layer).__module__.startswith("portanet.") or \
                 not getattr(layer, "builtin", True):
             return None

@@ -134,8 +134,11 @@ def trainable(layer) -> bool:
 
 def walk_shapes(layers, shape, depth=0):
     """``(layer, depth, per-sample input shape or None)`` for every layer as :func:`walk`
-    orders them. A container's sublayers run one after another on the container's input."""
+    orders them, from ``shape`` (or the first input shape a layer declares). A container's
+    sublayers run one after another on the container's input."""
     for layer in layers:
+        if shape is None:
+            shape = getattr(layer, "input_shape", None)
         yield layer, depth, shape
         yield from walk_shapes(getattr(layer, "sublayers", ()), shape, depth + 1)
         shape = layer.output_shape(shape) if shape is not None and isinstance(layer, Layer) \

@@ -92,7 +92,10 @@ class Residual(Container):
         return shape
 
     def forward(self, x, training=False):
-        return x + self.block.forward(x, training)
+        out = self.block.forward(x, training)
+        if tuple(out.shape) != tuple(x.shape):
+            self.output_shape(tuple(x.shape[1:]))
+        return x + out
 
     def backward(self, grad_output):
         return grad_output + self.block.backward(grad_output)
