@@ -45,6 +45,8 @@ def test_fc_layer_gradient_tutorial_row():
 
 
 def loss_inputs(name):
+    if name == "sparse_softmax_crossentropy":  # class indices of every position of a sequence
+        return RNG.integers(0, 5, size=(4, 3)), RNG.normal(scale=3.0, size=(4, 3, 5))
     if name == "binary_crossentropy":
         return RNG.integers(0, 2, size=(4, 3)).astype(float), RNG.uniform(0.1, 0.9, size=(4, 3))
     if name in ("categorical_crossentropy", "softmax_crossentropy"):
