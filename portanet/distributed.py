@@ -41,6 +41,7 @@ from .backend import (
     to_numpy,
 )
 from .errors import DistributedError, InputError, TrainingError
+from .layers.base import walk
 from .step import is_native, zeros_like_all
 
 DEFAULT_TIMEOUT = 300.0
@@ -273,12 +274,12 @@ class World(SingleProcess):
             raise InputError(f"{tutorial_style[0]!r} updates its own weights (the tutorial's "
                              "backward_propagation), which distributed training cannot "
                              "average: write it with forward/backward instead")
-        sizes = [math.prod(getattr(layer, name).shape) for layer in network.layers
+        sizes = [math.prod(getattr(layer, name).shape) for layer in walk(network.layers)
                  for name in layer.params + layer.buffers]
         self.agree(training_samples=x.shape[0], input_values=math.prod(x.shape[1:]),
                    target_values=math.prod(y.shape[1:]), batch_size=batch_size,
                    weight_arrays=len(sizes), weights=sum(sizes))
-        for layer in network.layers:
+        for layer in walk(network.layers):
             weights = layer.get_weights()
             if weights:
                 layer.set_weights([self.broadcast(w, f"the broadcast of {layer!r}'s weights")
@@ -329,7 +330,7 @@ class World(SingleProcess):
 
     def average_buffers(self, layers):
         """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""
-        for layer in layers:
+        for layer in walk(layers):
             for name in getattr(layer, "buffers", ()):
                 total = self._allreduce(getattr(layer, name), f"averaging {layer!r}.{name}")
                 setattr(layer, name, total / self.size)
