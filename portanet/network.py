@@ -125,11 +125,11 @@ class Network:
                 return dtype_name(getattr(layer, name))
         return "float32"
 
-    def _takes_ids(self) -> bool:
-        """True when the first layer that computes (e.g. an Embedding) takes integer ids."""
+    def _id_layer(self):
+        """The first layer that computes if it takes integer ids (an Embedding), else None."""
         first = next((layer for layer in walk(self.layers)
                       if not getattr(layer, "sublayers", ())), None)
-        return getattr(first, "takes_ids", False)
+        return first if getattr(first, "takes_ids", False) else None
 
     def _integer_rows(self, data, label):
         """``data`` (token ids, class indices) as a backend integer array: never cast to
@@ -150,8 +150,12 @@ class Network:
         (and the inputs of a network that takes ids) keep their integer dtype."""
         dtype = self._working_dtype()
         host = is_host_data(data)
-        if integers or (inputs and self._takes_ids()):
-            return self._integer_rows(data, label), host, False
+        id_layer = self._id_layer() if inputs else None
+        if integers or id_layer is not None:
+            rows = self._integer_rows(data, label)
+            if id_layer is not None:  # here, as a compiled step cannot check values
+                id_layer.check_ids(rows)
+            return rows, host, False
         if host:
             try:
                 array = host_array_view(data, dtype)
@@ -360,7 +364,8 @@ class Network:
             raise ShapeError(f"the network outputs per-sample shape {shape} but {y_label} has "
                              f"{tuple(y_rows.shape[1:])}: give one target per output (one-hot "
                              "rows, e.g. portanet.preprocessing.to_categorical(labels)) or "
-                             "integer class labels of shape (N,)")
+                             "integer class labels of shape (N,); for integer classes of "
+                             "every position, net.use('sparse_softmax_crossentropy')")
         return x_rows, y_rows
 
     def _check_classes(self, x, y, label):

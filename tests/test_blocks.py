@@ -151,6 +151,11 @@ def test_embedding_rejects_ids_out_of_range_and_float_ids(backend):
         net.fit(np.array([[0, 1]]), np.array([[0, 7]]), epochs=1, verbose=0)
     with pytest.raises(ShapeError, match="one class index per row"):
         net.fit(np.array([[0, 1]]), np.array([[0, 1, 2]]), epochs=1, verbose=0)
+    with pytest.raises(InputError, match=r"\[0, 5\)"):  # checked before a compiled pass
+        net.predict(np.array([[0, 5]]))
+    net.use("softmax_crossentropy")
+    with pytest.raises(ShapeError, match="sparse_softmax_crossentropy"):
+        net.fit(np.array([[0, 1]]), np.array([[0, 1]]), epochs=1, verbose=0)
 
 
 def test_positional_embedding_gradients_and_its_context(backend):
