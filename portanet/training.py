@@ -1,4 +1,5 @@
-"""The training loop: epochs, batches, shuffling, progress, interruption, validation, history.
+"""The training loop: epochs, batches, shuffling, progress, interruption, validation, callbacks,
+history.
 
 The network builds and runs (:mod:`portanet.network`); one training step is a pure function of
 arrays (:mod:`portanet.step`), compiled where the backend can (:mod:`portanet.backend.compilers`);
