@@ -142,7 +142,7 @@ def _train(args, world):
     samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
           f"samples/s, step {history.compiled})"
-          + (f"  ({history.stop_reason})" if history.stop_reason != "completed" else ""))
+          + (f"; {history.stop_reason}" if history.stop_reason != "completed" else ""))
     if world is not None and world.size > 1:
         print(f"distributed: {world.size} processes, gradients summed through "
               f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
