@@ -4,7 +4,9 @@ The same layers run on NumPy, CuPy, PyTorch, JAX and array-api-strict; pick one 
 ``PORTANET_BACKEND`` environment variable or :func:`set_backend`.
 """
 
+from . import callbacks
 from .backend import BACKENDS, get_backend, set_backend, set_seed
+from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
 from .errors import (
     BackendError,
     CompileWarning,
@@ -41,4 +43,6 @@ __all__ = [
     "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
     "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
+    "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
+    "ModelCheckpoint",
 ]

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__, datasets, distributed, models
 from .backend import describe_backends, get_backend, set_backend, set_seed
+from .callbacks import EarlyStopping, ModelCheckpoint
 from .errors import InputError, PortanetError
 from .io import check_writable, load
 from .metrics import classification_report
@@ -98,9 +99,15 @@ def cmd_train(args):
 
 
 def _train(args, world):
-    for path, what in ((args.save, "the network"), (args.plot, "the plot")):
+    for path, what in ((args.save, "the network"), (args.plot, "the plot"),
+                       (args.checkpoint, "the checkpoint")):
         if path:  # before training, so that a bad path does not cost the run
             check_writable(path, what)
+    monitor = "val_loss" if args.validation_split else "loss"  # for the two options below
+    stopping = args.early_stopping is not None and EarlyStopping(
+        monitor, patience=args.early_stopping, restore_best_weights=True)
+    checkpoint = args.checkpoint and ModelCheckpoint(args.checkpoint, monitor, save_best_only=True)
+    callbacks = [callback for callback in (stopping, checkpoint) if callback]
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
@@ -130,12 +137,12 @@ def _train(args, world):
                           validation_split=args.validation_split, verbose=not args.quiet,
                           distributed=world or False,
                           compile="auto" if args.compile is None else args.compile,
-                          metrics=["accuracy"], **settings)
+                          metrics=["accuracy"], callbacks=callbacks, **settings)
     seconds = time.perf_counter() - started
     samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
           f"samples/s, step {history.compiled})"
-          + ("  (interrupted)" if history.interrupted else ""))
+          + (f"; {history.stop_reason}" if history.stop_reason != "completed" else ""))
     if world is not None and world.size > 1:
         print(f"distributed: {world.size} processes, gradients summed through "
               f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
@@ -145,6 +152,9 @@ def _train(args, world):
     _report(network, prepare(x_test, metadata), y_test, classes, world)
     if world is not None and not world.is_root:
         return 0  # rank 0 writes the files
+    if checkpoint and checkpoint.best_epoch:
+        print(f"saved the best network ({monitor}={checkpoint.best:f}, epoch "
+              f"{checkpoint.best_epoch}) to {args.checkpoint}")
     if args.save:
         print(f"saved the network to {network.save(args.save)}")
     if args.plot:
@@ -223,6 +233,14 @@ def build_parser():
                        "(default: %(default)s)")
     train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
     train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
+    train.add_argument("--early-stopping", type=int, metavar="N",
+                       help="stop when val_loss has not improved for N epochs and keep the best "
+                            "epoch's weights (with --validation-split 0: the training loss); "
+                            "default: off")
+    train.add_argument("--checkpoint", metavar="PATH",
+                       help="save the best network so far (lowest val_loss, or training loss "
+                            "with --validation-split 0) to PATH (.npz; may hold {epoch}) after "
+                            "each epoch that improves it; default: off")
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job (mpirun -n N ...)")
