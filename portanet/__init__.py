@@ -17,6 +17,7 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
+from .export import export_onnx
 from .io import load
 from .layers import (
     ActivationLayer,
@@ -41,4 +42,5 @@ __all__ = [
     "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
     "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
+    "export_onnx",
 ]
