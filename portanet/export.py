@@ -129,7 +129,7 @@ def _input_shape(network, input_shape):
     return tuple(shape)
 
 
-def build_onnx(network, opset=None, input_shape=None, probabilities=False):
+def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype=None):
     """The ONNX model (an ``onnx.ModelProto``) of ``network``; see :func:`export_onnx`."""
     from . import __version__
 
@@ -139,7 +139,9 @@ def build_onnx(network, opset=None, input_shape=None, probabilities=False):
         raise InputError(f"opset must be an int of at least {MIN_OPSET}, got {opset!r}")
     if not network.layers:
         raise InputError("the network has no layers: add some with net.add(...)")
-    graph = _Graph(onnx, network._working_dtype())
+    if dtype not in (None, "float32", "float64"):
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    graph = _Graph(onnx, dtype or network._working_dtype())
     shape = in_shape = _input_shape(network, input_shape)
     if network.scaler is not None:
         shift, divisor = network.scaler.shift_and_divisor()
@@ -180,18 +182,35 @@ def build_onnx(network, opset=None, input_shape=None, probabilities=False):
     return model
 
 
-def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=False) -> Path:
+def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=False,
+                dtype=None) -> Path:
     """Write ``network`` to ``path`` as an ONNX model (atomically); return the path.
 
     ``opset`` is the ONNX operator set (default :data:`DEFAULT_OPSET`, at least 13);
     ``input_shape`` the per-sample input shape, needed only where the first layer does not fix
     it (a Conv2D made without ``input_shape``). The model maps raw inputs ``"input"`` to what
     ``network.predict`` returns as ``"output"`` (with ``probabilities=True``: class
-    probabilities, for networks trained on logits or ending in a softmax). InputError names
-    a layer or activation that ONNX export does not cover.
+    probabilities, for networks trained on logits or ending in a softmax). ``dtype``
+    ("float32" or "float64", default the network's) is the model's: onnxruntime's CPU
+    convolutions and pooling take float32 only. InputError names a layer or activation that
+    ONNX export does not cover.
     """
     path = check_writable(path, "the ONNX model")
     if path.suffix != ".onnx":
         raise InputError(f"cannot export to {str(path)!r}: ONNX files end in .onnx")
-    data = build_onnx(network, opset, input_shape, probabilities).SerializeToString()
+    data = build_onnx(network, opset, input_shape, probabilities, dtype).SerializeToString()
     return write_atomically(path, lambda stream: stream.write(data))
+
+
+def describe_onnx(path) -> str:
+    """One line per input and output of the ONNX model at ``path``: name, dtype and shape."""
+    onnx = _onnx()
+    graph = onnx.load(str(path), load_external_data=False).graph
+    lines = []
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for value in values:
+            tensor = value.type.tensor_type
+            dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+            lines.append(f"{kind} {value.name!r}: {dtype} ({', '.join(map(str, dims))})")
+    return "\n".join(lines)
