@@ -19,6 +19,7 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
+from .export import export_onnx
 from .io import load
 from .layers import (
     ActivationLayer,
@@ -45,4 +46,5 @@ __all__ = [
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
     "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
     "ModelCheckpoint",
+    "export_onnx",
 ]

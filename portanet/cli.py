@@ -1,10 +1,11 @@
-"""The ``portanet`` command: ``info``, ``train``, ``evaluate`` and ``predict``.
+"""The ``portanet`` command: ``info``, ``train``, ``evaluate``, ``predict`` and ``export``.
 
     portanet train                                  # digits, offline, a few seconds
     portanet train --dataset fashion-mnist --model mlp --epochs 10 --save fmnist.npz
     portanet evaluate --model fmnist.npz --dataset fashion-mnist
     mpirun -n 4 portanet train --distributed --dataset fashion-mnist   # 4 processes, one network
     portanet predict --model fmnist.npz images.npy
+    portanet export fmnist.npz fmnist.onnx          # for onnxruntime and other ONNX runtimes
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from . import __version__, datasets, distributed, models
 from .backend import describe_backends, get_backend, set_backend, set_seed
 from .callbacks import EarlyStopping, ModelCheckpoint
 from .errors import InputError, PortanetError
-from .io import check_writable, load
+from .export import DEFAULT_OPSET, describe_onnx, export_onnx
+from .io import check_writable, load, model_path
 from .metrics import classification_report
 from .preprocessing import Normalizer, to_categorical
 
@@ -108,6 +110,9 @@ def _train(args, world):
         monitor, patience=args.early_stopping, restore_best_weights=True)
     checkpoint = args.checkpoint and ModelCheckpoint(args.checkpoint, monitor, save_best_only=True)
     callbacks = [callback for callback in (stopping, checkpoint) if callback]
+    for path in (args.save, args.checkpoint):
+        if path:
+            model_path(path)  # a known format (.npz, .safetensors)
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
@@ -199,6 +204,15 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_export(args):
+    """Write a saved network as an ONNX model; print its inputs and outputs."""
+    set_backend(args.backend, args.device)
+    path = export_onnx(load(args.model), args.output, args.opset,
+                       probabilities=args.probabilities)
+    print(f"wrote {path}\n{describe_onnx(path)}")
+    return 0
+
+
 def _backend_options(parser):
     parser.add_argument("--backend", help="numpy (default), array_api_strict, torch, jax, cupy; "
                                           "default: $PORTANET_BACKEND")
@@ -231,7 +245,8 @@ def build_parser():
     train.add_argument("--limit", type=int, help="train on the first N training images only")
     train.add_argument("--seed", type=int, default=0, help="seed of every random draw "
                        "(default: %(default)s)")
-    train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
+    train.add_argument("--save", metavar="PATH",
+                       help="save the trained network (.npz or .safetensors)")
     train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
     train.add_argument("--early-stopping", type=int, metavar="N",
                        help="stop when val_loss has not improved for N epochs and keep the best "
@@ -239,8 +254,8 @@ def build_parser():
                             "default: off")
     train.add_argument("--checkpoint", metavar="PATH",
                        help="save the best network so far (lowest val_loss, or training loss "
-                            "with --validation-split 0) to PATH (.npz; may hold {epoch}) after "
-                            "each epoch that improves it; default: off")
+                            "with --validation-split 0) to PATH (.npz or .safetensors; may "
+                            "hold {epoch}) after each epoch that improves it; default: off")
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job (mpirun -n N ...)")
@@ -265,6 +280,17 @@ def build_parser():
                          "for networks without them) to this .npy file")
     _backend_options(predict)
     predict.set_defaults(run=cmd_predict)
+
+    export = commands.add_parser("export", help="write a saved network as an ONNX model")
+    export.add_argument("model", metavar="MODEL", help="saved network (.npz or .safetensors)")
+    export.add_argument("output", metavar="OUTPUT", help="ONNX file to write (.onnx)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help="ONNX operator set (default: %(default)s)")
+    export.add_argument("--probabilities", action="store_true",
+                        help="output class probabilities (a softmax after the logits of a "
+                             "network trained with softmax_crossentropy)")
+    _backend_options(export)
+    export.set_defaults(run=cmd_export)
     return parser
 
 

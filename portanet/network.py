@@ -405,7 +405,8 @@ class Network:
         print_fn("\n".join(lines))
 
     def save(self, path):
-        """Save architecture and weights to ``path`` (.npz, no pickle); read by portanet.load."""
+        """Save architecture and weights to ``path`` (.npz or .safetensors, no pickle); read by
+        portanet.load."""
         from .io import save
 
         return save(self, path)
