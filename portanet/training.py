@@ -194,6 +194,7 @@ class Loop:
         state = [params, [getattr(layer, name) for layer, name in self.buffers],
                  optimizer.state_for(self.layout, params)]
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
+        zero = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
         with self._interruptible(), contextlib.ExitStack() as layers_back:
             # eager steps leave their arrays on the layers; a fit as a whole leaves none
             layers_back.enter_context(lent(network.layers, ()))
@@ -206,7 +207,7 @@ class Loop:
                         order = get_backend().asarray(
                             world.broadcast(order, "the epoch's sample order"), dtype=None)
                     batches.start_epoch(order)
-                    total = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
+                    total = zero  # the sums of the epoch's batches (the step makes new ones)
                     seen, interrupted = 0, False
                     for batch, start in enumerate(range(0, n, batch_size), 1):
                         callbacks.on_batch_begin(batch)
