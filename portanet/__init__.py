@@ -4,7 +4,7 @@ The same layers run on NumPy, CuPy, PyTorch, JAX and array-api-strict; pick one 
 ``PORTANET_BACKEND`` environment variable or :func:`set_backend`.
 """
 
-from . import callbacks
+from . import callbacks, text
 from .backend import BACKENDS, get_backend, set_backend, set_seed
 from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
 from .errors import (
@@ -47,4 +47,5 @@ __all__ = [
     "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
     "ModelCheckpoint",
     "export_onnx",
+    "text",
 ]
