@@ -4,7 +4,9 @@ The same layers run on NumPy, CuPy, PyTorch, JAX and array-api-strict; pick one 
 ``PORTANET_BACKEND`` environment variable or :func:`set_backend`.
 """
 
+from . import callbacks, text
 from .backend import BACKENDS, get_backend, set_backend, set_seed
+from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
 from .errors import (
     BackendError,
     CompileWarning,
@@ -17,6 +19,7 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
+from .export import export_onnx
 from .io import load
 from .layers import (
     ActivationLayer,
@@ -48,6 +51,10 @@ __all__ = [
     "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
     "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
+    "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
+    "ModelCheckpoint",
+    "export_onnx",
+    "text",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
     "Sequential",
 ]

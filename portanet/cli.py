@@ -1,10 +1,11 @@
-"""The ``portanet`` command: ``info``, ``train``, ``evaluate`` and ``predict``.
+"""The ``portanet`` command: ``info``, ``train``, ``evaluate``, ``predict`` and ``export``.
 
     portanet train                                  # digits, offline, a few seconds
     portanet train --dataset fashion-mnist --model mlp --epochs 10 --save fmnist.npz
     portanet evaluate --model fmnist.npz --dataset fashion-mnist
     mpirun -n 4 portanet train --distributed --dataset fashion-mnist   # 4 processes, one network
     portanet predict --model fmnist.npz images.npy
+    portanet export fmnist.npz fmnist.onnx          # for onnxruntime and other ONNX runtimes
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 
 from . import __version__, datasets, distributed, models
 from .backend import describe_backends, get_backend, set_backend, set_seed
+from .callbacks import EarlyStopping, ModelCheckpoint
 from .errors import InputError, PortanetError
-from .io import check_writable, load
+from .export import DEFAULT_OPSET, describe_onnx, export_onnx
+from .io import check_writable, load, model_path
 from .metrics import classification_report
 from .preprocessing import Normalizer, to_categorical
 
@@ -98,9 +101,18 @@ def cmd_train(args):
 
 
 def _train(args, world):
-    for path, what in ((args.save, "the network"), (args.plot, "the plot")):
+    for path, what in ((args.save, "the network"), (args.plot, "the plot"),
+                       (args.checkpoint, "the checkpoint")):
         if path:  # before training, so that a bad path does not cost the run
             check_writable(path, what)
+    monitor = "val_loss" if args.validation_split else "loss"  # for the two options below
+    stopping = args.early_stopping is not None and EarlyStopping(
+        monitor, patience=args.early_stopping, restore_best_weights=True)
+    checkpoint = args.checkpoint and ModelCheckpoint(args.checkpoint, monitor, save_best_only=True)
+    callbacks = [callback for callback in (stopping, checkpoint) if callback]
+    for path in (args.save, args.checkpoint):
+        if path:
+            model_path(path)  # a known format (.npz, .safetensors)
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
@@ -130,12 +142,12 @@ def _train(args, world):
                           validation_split=args.validation_split, verbose=not args.quiet,
                           distributed=world or False,
                           compile="auto" if args.compile is None else args.compile,
-                          metrics=["accuracy"], **settings)
+                          metrics=["accuracy"], callbacks=callbacks, **settings)
     seconds = time.perf_counter() - started
     samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
           f"samples/s, step {history.compiled})"
-          + ("  (interrupted)" if history.interrupted else ""))
+          + (f"; {history.stop_reason}" if history.stop_reason != "completed" else ""))
     if world is not None and world.size > 1:
         print(f"distributed: {world.size} processes, gradients summed through "
               f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
@@ -145,6 +157,9 @@ def _train(args, world):
     _report(network, prepare(x_test, metadata), y_test, classes, world)
     if world is not None and not world.is_root:
         return 0  # rank 0 writes the files
+    if checkpoint and checkpoint.best_epoch:
+        print(f"saved the best network ({monitor}={checkpoint.best:f}, epoch "
+              f"{checkpoint.best_epoch}) to {args.checkpoint}")
     if args.save:
         print(f"saved the network to {network.save(args.save)}")
     if args.plot:
@@ -189,6 +204,15 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_export(args):
+    """Write a saved network as an ONNX model; print its inputs and outputs."""
+    set_backend(args.backend, args.device)
+    path = export_onnx(load(args.model), args.output, args.opset,
+                       probabilities=args.probabilities)
+    print(f"wrote {path}\n{describe_onnx(path)}")
+    return 0
+
+
 def _backend_options(parser):
     parser.add_argument("--backend", help="numpy (default), array_api_strict, torch, jax, cupy; "
                                           "default: $PORTANET_BACKEND")
@@ -221,8 +245,17 @@ def build_parser():
     train.add_argument("--limit", type=int, help="train on the first N training images only")
     train.add_argument("--seed", type=int, default=0, help="seed of every random draw "
                        "(default: %(default)s)")
-    train.add_argument("--save", metavar="PATH", help="save the trained network (.npz)")
+    train.add_argument("--save", metavar="PATH",
+                       help="save the trained network (.npz or .safetensors)")
     train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
+    train.add_argument("--early-stopping", type=int, metavar="N",
+                       help="stop when val_loss has not improved for N epochs and keep the best "
+                            "epoch's weights (with --validation-split 0: the training loss); "
+                            "default: off")
+    train.add_argument("--checkpoint", metavar="PATH",
+                       help="save the best network so far (lowest val_loss, or training loss "
+                            "with --validation-split 0) to PATH (.npz or .safetensors; may "
+                            "hold {epoch}) after each epoch that improves it; default: off")
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job (mpirun -n N ...)")
@@ -247,6 +280,17 @@ def build_parser():
                          "for networks without them) to this .npy file")
     _backend_options(predict)
     predict.set_defaults(run=cmd_predict)
+
+    export = commands.add_parser("export", help="write a saved network as an ONNX model")
+    export.add_argument("model", metavar="MODEL", help="saved network (.npz or .safetensors)")
+    export.add_argument("output", metavar="OUTPUT", help="ONNX file to write (.onnx)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help="ONNX operator set (default: %(default)s)")
+    export.add_argument("--probabilities", action="store_true",
+                        help="output class probabilities (a softmax after the logits of a "
+                             "network trained with softmax_crossentropy)")
+    _backend_options(export)
+    export.set_defaults(run=cmd_export)
     return parser
 
 

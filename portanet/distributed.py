@@ -138,7 +138,7 @@ class SingleProcess:
         rank's wish to stop (Ctrl-C), asked once the batch's gradients are known; ``stop`` is
         whether any rank wished it. One process compiles the step whole."""
         whole = compilers.compiled(compiler, step.whole, "the training step",
-                                   donate=(0, 1, 2, 3))
+                                   donate=(0, 1, 2))  # not the loss total: one zero serves all
 
         def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
                 wants_stop):

@@ -1,9 +1,10 @@
-"""Saving and loading trained networks: one ``.npz`` file of plain arrays plus a JSON description.
+"""Saving and loading trained networks: plain arrays plus a JSON description, in one ``.npz``
+(NumPy archive, the default) or ``.safetensors`` file.
 
 Nothing is pickled and no code runs on load: the JSON names built-in layer types, activations
-and losses; the arrays are read with ``allow_pickle=False``. Files are written to a temporary
-name and renamed into place, so an interrupted save never corrupts an existing file. A network
-saved on one backend loads on any other.
+and losses; the arrays are read with ``allow_pickle=False`` (safetensors holds only arrays).
+Files are written to a temporary name and renamed into place, so an interrupted save never
+corrupts an existing file. A network saved on one backend loads on any other.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .preprocessing import scaler_from_config
 FORMAT = "portanet-network"
 VERSION = 1
 HEADER = "__portanet__.json"
+SUFFIXES = (".npz", ".safetensors")  # the formats, chosen by the file name
 
 
 def _name_of(function, registry, what):
@@ -88,19 +90,24 @@ def check_writable(path, what="the network") -> Path:
     return path
 
 
-def save(network, path) -> Path:
-    """Write ``network`` to ``path`` (an ``.npz`` file) atomically; return the path."""
+def model_path(path) -> Path:
+    """``path`` as a Path if a network can be saved there (a writable place, a known suffix)."""
     path = check_writable(path)
-    header = json.dumps(describe(network)).encode()
-    arrays = {HEADER: np.frombuffer(header, dtype=np.uint8)}
-    for key, layer in _keyed(network.layers):
-        names = layer.params + layer.buffers
-        for name, value in zip(names, layer.get_weights()):
-            arrays[f"{key}/{name}"] = value
+    if path.suffix not in SUFFIXES:
+        raise InputError(f"cannot save the network to {str(path)!r}: unknown file suffix "
+                         f"{path.suffix!r}; use {' or '.join(SUFFIXES)} (NumPy archive or "
+                         "safetensors)")
+    return path
+
+
+def write_atomically(path, write) -> Path:
+    """Call ``write(stream)`` on a temporary file next to ``path``, then rename it into place:
+    an interrupted write never leaves a damaged ``path``."""
+    path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as stream:
-            np.savez(stream, **arrays)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -109,8 +116,60 @@ def save(network, path) -> Path:
     return path
 
 
-def _read(path):
-    """The header dict and the arrays of a saved network, or a ModelFileError saying why not."""
+def _weights(network):
+    """Every layer's parameters and buffers as NumPy arrays, named ``"<layer key>/<name>"``
+    (the layer's index, and its place in containers: "2.0.1")."""
+    return {f"{key}/{name}": value for key, layer in _keyed(network.layers)
+            for name, value in zip(layer.params + layer.buffers, layer.get_weights())}
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise PortanetError('.safetensors files need the safetensors package: pip install '
+                            '"portanet[safetensors]"') from None
+    return safetensors
+
+
+def save(network, path) -> Path:
+    """Write ``network`` to ``path`` atomically; return the path.
+
+    The suffix chooses the format: ``.npz`` (NumPy archive) or ``.safetensors`` (the
+    description as JSON in the file's ``__metadata__``, under "portanet").
+    """
+    path = model_path(path)
+    header = json.dumps(describe(network))
+    arrays = _weights(network)
+    if path.suffix == ".safetensors":
+        contiguous = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
+        data = _safetensors().numpy.save(contiguous, metadata={"format": FORMAT,
+                                                               "portanet": header})
+        return write_atomically(path, lambda stream: stream.write(data))
+    arrays[HEADER] = np.frombuffer(header.encode(), dtype=np.uint8)
+    return write_atomically(path, lambda stream: np.savez(stream, **arrays))
+
+
+def _read_safetensors(path):
+    """The header text and the arrays of a .safetensors network file."""
+    library = _safetensors()
+    try:
+        with library.safe_open(path, framework="numpy") as archive:
+            metadata = archive.metadata() or {}
+            arrays = {name: archive.get_tensor(name) for name in archive.keys()}
+    except FileNotFoundError:
+        raise ModelFileError(f"no saved network at {path}") from None
+    except (library.SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a readable safetensors file (truncated or another "
+                             f"format): {exc}") from None
+    if "portanet" not in metadata:
+        raise ModelFileError(f"{path} is a safetensors file but not a portanet network (no "
+                             "'portanet' entry in its metadata)")
+    return metadata["portanet"], arrays
+
+
+def _read_npz(path):
+    """The header text and the arrays of an .npz network file."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -122,9 +181,22 @@ def _read(path):
     if HEADER not in arrays:
         raise ModelFileError(f"{path} is an .npz file but not a portanet network (no header)")
     try:
-        header = json.loads(arrays.pop(HEADER).tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return arrays.pop(HEADER).tobytes().decode(), arrays
+    except UnicodeDecodeError as exc:
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
+
+
+def _read(path):
+    """The header dict and the arrays of a saved network, or a ModelFileError saying why not.
+
+    ``.safetensors`` files are read as such, any other as ``.npz``."""
+    reader = _read_safetensors if Path(path).suffix == ".safetensors" else _read_npz
+    text, arrays = reader(path)
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
+    header = header if isinstance(header, dict) else {}
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise ModelFileError(f"{path}: unsupported file format {header.get('format')!r} "
                              f"version {header.get('version')!r} (expected {FORMAT} {VERSION})")

@@ -59,6 +59,7 @@ class Network:
         self.metadata: dict = {}  # free-form JSON-able notes saved with the network
         self.scaler = None  # a fitted portanet.preprocessing scaler applied to every input
         self._cache: dict = {}  # steps and compiled functions, per layers and settings
+        self.stop_training = False  # set by a callback to end fit (portanet.callbacks)
         for layer in layers or ():
             self.add(layer)
 
@@ -407,7 +408,7 @@ class Network:
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
             optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-            distributed=False, compile="auto", metrics=()):
+            distributed=False, compile="auto", metrics=(), callbacks=None):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
 
         The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
@@ -418,7 +419,10 @@ class Network:
         data) adds "val_loss" and "val_accuracy"; ``metrics=["accuracy"]`` adds the training
         accuracy of each epoch ("accuracy", over its batches as they were trained). Ctrl-C stops
         after the current batch and keeps the network as trained so far; a non-finite loss
-        raises :class:`TrainingError`.
+        raises :class:`TrainingError`. ``callbacks``, a list of :mod:`portanet.callbacks`
+        objects (:class:`~portanet.callbacks.EarlyStopping`, ``ModelCheckpoint``,
+        ``LearningRateScheduler``, ``CSVLogger`` or your own), run at each epoch and batch;
+        ``history.stop_reason`` says why training ended.
 
         ``compile`` ("auto", True or False) compiles the training step where the backend can
         (``jax.jit`` on JAX; see :mod:`portanet.backend.compilers`): "auto" does so where it
@@ -432,7 +436,7 @@ class Network:
         """
         return training.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                             optimizer, validation_data, validation_split, verbose, distributed,
-                            compile, metrics)
+                            compile, metrics, callbacks)
 
     # -- inspecting and saving -----------------------------------------------------------
     def summary(self, print_fn=print):
@@ -455,7 +459,8 @@ class Network:
         print_fn("\n".join(lines))
 
     def save(self, path):
-        """Save architecture and weights to ``path`` (.npz, no pickle); read by portanet.load."""
+        """Save architecture and weights to ``path`` (.npz or .safetensors, no pickle); read by
+        portanet.load."""
         from .io import save
 
         return save(self, path)

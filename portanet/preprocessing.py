@@ -41,7 +41,8 @@ class Scaler:
             raise InputError(f"{type(self).__name__} is not fitted: call fit(x_train) first")
         xp, x = _floating(x)
         self._check_range(float(xp.min(x)), float(xp.max(x)), label)
-        return self._apply(x, **self.statistics)
+        shift, divisor = self.shift_and_divisor()
+        return (x - shift) / divisor
 
     def fit_transform(self, x):
         return self.fit(x).transform(x)
@@ -74,9 +75,9 @@ class Normalizer(Scaler):
             raise InputError("cannot normalize: all values are equal (max - min is 0)")
         return {}
 
-    @staticmethod
-    def _apply(x, low, high):
-        return (x - low) / (high - low)
+    def shift_and_divisor(self):
+        """``(shift, divisor)``: :meth:`transform` gives ``(x - shift) / divisor``."""
+        return self.statistics["low"], self.statistics["high"] - self.statistics["low"]
 
 
 class Standardizer(Scaler):
@@ -90,9 +91,8 @@ class Standardizer(Scaler):
                              "is 0)")
         return {"mean": float(xp.mean(x)), "std": std}
 
-    @staticmethod
-    def _apply(x, low, high, mean, std):
-        return (x - mean) / std
+    def shift_and_divisor(self):
+        return self.statistics["mean"], self.statistics["std"]
 
 
 SCALERS = {cls.__name__: cls for cls in (Normalizer, Standardizer)}

@@ -15,7 +15,7 @@ import contextlib
 import functools
 
 from . import losses as losses_module
-from .backend import get_backend, namespace
+from .backend import get_backend, namespace, take_rows
 from .layers.base import is_native, trainable, walk, walk_shapes
 from .metrics import accuracy
 from .parameters import ParameterLayout
@@ -196,8 +196,7 @@ class Batches:
         if self.order is None:
             return self.x[lo:hi, ...], self.y[lo:hi, ...]
         rows = self.order[lo:hi]
-        xp = namespace(self.x)
-        return xp.take(self.x, rows, axis=0), xp.take(self.y, rows, axis=0)
+        return take_rows(self.x, rows), take_rows(self.y, rows)
 
     def _arange(self, size):
         if size not in self._offsets:
@@ -212,7 +211,7 @@ def select(batch):
     x, y, order, offsets, start = batch
     xp = namespace(x)
     rows = xp.take(order, offsets + start)
-    return xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+    return take_rows(x, rows), take_rows(y, rows)
 
 
 def zeros_like_all(arrays):

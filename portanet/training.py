@@ -1,4 +1,5 @@
-"""The training loop: epochs, batches, shuffling, progress, interruption, validation, history.
+"""The training loop: epochs, batches, shuffling, progress, interruption, validation, callbacks,
+history.
 
 The network builds and runs (:mod:`portanet.network`); one training step is a pure function of
 arrays (:mod:`portanet.step`), compiled where the backend can (:mod:`portanet.backend.compilers`);
@@ -26,6 +27,7 @@ from .backend import (
     rng,
     to_numpy,
 )
+from .callbacks import CallbackList
 from .errors import InputError, TrainingError
 from .layers.base import walk
 from .parameters import ParameterLayout
@@ -38,13 +40,17 @@ class History:
 
     ``compiled`` names how the step ran ("jax.jit" or "eager"); ``step_traces`` counts the
     runs of the step's Python code (every step when eager; once per batch shape when compiled);
-    ``interrupted`` is True when Ctrl-C ended training early.
+    ``interrupted`` is True when Ctrl-C ended training early. ``stop_reason`` says why training
+    ended ("completed", "interrupted (Ctrl-C)", "early stopping: ...") and ``stopped_epoch`` in
+    which epoch (the last one trained; 0 if none).
     """
 
     def __init__(self):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.interrupted = False
+        self.stop_reason: str | None = None  # set when training ends (a callback may set it)
+        self.stopped_epoch = 0
         self.compiled = "eager"
         self.step_traces = 0
 
@@ -72,7 +78,7 @@ def _check_count(label, value, low):
 
 def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
         optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-        distributed=False, compile="auto", metrics=()):
+        distributed=False, compile="auto", metrics=(), callbacks=None):
     """:meth:`portanet.Network.fit` (see there)."""
     world = distributed_module.resolve(distributed)
     with world.together():
@@ -83,6 +89,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
         if not 0.0 <= validation_split < 1.0:
             raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
         optimizer = optimizers.get(optimizer, learning_rate)
+        callbacks = CallbackList(callbacks)
         metrics = tuple(metrics)
         if any(metric != "accuracy" for metric in metrics):
             raise InputError(f"metrics may name 'accuracy' only, got {metrics!r}")
@@ -103,7 +110,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
         world.join(network, x, y, batch_size)
         loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
         return loop.run(x, y, epochs, batch_size, shuffle, validation_data,
-                        verbose and world.is_root)
+                        verbose and world.is_root, callbacks)
 
 
 _SHARED: dict = {}  # compiled steps of networks alike (see Loop._cache_for)
@@ -171,32 +178,40 @@ class Loop:
 
         return cached
 
-    def run(self, x, y, epochs, batch_size, shuffle, validation, verbose):
+    def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None):
         network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
         n = x.shape[0]
         progress = Progress(epochs, math.ceil(n / batch_size), verbose)
         progress.live = progress.live and world.size == 1  # MPI ranks print to a pipe
         history = History()
+        callbacks = callbacks or CallbackList()
+        callbacks.bind(network, optimizer, history, world)
+        network.stop_training = False
+        callbacks.on_train_begin({})
+        values = {}  # the last epoch's
         traces = step.traces
         dtype = network._working_dtype()
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
         state = [params, [getattr(layer, name) for layer, name in self.buffers],
                  optimizer.state_for(self.layout, params)]
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
+        zero = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
         with self._interruptible(), contextlib.ExitStack() as layers_back:
             # eager steps leave their arrays on the layers; a fit as a whole leaves none
             layers_back.enter_context(lent(network.layers, ()))
             try:
                 for epoch in range(1, epochs + 1):
+                    callbacks.on_epoch_begin(epoch)
                     progress.start_epoch(epoch)
                     order = rng().permutation(n) if shuffle else None
                     if order is not None:  # rank 0's order, however the ranks were seeded
                         order = get_backend().asarray(
                             world.broadcast(order, "the epoch's sample order"), dtype=None)
                     batches.start_epoch(order)
-                    total = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
+                    total = zero  # the sums of the epoch's batches (the step makes new ones)
                     seen, interrupted = 0, False
                     for batch, start in enumerate(range(0, n, batch_size), 1):
+                        callbacks.on_batch_begin(batch)
                         stop = min(start + batch_size, n)
                         lo, hi = world.shard(start, stop)
                         *state, total, interrupted = self.run_step(
@@ -206,21 +221,30 @@ class Loop:
                         optimizer.iterations += 1
                         seen = stop
                         progress.batch_done(batch)
-                        if interrupted:
+                        callbacks.on_batch_end(batch)
+                        if interrupted or network.stop_training:
                             break
-                    if validation is not None or world.size > 1:  # they need the layers
-                        self._give_back(state)
+                    if validation is not None or world.size > 1 or callbacks:
+                        self._give_back(state)  # they need the layers' current weights
                         world.average_buffers(network.layers)  # the ranks' running statistics
                         state[1] = [getattr(layer, name) for layer, name in self.buffers]
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
                         f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
+                    history.stopped_epoch = epoch
+                    callbacks.on_epoch_end(epoch, dict(values))
                     if interrupted:
                         history.interrupted = True
+                        history.stop_reason = "interrupted (Ctrl-C)"
                         progress.message(f"interrupted in epoch {epoch} after {seen} of {n} "
                                          "samples: the network keeps the weights of the last "
                                          "full batch")
+                        break
+                    if network.stop_training:
+                        history.stop_reason = history.stop_reason or (
+                            f"stopped by a callback (network.stop_training) in epoch {epoch}")
+                        progress.message(f"stopped after epoch {epoch}: {history.stop_reason}")
                         break
             finally:
                 layers_back.close()
@@ -228,6 +252,8 @@ class Loop:
                 history.step_traces = step.traces - traces
                 fell_back = any(getattr(part, "failed", False) for part in self.run_step.parts)
                 history.compiled = "eager" if fell_back else self.compiler.name
+        history.stop_reason = history.stop_reason or "completed"
+        callbacks.on_train_end(dict(values))
         return history
 
     def _give_back(self, state):

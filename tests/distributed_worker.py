@@ -1,7 +1,8 @@
 """One MPI rank of the distributed tests: ``mpirun -n 2 python distributed_worker.py CASE OUT``.
 
 CASE "train" trains the network of :func:`build` on :func:`data` with ``distributed=True`` and
-writes this rank's weights and figures to OUT/rank<r>.npz. CASE "raise", "hang" or "kill" makes
+writes this rank's weights and figures to OUT/rank<r>.npz; its ModelCheckpoint is given
+OUT/checkpoints<r>/ on each rank, where only rank 0 may write. CASE "raise", "hang" or "kill" makes
 rank 1 fail that way in its third training step; the other ranks must not wait forever. CASE
 "interrupt" sends Ctrl-C (SIGINT) to rank 1 alone in its third step: every rank must stop after
 that step.
@@ -85,7 +86,11 @@ def main(case, out):
     net = build()
     if world.rank:  # unlike generators on the other ranks: rank 0's batch order must be used
         portanet.set_seed(SEED + world.rank)
-    history = train(net, distributed=True)  # compiled where the backend compiles (jax.jit)
+    folder = os.path.join(out, f"checkpoints{world.rank}")
+    os.mkdir(folder)
+    checkpoint = portanet.ModelCheckpoint(os.path.join(folder, "net-{epoch}.npz"))
+    history = train(net, distributed=True,  # compiled where the backend compiles (jax.jit)
+                    callbacks=[checkpoint])
     assert history.compiled == ("jax.jit" if portanet.get_backend().name == "jax" else "eager")
     x, y, x_val, y_val = data()
     scores = net.evaluate(x_val, y_val, distributed=True)

@@ -57,6 +57,11 @@ def test_two_ranks_end_identical_and_equal_to_one_process(backend, tmp_path):
     for key in rank0.files:  # every array, BatchNorm statistics and figures included
         assert np.array_equal(rank0[key], rank1[key]), key
     assert int(rank0["size"]) == 2 and str(rank0["transport"]).startswith("host memory")
+    assert not list((tmp_path / "checkpoints1").iterdir())  # only rank 0 writes checkpoints
+    saved = [w for layer in portanet.load(tmp_path / "checkpoints0" / f"net-{worker.EPOCHS}.npz")
+             .layers for w in layer.get_weights()]
+    for k, expected in enumerate(saved):
+        np.testing.assert_array_equal(rank0[f"w{k}"], expected)
     steps_per_epoch = math.ceil(worker.TRAINING_SAMPLES / worker.BATCH)
     assert int(rank0["steps"]) == 2 * worker.EPOCHS * steps_per_epoch  # two networks trained
 

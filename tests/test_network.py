@@ -245,6 +245,7 @@ def test_ctrl_c_stops_after_the_batch_and_keeps_the_network(compile):
     optimizer = SGD(0.1, schedule=interrupting_schedule(6))
     history = net.fit(XOR_X, XOR_Y, epochs=50, optimizer=optimizer, verbose=0, compile=compile)
     assert history.interrupted and len(history.epoch) == 2  # 4 batches per epoch: stops in 2nd
+    assert history.stop_reason == "interrupted (Ctrl-C)" and history.stopped_epoch == 2
     assert optimizer.iterations == 7  # the step under way when Ctrl-C came was finished
     assert np.all(np.isfinite(net.predict(XOR_X)))
     assert net.fit(XOR_X, XOR_Y, epochs=1, learning_rate=0.1, verbose=0).epoch == [1]

@@ -75,6 +75,14 @@ class Backend:
         return f"{self.name} on {device_name(self.device)}"
 
 
+def take_rows(x, rows):
+    """Rows ``rows`` (non-negative indices) of ``x``: ``take`` along the first axis, on torch
+    without the negative-index fix-up array-api-compat adds there (two operations a call)."""
+    if type(x).__module__.startswith("torch"):
+        return x.index_select(0, rows)
+    return namespace(x).take(x, rows, axis=0)
+
+
 _current: Backend | None = None
 _rng = np.random.default_rng()
 _namespaces: dict[type, Any] = {}

@@ -1,0 +1,331 @@
+"""Callbacks: code that runs at points of training (``fit(..., callbacks=[...])``), as in Keras.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs. Before training
+starts, ``fit`` sets on each callback ``network``, ``optimizer``, ``history`` (the
+:class:`portanet.History` being filled) and ``world`` (:mod:`portanet.distributed`: one process,
+or the ranks of an MPI job). Epochs are numbered from 1, as in ``history.epoch`` and the progress
+lines. A callback stops training by setting ``self.network.stop_training = True`` (Keras's
+``model.stop_training``); training ends after the current batch (set in a batch hook) or epoch,
+and ``history.stop_reason`` says why (a callback may set it before setting the flag).
+
+The network's layers hold the current weights in ``on_epoch_end`` and ``on_train_end`` (during
+an epoch the training loop holds them). Under MPI every rank runs the callbacks with the same
+epoch values (summed over the ranks), so decisions made from them agree; only rank 0 writes
+files. A callback that stops training from a batch hook must decide alike on every rank.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+from .backend import namespace
+from .errors import InputError
+from .io import check_writable, describe
+from .layers.base import walk
+from .optimizers import _number, _positive
+
+
+class Callback:
+    """Base class: every hook does nothing. ``logs`` is the epoch's values ("loss" and, where
+    computed, "accuracy", "val_loss", "val_accuracy")."""
+
+    network = optimizer = history = world = None  # set by fit before training starts
+
+    def on_train_begin(self, logs):
+        """Training starts (``logs`` is empty)."""
+
+    def on_train_end(self, logs):
+        """Training ended, normally or stopped (``logs``: the last epoch's values)."""
+
+    def on_epoch_begin(self, epoch):
+        """Epoch ``epoch`` (from 1) starts."""
+
+    def on_epoch_end(self, epoch, logs):
+        """Epoch ``epoch`` ended with the values ``logs`` (already in ``self.history``)."""
+
+    def on_batch_begin(self, batch):
+        """Batch ``batch`` (from 1, per epoch) starts."""
+
+    def on_batch_end(self, batch):
+        """Batch ``batch`` has been trained."""
+
+
+class CallbackList:
+    """The callbacks of one ``fit``, checked, called in order at each hook."""
+
+    def __init__(self, callbacks=None):
+        if isinstance(callbacks, Callback):
+            callbacks = [callbacks]
+        if callbacks is None:
+            callbacks = []
+        if not isinstance(callbacks, (list, tuple)):
+            raise InputError(f"callbacks must be a list of portanet.callbacks.Callback objects, "
+                             f"got {callbacks!r}")
+        for callback in callbacks:
+            if isinstance(callback, type) and issubclass(callback, Callback):
+                raise InputError(f"callbacks holds the class {callback.__name__}, not an "
+                                 f"object: write {callback.__name__}(...)")
+            if not isinstance(callback, Callback):
+                raise InputError(f"callbacks holds {callback!r}, which is not a "
+                                 "portanet.callbacks.Callback: subclass Callback and override "
+                                 "its on_... methods")
+        self.callbacks = list(callbacks)
+
+    def __bool__(self):
+        return bool(self.callbacks)
+
+    def bind(self, network, optimizer, history, world):
+        for callback in self.callbacks:
+            callback.network, callback.optimizer = network, optimizer
+            callback.history, callback.world = history, world
+
+    def on_train_begin(self, logs):
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+
+    def on_train_end(self, logs):
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch)
+
+    def on_epoch_end(self, epoch, logs):
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+    def on_batch_begin(self, batch):
+        for callback in self.callbacks:
+            callback.on_batch_begin(batch)
+
+    def on_batch_end(self, batch):
+        for callback in self.callbacks:
+            callback.on_batch_end(batch)
+
+
+class _Monitoring(Callback):
+    """A callback watching one of the epoch's values for improvement.
+
+    ``mode`` "min" or "max" says which way is better; "auto" is "max" for accuracy-like names
+    (containing "acc") and "min" otherwise. An improvement beats the best value by more than
+    ``min_delta``.
+    """
+
+    def __init__(self, monitor, mode, min_delta=0.0):
+        if not isinstance(monitor, str) or not monitor:
+            raise InputError(f"monitor must name one of the epoch's values (such as 'val_loss'),"
+                             f" got {monitor!r}")
+        if mode not in ("auto", "min", "max"):
+            raise InputError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.min_delta = _number("min_delta", min_delta, lambda v: v >= 0, "a number >= 0")
+        self.best, self.best_epoch = None, 0
+
+    def on_train_begin(self, logs):
+        self.best, self.best_epoch = None, 0
+
+    def _current(self, logs):
+        """The monitored value in ``logs``; InputError saying how to get it when absent."""
+        if self.monitor not in logs:
+            raise InputError(
+                f"{type(self).__name__} monitors {self.monitor!r}, which this training does not "
+                f"compute (its values per epoch: {', '.join(logs)}): give fit validation_data="
+                "(x, y) or validation_split for 'val_loss' and 'val_accuracy', metrics="
+                "['accuracy'] for 'accuracy', or monitor one of those values")
+        return float(logs[self.monitor])
+
+    def _improved(self, epoch, current) -> bool:
+        """Whether ``current`` beats the best value so far; if so, it becomes the best."""
+        if math.isnan(current):
+            return False
+        better = self.best is None or (current < self.best - self.min_delta if self.mode == "min"
+                                       else current > self.best + self.min_delta)
+        if better:
+            self.best, self.best_epoch = current, epoch
+        return better
+
+
+def weights_of(network):
+    """Copies (on the backend, same device) of every layer's parameters and buffers, as
+    ``(layer, name, array)``: the training loop keeps changing or reusing the arrays it gives
+    the layers."""
+    copies = []
+    for layer in walk(network.layers):
+        for name in getattr(layer, "params", ()) + getattr(layer, "buffers", ()):
+            value = getattr(layer, name)
+            copies.append((layer, name, namespace(value).asarray(value, copy=True)))
+    return copies
+
+
+class EarlyStopping(_Monitoring):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs (Keras's).
+
+    It stops after ``patience`` epochs in a row without improvement (0 or 1: the first one);
+    ``min_delta`` is the least change that counts as one; ``mode`` as in Keras ("auto": "max" for
+    accuracy-like names, else "min"). ``restore_best_weights=True`` gives the network, when
+    training ends, the parameters and buffers (BatchNorm's running statistics) of the best epoch.
+    After training, ``best``, ``best_epoch`` and ``stopped_epoch`` (0 if it did not stop
+    training) tell what happened.
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best_weights=False):
+        super().__init__(monitor, mode, min_delta)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise InputError(f"patience must be an integer >= 0, got {patience!r}")
+        self.patience = patience
+        self.restore_best_weights = bool(restore_best_weights)
+        self.wait, self.stopped_epoch, self.best_weights = 0, 0, None
+
+    def on_train_begin(self, logs):
+        super().on_train_begin(logs)
+        self.wait, self.stopped_epoch, self.best_weights = 0, 0, None
+
+    def on_epoch_end(self, epoch, logs):
+        if self._improved(epoch, self._current(logs)):
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = weights_of(self.network)
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            epochs = "epoch" if self.wait == 1 else "epochs"
+            restored = (f"; restoring the weights of epoch {self.best_epoch}"
+                        if self.best_weights is not None else "")
+            self.history.stop_reason = (
+                f"early stopping: {self.monitor} did not improve for {self.wait} {epochs} "
+                f"(best {self.best:g} in epoch {self.best_epoch}){restored}")
+            self.network.stop_training = True
+
+    def on_train_end(self, logs):
+        if self.best_weights is not None:
+            for layer, name, value in self.best_weights:
+                setattr(layer, name, value)
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"mode={self.mode!r})")
+
+
+class _Fields(dict):
+    """Format fields for a path checked before training: any name is a number."""
+
+    def __missing__(self, key):
+        return 0.0
+
+
+class ModelCheckpoint(_Monitoring):
+    """Save the network with :meth:`portanet.Network.save` at the end of each epoch.
+
+    ``path`` may hold ``{epoch}`` and the epoch's values (``"net-{epoch:03d}-{val_loss:.3f}.npz"``).
+    ``save_best_only=True`` saves only when ``monitor`` improved (``mode`` as for
+    :class:`EarlyStopping`), so ``path`` holds the best network so far. Files are written
+    atomically (a temporary file renamed into place); under MPI only rank 0 writes. The path and
+    whether the network can be saved are checked before training starts.
+    """
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
+        super().__init__(monitor, mode)
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"ModelCheckpoint needs a file path, got {path!r}")
+        self.path = os.fspath(path)
+        self.save_best_only = bool(save_best_only)
+
+    def on_train_begin(self, logs):
+        super().on_train_begin(logs)
+        if self.world.is_root:
+            check_writable(self._format(_Fields(epoch=1)), "the checkpoint")
+            describe(self.network)  # ModelFileError now if a layer or loss cannot be saved
+
+    def _format(self, fields):
+        try:
+            return self.path.format_map(fields)
+        except (KeyError, ValueError, IndexError) as exc:
+            raise InputError(f"cannot fill in the checkpoint path {self.path!r} ({exc!r}): it may "
+                             f"name {{epoch}} and the epoch's values ({', '.join(fields)})"
+                             ) from None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only and not self._improved(epoch, self._current(logs)):
+            return
+        if self.world.is_root:
+            self.network.save(self._format({**logs, "epoch": epoch}))
+
+    def __repr__(self):
+        return f"ModelCheckpoint({self.path!r}, monitor={self.monitor!r})"
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of each epoch to
+    ``schedule(epoch, learning_rate)``.
+
+    As in Keras, ``epoch`` counts from **0** here (the first epoch is 0; Keras schedules work
+    unchanged) and ``learning_rate`` is the rate so far. The rate reaches a compiled step as an
+    argument, so changing it does not recompile. For a schedule per step instead, give the
+    optimizer ``schedule=`` (:mod:`portanet.optimizers`); the two do not combine. Layers in the
+    tutorial's self-updating style keep the rate training started with.
+    """
+
+    def __init__(self, schedule):
+        if not callable(schedule):
+            raise InputError(f"LearningRateScheduler needs a function schedule(epoch, "
+                             f"learning_rate) -> learning rate, got {schedule!r}")
+        self.schedule = schedule
+
+    def on_train_begin(self, logs):
+        if self.optimizer.schedule is not None:
+            raise InputError(f"the optimizer {self.optimizer!r} has its own schedule: use "
+                             "either it or LearningRateScheduler, not both")
+
+    def on_epoch_begin(self, epoch):
+        rate = self.schedule(epoch - 1, self.optimizer.learning_rate)
+        self.optimizer.learning_rate = _positive(
+            f"the learning rate from the schedule (epoch {epoch - 1})", rate)
+
+    def __repr__(self):
+        return f"LearningRateScheduler({getattr(self.schedule, '__name__', self.schedule)})"
+
+
+class CSVLogger(Callback):
+    """Write one CSV row per epoch to ``path``: the epoch (from 1) and the epoch's values.
+
+    Each row is appended and flushed to disk as its epoch ends, so a crash keeps the rows so
+    far. ``append=False`` starts the file afresh; ``append=True`` adds to it (the header only
+    if the file is empty). Under MPI only rank 0 writes.
+    """
+
+    def __init__(self, path, append=False):
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"CSVLogger needs a file path, got {path!r}")
+        self.path = Path(path)
+        self.append = bool(append)
+        self.keys = None  # the columns, from the first epoch's values
+
+    def on_train_begin(self, logs):
+        if self.world.is_root:
+            check_writable(self.path, "the CSV log")
+            if not self.append:
+                self.path.write_text("")
+        self.keys = None
+
+    def on_epoch_end(self, epoch, logs):
+        if not self.world.is_root:
+            return
+        if self.keys is None:
+            self.keys = list(logs)
+        with open(self.path, "a", newline="") as stream:
+            writer = csv.writer(stream)
+            if stream.tell() == 0:
+                writer.writerow(["epoch", *self.keys])
+            writer.writerow([epoch, *(logs.get(key, "") for key in self.keys)])
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    def __repr__(self):
+        return f"CSVLogger({str(self.path)!r})"
