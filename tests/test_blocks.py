@@ -329,6 +329,20 @@ def test_save_load_gives_the_same_outputs(make, x, backend, tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_saved_transformer_generates_the_same_text(suffix, backend, tmp_path):
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    net = transformer()
+    loaded = portanet.load(net.save(tmp_path / f"net{suffix}"))
+    texts = []
+    for model in (net, loaded):
+        portanet.set_seed(4)
+        texts.append(portanet.text.generate(model, np.array([1, 2]), steps=8, context=6,
+                                            temperature=2.0, top_k=5).tolist())
+    assert texts[0] == texts[1] and len(texts[0]) == 10
+
+
 # -- a tiny causal transformer ---------------------------------------------------------------
 def train_transformer(compile, steps_per_epoch=4, epochs=3):
     portanet.set_seed(9)
