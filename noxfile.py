@@ -148,15 +148,14 @@ def package(session):
     session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(dist), str(ROOT))
     built = sorted(dist.iterdir())
     session.run("twine", "check", "--strict", *map(str, built))
-    for archive in built:
-        names = (zipfile.ZipFile(archive).namelist() if archive.suffix == ".whl"
-                 else tarfile.open(archive).getnames())
+    for path in built:
+        with (zipfile.ZipFile(path) if path.suffix == ".whl" else tarfile.open(path)) as archive:
+            names = archive.namelist() if path.suffix == ".whl" else archive.getnames()
         if not any(name.endswith("/LICENSE") for name in names):
-            session.error(f"{archive.name} has no LICENSE")
+            session.error(f"{path.name} has no LICENSE")
     session.install(*[str(path) for path in built if path.suffix == ".whl"], env=install_env())
-    with tempfile.TemporaryDirectory() as outside:  # nothing of the source tree on sys.path
-        session.chdir(outside)
-        env = {"PYTHONPATH": ""}
+    env = {"PYTHONPATH": ""}
+    with tempfile.TemporaryDirectory() as outside, session.chdir(outside):  # away from sources
         where = session.run("python", "-c", "import portanet; print(portanet.__file__)",
                             silent=True, env=env).strip().splitlines()[-1]
         if not Path(where).is_relative_to(session.virtualenv.location):
