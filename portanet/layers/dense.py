@@ -25,14 +25,13 @@ class FCLayer(Layer):
                 raise InputError(f"FCLayer {label} must be a positive integer, got {size!r}")
         self.input_size, self.output_size, self.init = input_size, output_size, init
         self.input_shape = (input_size,)
-        draw = initializers.get(init)
-        backend = get_backend()
-        self.weights = backend.asarray(draw((input_size, output_size), input_size, output_size),
-                                       dtype)
+        self.weights = initializers.initial_weights(init, (input_size, output_size), input_size,
+                                                    output_size, dtype, self)
         if init == "uniform":
-            self.bias = backend.asarray(draw((1, output_size), input_size, output_size), dtype)
+            self.bias = initializers.initial_weights(init, (1, output_size), input_size,
+                                                     output_size, dtype, self)
         else:
-            self.bias = backend.zeros((1, output_size), dtype)
+            self.bias = get_backend().zeros((1, output_size), dtype)
 
     def output_shape(self, input_shape):
         if tuple(input_shape) != (self.input_size,):
