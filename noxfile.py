@@ -6,6 +6,7 @@ Usage::
     nox -l                                # list the sessions
     nox -s "tests(backend='torch')"       # one backend: numpy, array_api_strict, torch, jax, cupy
     nox -s lint                           # ruff
+    nox -s package                        # build, check and install the sdist and wheel
     nox -j 2 --allow-parallel             # two sessions at a time
     nox -s "tests(backend='numpy')" -- -x -k dense   # arguments after -- go to pytest
     nox --no-venv --no-install            # use the packages already installed in this Python
@@ -29,6 +30,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -128,3 +132,35 @@ def lint(session):
     if not isinstance(session.virtualenv, PassthroughEnv):
         session.install("ruff")
     session.run("ruff", "check", *[path for path in LINT_PATHS if (ROOT / path).exists()])
+
+
+@nox.session(allow_parallel=True)
+def package(session):
+    """Build, check and install the sdist and wheel; run portanet from outside the sources.
+
+    twine checks both and each must hold LICENSE; the wheel goes into this session's fresh
+    environment (not editable) and the command runs in a temporary folder elsewhere."""
+    if isinstance(session.virtualenv, PassthroughEnv) or session.venv_backend == "none":
+        session.skip("package installs the wheel: it needs its own virtual environment")
+    session.install("build[uv]", "twine", env=install_env())
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(dist), str(ROOT))
+    built = sorted(dist.iterdir())
+    session.run("twine", "check", "--strict", *map(str, built))
+    for path in built:
+        with (zipfile.ZipFile(path) if path.suffix == ".whl" else tarfile.open(path)) as archive:
+            names = archive.namelist() if path.suffix == ".whl" else archive.getnames()
+        if not any(name.endswith("/LICENSE") for name in names):
+            session.error(f"{path.name} has no LICENSE")
+    session.install(*[str(path) for path in built if path.suffix == ".whl"], env=install_env())
+    env = {"PYTHONPATH": ""}
+    with tempfile.TemporaryDirectory() as outside, session.chdir(outside):  # away from sources
+        where = session.run("python", "-c", "import portanet; print(portanet.__file__)",
+                            silent=True, env=env).strip().splitlines()[-1]
+        if not Path(where).is_relative_to(session.virtualenv.location):
+            session.error(f"portanet was imported from {where}, not from the installed wheel")
+        session.run("portanet", "info", env=env)
+        session.run("portanet", "train", "--epochs", "1", "--limit", "300", "--quiet",
+                    "--save", "net.npz", env=env)
+        session.run("portanet", "evaluate", "--model", "net.npz", env=env)

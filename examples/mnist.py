@@ -39,8 +39,8 @@ features = x_train.shape[1] * x_train.shape[2]
 # the tutorial's layout: (samples, 1, features), float32, one-hot targets
 x_train = x_train.reshape(len(x_train), 1, features).astype("float32")
 x_test = x_test.reshape(len(x_test), 1, features).astype("float32")
-y_train = to_categorical(y_train)
-y_test = to_categorical(y_test)
+y_train = to_categorical(y_train, 10)
+y_test = to_categorical(y_test, 10)
 
 results = {}
 for name, scaler in (("raw", None), ("normalized", Normalizer()),

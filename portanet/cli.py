@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -60,6 +61,34 @@ def prepare(images, metadata):
     if metadata["layout"] == "flat":
         return x.reshape(len(x), -1)
     return x.reshape(len(x), 1, *shape)
+
+
+def network_input(images, network):
+    """Raw ``images`` laid out for ``network``: as ``portanet train`` noted in its file, else
+    from the network's own input shape (:func:`fit_network_input`)."""
+    if "image_shape" in network.metadata:
+        return prepare(images, network.metadata)
+    return fit_network_input(images, network)
+
+
+def fit_network_input(images, network):
+    """Raw ``images`` shaped for a network saved without ``portanet train``'s notes (by
+    ``net.save``): any layout with as many values per sample as its first layer takes."""
+    first = network.layers[0] if network.layers else None
+    shape = getattr(first, "input_shape", None)
+    if shape is None:
+        raise InputError(f"cannot tell which input the network takes: its file has no notes from "
+                         f"'portanet train' and its first layer {first!r} fixes no input shape; "
+                         "give that layer its input size (e.g. Conv2D(..., input_shape=(1, 28, "
+                         "28))) and save it again, or call net.predict() in Python")
+    images, size = np.asarray(images), math.prod(shape)
+    if images.ndim == 0 or (images.size == size and math.prod(images.shape[1:]) != size):
+        images = images[None]  # one sample
+    values = math.prod(images.shape[1:])
+    if values != size:
+        raise InputError(f"images have shape {images.shape[1:]} per sample ({values} values); "
+                         f"the network takes {size} values per sample (shape {tuple(shape)})")
+    return images.reshape(len(images), *shape).astype(np.float32)
 
 
 def _load_dataset(name, data_dir):
@@ -176,7 +205,8 @@ def cmd_evaluate(args):
     metadata = network.metadata
     _, (x_test, y_test) = _load_dataset(args.dataset or metadata.get("dataset", "digits"),
                                         args.data_dir)
-    _report(network, prepare(x_test, metadata), y_test, metadata["classes"])
+    classes = metadata.get("classes") or network.output_shape()[-1]
+    _report(network, network_input(x_test, network), y_test, classes)
     return 0
 
 
@@ -191,7 +221,7 @@ def cmd_predict(args):
                          f"values is expected): {exc}") from None
     if args.output:
         output = check_writable(args.output, "the outputs")
-    x = prepare(images, network.metadata)
+    x = network_input(images, network)
     for index, label in enumerate(network.predict_classes(x)):
         print(f"{index}\t{label}")
     if args.output:

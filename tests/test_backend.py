@@ -13,8 +13,9 @@ from portanet import backend as backend_module
 from portanet.cli import main
 
 PACKAGE = pathlib.Path(portanet.__file__).parent
-# modules allowed to name array libraries: the backend package and the data/file edges
-EDGE_MODULES = {"datasets.py", "io.py", "cli.py", "__main__.py"}
+# modules allowed to name array libraries: the backend package and the host-side edges (data,
+# files, the command, the finite differences of portanet.testing)
+EDGE_MODULES = {"datasets.py", "io.py", "cli.py", "__main__.py", "testing.py"}
 ARRAY_IMPORT = re.compile(r"^\s*(import|from)\s+(numpy|cupy|cupyx|torch|jax|array_api_strict)\b",
                           re.MULTILINE)
 

@@ -101,3 +101,46 @@ def test_fashion_mnist_report_names_the_classes(capsys):
     _report(net, x, np.arange(20) % 10, 10)
     out = capsys.readouterr().out
     assert "Ankle boot" in out and "T-shirt/top" in out
+
+
+def test_predict_with_a_network_saved_by_net_save(backend, tmp_path, capsys):
+    """No notes from `portanet train` in the file: the input shape comes from the network."""
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 8, 8))
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "one.npy", images[0])
+    np.save(tmp_path / "bad.npy", images[:, :7, :7])
+    dense = portanet.Network([portanet.FCLayer(64, 10), portanet.ActivationLayer("softmax")])
+    conv = portanet.Network([portanet.Conv2D(1, 2, 3, input_shape=(1, 8, 8)), portanet.Flatten(),
+                             portanet.FCLayer(72, 10)])
+    for name, net, x in (("dense", dense, images.reshape(4, 64)),
+                         ("conv", conv, images[:, None])):
+        model = net.save(tmp_path / f"{name}.npz")
+        expected = net.predict_classes(x)
+        assert main(["predict", "--model", str(model), str(tmp_path / "images.npy")]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines == [f"{i}\t{label}" for i, label in enumerate(expected)]
+        assert main(["predict", "--model", str(model), str(tmp_path / "one.npy")]) == 0
+        assert capsys.readouterr().out.splitlines() == [f"0\t{expected[0]}"]
+        assert main(["predict", "--model", str(model), str(tmp_path / "bad.npy")]) == 2
+        assert ("images have shape (7, 7) per sample (49 values); the network takes 64 values "
+                "per sample") in capsys.readouterr().err
+
+    unknown = portanet.Network([portanet.Conv2D(1, 2, 3), portanet.Flatten(),
+                                portanet.FCLayer(72, 10)]).save(tmp_path / "unknown.npz")
+    assert main(["predict", "--model", str(unknown), str(tmp_path / "images.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot tell which input the network takes" in err and "input_shape=" in err
+
+
+def test_evaluate_a_network_saved_by_net_save(backend, tmp_path, capsys):
+    (x_train, y_train), _ = portanet.datasets.load_digits()
+    net = portanet.Network([portanet.FCLayer(64, 10)])
+    net.use("softmax_crossentropy")
+    net.fit(x_train.reshape(len(x_train), 64) / 16, y_train, epochs=3, batch_size=32,
+            optimizer="adam", verbose=0)
+    net.scaler = portanet.preprocessing.Normalizer().fit(x_train)  # raw pixels in, as trained
+    model = net.save(tmp_path / "digits.npz")
+    assert main(["evaluate", "--model", str(model)]) == 0
+    accuracy = float(capsys.readouterr().out.split("accuracy")[-1].split()[0])
+    assert accuracy > 0.8

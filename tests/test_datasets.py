@@ -1,25 +1,16 @@
 """Tests of portanet.datasets; all offline (downloads go through file:// mirrors)."""
 
-import gzip
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_idx
 
 from portanet import datasets
 from portanet.errors import DataError, InputError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def write_idx(path, array, gzipped=True):
-    """Write array (cast to uint8) as an IDX file, gzipped or raw; return the path."""
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    data = header + array.tobytes()
-    path.write_bytes(gzip.compress(data) if gzipped else data)
-    return path
 
 
 def write_set(folder, n_train=5, n_test=3, gzipped=True):

@@ -3,12 +3,18 @@ backend under test."""
 
 import numpy as np
 import pytest
-from helpers import assert_close_gradient, check_gradients, numeric_gradient, on_backend
+from helpers import on_backend
 
 from portanet import ActivationLayer, FCLayer
 from portanet.activations import ACTIVATIONS, tanh, tanh_prime
 from portanet.backend import to_numpy
 from portanet.losses import LOSSES, with_prime
+from portanet.testing import (
+    assert_gradient_close,
+    check_layer,
+    check_loss,
+    numeric_gradient,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -21,27 +27,26 @@ def away_from_kinks(shape):
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_layer_gradient(name):
-    check_gradients(ActivationLayer(name), away_from_kinks((4, 5)))
+    check_layer(ActivationLayer(name), x=away_from_kinks((4, 5)))
 
 
 @pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "leaky_relu", "identity"])
 def test_elementwise_derivative_matches_difference_quotient(name):
     f, f_prime = ACTIVATIONS[name]
-    x = away_from_kinks((3, 4))
-    eps = 1e-6
-    numeric = (to_numpy(f(on_backend(x + eps))) - to_numpy(f(on_backend(x - eps)))) / (2 * eps)
-    np.testing.assert_allclose(to_numpy(f_prime(on_backend(x))), numeric, rtol=1e-6, atol=1e-9)
+    x, weights = away_from_kinks((3, 4)), RNG.normal(size=(3, 4))
+    numeric = numeric_gradient(lambda p: float(np.sum(to_numpy(f(on_backend(p))) * weights)), x)
+    assert_gradient_close(f_prime(on_backend(x)) * on_backend(weights), numeric, f"{name}_prime")
 
 
 def test_fc_layer_gradient():
     layer = FCLayer(5, 3, dtype="float64")
-    check_gradients(layer, RNG.normal(size=(4, 5)), ("weights", "bias"))
+    check_layer(layer, (5,), batch=4)
 
 
 def test_fc_layer_gradient_tutorial_row():
     """The tutorial's per-sample (1, n) rows and its uniform initialiser."""
     layer = FCLayer(3, 2, init="uniform", dtype="float64")
-    check_gradients(layer, RNG.normal(size=(1, 3)), ("weights", "bias"))
+    check_layer(layer, (3,), batch=1)
 
 
 def loss_inputs(name):
@@ -62,11 +67,7 @@ def loss_inputs(name):
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_loss_gradient(name):
-    loss, loss_prime = LOSSES[name]
-    y_true, y_pred = loss_inputs(name)
-    target = on_backend(y_true)
-    numeric = numeric_gradient(lambda p: float(loss(target, on_backend(p))), y_pred)
-    assert_close_gradient(loss_prime(target, on_backend(y_pred)), numeric)
+    check_loss(*LOSSES[name], *loss_inputs(name))
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -45,3 +45,44 @@ def test_default_initialiser_solves_xor_for_19_of_20_seeds():
     """Computed on NumPy: the cross-backend tests show every backend trains identically."""
     portanet.set_backend("numpy")
     assert sum(xor_solved("glorot_uniform", seed) for seed in range(20)) >= 19
+
+
+def test_draws_are_made_in_the_layers_dtype(backend):
+    for dtype in ("float32", "float64"):
+        draws = initializers.get("he_normal")((40, 30), 40, 30, dtype)
+        assert draws.dtype == np.dtype(dtype)
+        assert FCLayer(4, 3, dtype=dtype).weights.dtype == getattr(backend.xp, dtype)
+    portanet.set_seed(3)
+    float64 = FCLayer(50, 40, dtype="float64").get_weights()[0]
+    portanet.set_seed(3)  # float64 keeps the values of Generator.uniform
+    np.testing.assert_array_equal(float64, portanet.backend.rng().uniform(
+        -math.sqrt(6 / 90), math.sqrt(6 / 90), size=(50, 40)))
+
+
+@pytest.mark.parametrize("make, shape, need", [
+    (lambda: FCLayer(10**6, 10**6), (10**6, 10**6), "3.64 TiB"),
+    (lambda: FCLayer(10**6, 10**6, dtype="float64"), (10**6, 10**6), "7.28 TiB"),
+    (lambda: portanet.Conv2D(3, 10**6, 1000), (10**6, 3, 1000, 1000), "10.91 TiB"),
+])
+def test_a_layer_too_big_for_memory_is_refused_before_allocating(make, shape, need, monkeypatch,
+                                                                 backend):
+    def no_draw():
+        raise AssertionError("the weights were drawn before the memory check")
+
+    monkeypatch.setattr(initializers, "rng", no_draw)
+    with pytest.raises(portanet.InputError) as info:
+        make()
+    message = str(info.value)
+    assert message.startswith(("FCLayer(input_size=1000000", "Conv2D(in_channels=3"))
+    assert f"of shape {shape}" in message and f"would need {need}, more than this machine's" \
+        in message
+
+
+def test_a_failed_allocation_is_a_portanet_error(monkeypatch, backend):
+    def exhausted(shape, fan_in, fan_out):
+        raise MemoryError(f"Unable to allocate array with shape {shape}")
+
+    with pytest.raises(portanet.InputError, match=r"FCLayer\(input_size=300, output_size=200, "
+                       r"init=<function .*\(300, 200\) in float32 would need 234.38 KiB, and "
+                       "there is not enough free memory"):
+        FCLayer(300, 200, init=exhausted)

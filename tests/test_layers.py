@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_backend_array, check_gradients, on_backend
+from helpers import assert_backend_array, on_backend
 
 import portanet
 from portanet import ActivationLayer, FCLayer, InputError, Network, ShapeError
@@ -20,6 +20,7 @@ from portanet.layers import (
     MaxPool2D,
     Reshape,
 )
+from portanet.testing import check_layer
 
 RNG = np.random.default_rng(11)
 
@@ -76,7 +77,7 @@ def test_conv2d_gradient(case):
     c_in, c_out, kernel, stride, padding, shape = case
     layer = Conv2D(c_in, c_out, kernel, stride=stride, padding=padding, dtype="float64")
     layer.bias = on_backend(RNG.normal(size=(c_out,)))
-    check_gradients(layer, RNG.normal(size=shape), ("weights", "bias"))
+    check_layer(layer, x=RNG.normal(size=shape))
 
 
 @pytest.mark.parametrize("case", CONV_CASES + [
@@ -170,7 +171,7 @@ def test_pool_gradient_and_reference(kind, size, stride):
     expected = reference_pool(x, layer.pool_size, layer.stride, reduce)
     np.testing.assert_allclose(to_numpy(layer.forward(on_backend(x))), expected, rtol=1e-12)
     assert layer.output_shape((2, 5, 6)) == expected.shape[1:]
-    check_gradients(layer, x)
+    check_layer(layer, x=x)
 
 
 @pytest.mark.parametrize("size, stride", [(2, None), (3, 2)])
@@ -201,8 +202,8 @@ def test_pool_shapes_and_errors():
 # -- Flatten, Reshape -------------------------------------------------------------------------
 def test_flatten_and_reshape_gradients():
     x = RNG.normal(size=(3, 2, 3, 4))
-    check_gradients(Flatten(), x)
-    check_gradients(Reshape((4, -1)), x)
+    check_layer(Flatten(), x=x)
+    check_layer(Reshape((4, -1)), x=x)
 
 
 def test_flatten_and_reshape_shapes():
@@ -222,7 +223,7 @@ def test_flatten_and_reshape_shapes():
 
 # -- Dropout ----------------------------------------------------------------------------------
 def test_dropout_gradient_with_fixed_mask():
-    check_gradients(Dropout(0.4), RNG.normal(size=(4, 6)), seed=0)
+    check_layer(Dropout(0.4), (6,), batch=4)
 
 
 def test_dropout_scales_kept_values_and_is_identity_in_inference():
@@ -235,7 +236,7 @@ def test_dropout_scales_kept_values_and_is_identity_in_inference():
     np.testing.assert_array_equal(to_numpy(layer.forward(on_backend(x))), x)
     grad = RNG.normal(size=x.shape)
     np.testing.assert_array_equal(to_numpy(layer.backward(on_backend(grad))), grad)
-    check_gradients(layer, RNG.normal(size=(3, 4)), training=False)
+    check_layer(layer, (4,), training=False)
 
 
 def test_dropout_same_seed_same_mask_here_and_on_numpy():
@@ -267,14 +268,14 @@ def batch_norm(features):
 
 @pytest.mark.parametrize("shape", [(5, 3), (3, 2, 3, 4)], ids=["2d", "4d"])
 def test_batch_norm_gradient_training(shape):
-    check_gradients(batch_norm(shape[1]), RNG.normal(size=shape), ("gamma", "beta"))
+    check_layer(batch_norm(shape[1]), x=RNG.normal(size=shape))
 
 
 def test_batch_norm_gradient_inference():
     layer = batch_norm(2)
     layer.running_mean = on_backend([0.5, -1.0])
     layer.running_var = on_backend([2.0, 0.25])
-    check_gradients(layer, RNG.normal(size=(3, 2, 2, 3)), ("gamma", "beta"), training=False)
+    check_layer(layer, x=RNG.normal(size=(3, 2, 2, 3)), training=False)
 
 
 def test_batch_norm_training_statistics_and_running_update():

@@ -35,11 +35,11 @@ class SelfAttention(Layer):
             raise InputError(f"SelfAttention dim ({dim}) must be a multiple of heads ({heads}): "
                              "each head gets dim / heads features")
         self.dim, self.heads, self.causal, self.init = dim, heads, bool(causal), init
-        draw = initializers.get(init)
         backend = get_backend()
-        self.qkv_weights = backend.asarray(draw((dim, 3 * dim), dim, dim), dtype)
+        self.qkv_weights = initializers.initial_weights(init, (dim, 3 * dim), dim, dim, dtype,
+                                                        self)
         self.qkv_bias = backend.zeros((3 * dim,), dtype)
-        self.out_weights = backend.asarray(draw((dim, dim), dim, dim), dtype)
+        self.out_weights = initializers.initial_weights(init, (dim, dim), dim, dim, dtype, self)
         self.out_bias = backend.zeros((dim,), dtype)
 
     def output_shape(self, input_shape):

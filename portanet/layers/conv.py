@@ -68,8 +68,8 @@ class Conv2D(Layer):
         self.padding, self.init = padding, init
         kh, kw = self.kernel_size
         shape = (out_channels, in_channels, kh, kw)
-        draw = initializers.get(init)(shape, in_channels * kh * kw, out_channels * kh * kw)
-        self.weights = get_backend().asarray(draw, dtype)
+        self.weights = initializers.initial_weights(init, shape, in_channels * kh * kw,
+                                                    out_channels * kh * kw, dtype, self)
         self.bias = get_backend().zeros((out_channels,), dtype)
         if input_shape is not None:
             self.input_shape = tuple(input_shape)

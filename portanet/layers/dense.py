@@ -46,14 +46,13 @@ class Dense(Layer):
                 raise InputError(f"{type(self).__name__} {label} must be a positive integer, "
                                  f"got {size!r}")
         self.input_size, self.output_size, self.init = input_size, output_size, init
-        draw = initializers.get(init)
-        backend = get_backend()
-        self.weights = backend.asarray(draw((input_size, output_size), input_size, output_size),
-                                       dtype)
+        self.weights = initializers.initial_weights(init, (input_size, output_size), input_size,
+                                                    output_size, dtype, self)
         if init == "uniform":
-            self.bias = backend.asarray(draw(self.bias_shape(), input_size, output_size), dtype)
+            self.bias = initializers.initial_weights(init, self.bias_shape(), input_size,
+                                                     output_size, dtype, self)
         else:
-            self.bias = backend.zeros(self.bias_shape(), dtype)
+            self.bias = get_backend().zeros(self.bias_shape(), dtype)
 
     def bias_shape(self):
         return (self.output_size,)

@@ -2,10 +2,16 @@
 
 from array_api_compat import device
 
-from ..backend import get_backend, namespace, rng
+from .. import initializers
+from ..backend import namespace, rng
 from ..backend.compilers import is_traced
 from ..errors import InputError, ShapeError
 from .base import Layer
+
+
+def _gpt2_normal(shape, fan_in, fan_out):
+    """N(0, 0.02), as GPT-2 starts its embeddings."""
+    return rng().normal(0.0, 0.02, size=shape)
 
 
 def _positive(kind, label, value):
@@ -36,8 +42,8 @@ class Embedding(Layer):
         _positive("Embedding", "vocabulary", vocabulary)
         _positive("Embedding", "dim", dim)
         self.vocabulary, self.dim = vocabulary, dim
-        self.weights = get_backend().asarray(
-            rng().normal(0.0, 0.02, size=(vocabulary, dim)), dtype)
+        self.weights = initializers.initial_weights(_gpt2_normal, (vocabulary, dim), vocabulary,
+                                                    dim, dtype, self)
 
     def output_shape(self, input_shape):
         return (*tuple(input_shape), self.dim)
@@ -90,8 +96,8 @@ class PositionalEmbedding(Layer):
         _positive("PositionalEmbedding", "context", context)
         _positive("PositionalEmbedding", "dim", dim)
         self.context, self.dim = context, dim
-        self.weights = get_backend().asarray(
-            rng().normal(0.0, 0.02, size=(context, dim)), dtype)
+        self.weights = initializers.initial_weights(_gpt2_normal, (context, dim), context, dim,
+                                                    dtype, self)
 
     def output_shape(self, input_shape):
         shape = tuple(input_shape)

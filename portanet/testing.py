@@ -1,0 +1,202 @@
+"""Checks for your own layers, activations and losses, on every backend.
+
+:func:`check_layer` compares a layer's ``backward`` (the input gradient and every parameter
+gradient) with central finite differences, in float64, on the selected backend;
+:func:`check_loss` does the same for a loss's derivative; :func:`for_each_backend` runs a check
+on every installed backend and says which one failed. A failed check raises :class:`CheckError`,
+an ``AssertionError``: in pytest it is a failed test, like NumPy's ``assert_allclose``.
+
+Import it explicitly (``import portanet.testing``): ``import portanet`` does not load it.
+Finite differences are taken on the host (NumPy), so this module is a host-side edge, like
+:mod:`portanet.io`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend as backend_module
+from .backend import BACKENDS, get_backend, namespace, set_backend, set_seed, to_numpy
+from .errors import BackendError, InputError
+
+__all__ = ["CheckError", "assert_gradient_close", "check_layer", "check_loss",
+           "for_each_backend", "installed_backends", "numeric_gradient"]
+
+
+class CheckError(AssertionError):
+    """A check of :mod:`portanet.testing` failed (a wrong gradient, a failing backend).
+
+    An ``AssertionError`` rather than a :class:`portanet.PortanetError`: it reports a defect
+    found by a test, not a mistake in how portanet was called (those raise InputError)."""
+
+
+def numeric_gradient(f, point, eps=1e-6):
+    """Central-difference gradient of the scalar function ``f`` (NumPy array in, float out)
+    at ``point``, in float64."""
+    point = np.array(point, dtype=np.float64)
+    grad = np.zeros_like(point)
+    for index in np.ndindex(point.shape):
+        saved = point[index]
+        point[index] = saved + eps
+        up = f(point.copy())
+        point[index] = saved - eps
+        down = f(point.copy())
+        point[index] = saved
+        grad[index] = (up - down) / (2 * eps)
+    return grad
+
+
+def assert_gradient_close(analytic, numeric, what, rtol=1e-6, atol=1e-8):
+    """CheckError unless ``|analytic - numeric| <= atol + rtol * |numeric|`` everywhere; the
+    message names ``what`` and the worst element: its index, both values, the relative error."""
+    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        raise CheckError(f"{what}: the analytic gradient has shape {analytic.shape}, "
+                         f"expected {numeric.shape}")
+    excess = np.abs(analytic - numeric) / (atol + rtol * np.abs(numeric))
+    excess[~np.isfinite(analytic)] = np.inf
+    bad = int(np.count_nonzero(excess > 1))
+    if not bad:
+        return
+    index = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    a, n = float(analytic[index]), float(numeric[index])
+    relative = abs(a - n) / max(abs(a), abs(n), np.finfo(np.float64).tiny)
+    raise CheckError(f"{what} differs from central finite differences in {bad} of "
+                     f"{excess.size} elements; worst at index {tuple(map(int, index))}: analytic "
+                     f"{a:.9g}, numeric {n:.9g}, relative error {relative:.3g} "
+                     f"(rtol={rtol:g}, atol={atol:g})")
+
+
+def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, training=True, seed=0,
+                rtol=1e-6, atol=1e-8, eps=1e-6):
+    """Check ``layer.backward`` against central finite differences, in float64, on the selected
+    backend: the input gradient, and the gradient of each parameter that ``backward`` leaves in
+    ``layer.grads`` (``params``: the names to check, default all of ``layer.params``);
+    ``backward_params`` must leave the same parameter gradients.
+
+    The input is ``x`` (host data, samples first) or ``batch`` standard-normal samples of
+    per-sample shape ``input_shape``; the scalar differentiated is a random linear functional
+    of the output. ``training`` is passed to ``forward``. Before every forward pass portanet is
+    reseeded with ``seed`` (:func:`portanet.set_seed`), so a random layer such as Dropout draws
+    the same mask each time. Parameters and buffers are cast to float64 for the check and put
+    back afterwards. Raises :class:`CheckError` naming the layer, the parameter (or "input"),
+    the worst element's index, both values and the relative error.
+    """
+    generator = np.random.default_rng(seed)
+    if x is None:
+        if input_shape is None:
+            raise InputError("check_layer needs the per-sample input_shape, or the input x")
+        x = generator.normal(size=(batch, *tuple(input_shape)))
+    x = np.array(to_numpy(x), dtype=np.float64)
+    trained = tuple(getattr(layer, "params", ()))
+    names = trained if params is None else tuple(params)
+    unknown = sorted(set(names) - set(trained))
+    if unknown:
+        raise InputError(f"{layer!r} has no parameters {unknown}: its params are {trained}")
+    backend = get_backend()
+    label = f"{layer!r} on {backend}"
+    saved = {name: getattr(layer, name) for name in trained + tuple(getattr(layer, "buffers", ()))}
+    for name, value in saved.items():
+        xp = namespace(value)
+        setattr(layer, name, xp.astype(value, xp.float64))
+
+    def run(point):
+        set_seed(seed)
+        return layer.forward(backend.asarray(point, "float64"), training=training)
+
+    try:
+        weights = generator.normal(size=tuple(run(x).shape))
+        weights_on_backend = backend.asarray(weights, "float64")
+
+        def objective(point):
+            return float(np.sum(to_numpy(run(point)) * weights))
+
+        def gradients(method):
+            run(x)
+            result = method(weights_on_backend)
+            grads = dict(getattr(layer, "grads", None) or {})
+            missing = sorted(set(trained) - set(grads))
+            if missing or set(grads) - set(trained):
+                raise CheckError(f"{label}: {method.__name__} left gradients for "
+                                 f"{sorted(grads)} in layer.grads; its params are {trained}")
+            return result, grads
+
+        grad_input, grads = gradients(layer.backward)
+        assert_gradient_close(grad_input, numeric_gradient(objective, x, eps),
+                              f"{label}: the gradient of the input", rtol, atol)
+        for name in names:
+            value = getattr(layer, name)
+
+            def at_param(point, name=name):
+                setattr(layer, name, backend.asarray(point, "float64"))
+                return objective(x)
+
+            numeric = numeric_gradient(at_param, to_numpy(value), eps)
+            setattr(layer, name, value)
+            assert_gradient_close(grads[name], numeric,
+                                  f"{label}: the gradient of parameter {name!r}", rtol, atol)
+        _, only_params = gradients(layer.backward_params)
+        for name in names:
+            assert_gradient_close(only_params[name], to_numpy(grads[name]),
+                                  f"{label}: backward_params's gradient of {name!r} (against "
+                                  "backward's)", rtol, atol)
+    finally:
+        for name, value in saved.items():
+            setattr(layer, name, value)
+
+
+def check_loss(loss, loss_prime, y_true, y_pred, *, rtol=1e-6, atol=1e-8, eps=1e-6):
+    """Check ``loss_prime(y_true, y_pred)`` against central finite differences of
+    ``loss(y_true, y_pred)`` with respect to ``y_pred`` (host data), in float64 on the
+    selected backend; :class:`CheckError` names the loss and the worst element."""
+    backend = get_backend()
+    target = backend.asarray(to_numpy(y_true), "float64")
+    prediction = np.array(to_numpy(y_pred), dtype=np.float64)
+    numeric = numeric_gradient(lambda p: float(loss(target, backend.asarray(p, "float64"))),
+                               prediction, eps)
+    analytic = loss_prime(target, backend.asarray(prediction, "float64"))
+    name = getattr(loss, "__name__", repr(loss))
+    assert_gradient_close(analytic, numeric, f"the derivative of the loss {name} on {backend}",
+                          rtol, atol)
+
+
+def installed_backends():
+    """Names of the backends that import and can allocate on their default device here."""
+    previous = backend_module._current
+    found = []
+    try:
+        for name in BACKENDS:
+            try:
+                set_backend(name)
+            except BackendError:
+                continue
+            found.append(name)
+    finally:
+        backend_module._current = previous
+    return found
+
+
+def for_each_backend(function, backends=None):
+    """Call ``function(backend)`` with each backend selected in turn (default: every installed
+    one; build layers inside ``function``, so that they live on that backend), then restore
+    the backend that was selected. Returns ``{name: result}``; raises :class:`CheckError`
+    naming every backend that failed and why (a named backend that cannot be used fails too).
+    """
+    names = installed_backends() if backends is None else list(backends)
+    previous = backend_module._current
+    results, failures = {}, []
+    try:
+        for name in names:
+            try:
+                results[name] = function(set_backend(name))
+            except Exception as exc:  # every failure is reported, with its backend
+                failures.append((name, exc))
+    finally:
+        backend_module._current = previous
+    if failures:
+        report = "\n".join(f"  {name}: {type(exc).__name__}: {exc}" for name, exc in failures)
+        raise CheckError(f"failed on {len(failures)} of {len(names)} backends "
+                         f"({', '.join(name for name, _ in failures)}):\n{report}") \
+            from failures[0][1]
+    return results

@@ -1,0 +1,72 @@
+"""The examples run as programs on the backend under test, with short settings and offline data,
+so that they cannot rot (examples/distributed.py runs under mpirun in test_distributed.py)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from helpers import write_idx
+
+import portanet
+from portanet import datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name, *args, cwd):
+    """Run examples/<name> with this checkout's portanet on this run's backend; its stdout."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {"OMP_NUM_THREADS": "1",  # tiny networks: more threads only contend for the cores
+           **os.environ, "PORTANET_BACKEND": portanet.get_backend().name, "PYTHONPATH": path}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"backend: {portanet.get_backend()}" in done.stdout
+    return done.stdout
+
+
+def test_xor_example_solves_xor(backend, tmp_path):
+    out = run_example("xor.py", cwd=tmp_path)
+    distance = float(out.split("largest distance to a target:")[1].split()[0])
+    assert distance < 0.1 and "(solved)" in out
+
+
+def digits_as_mnist(folder, n_train=120, n_test=200):
+    """MNIST-format IDX files of the embedded digits, enlarged to 28x28 with MNIST's 0..255."""
+    def enlarge(images):
+        images = np.kron(images.astype(np.float64) * 255 / 16, np.ones((3, 3)))  # 24x24
+        return np.pad(images, ((0, 0), (2, 2), (2, 2))).round()
+
+    (x_train, y_train), (x_test, y_test) = datasets.load_digits()
+    folder.mkdir()
+    for name, array in (("train-images-idx3-ubyte.gz", enlarge(x_train[:n_train])),
+                        ("train-labels-idx1-ubyte.gz", y_train[:n_train]),
+                        ("t10k-images-idx3-ubyte.gz", enlarge(x_test[:n_test])),
+                        ("t10k-labels-idx1-ubyte.gz", y_test[:n_test])):
+        write_idx(folder / name, array)
+    return folder
+
+
+def test_mnist_example_reads_idx_files_and_learns(backend, tmp_path):
+    data = digits_as_mnist(tmp_path / "mnist")
+    out = run_example("mnist.py", "--data-dir", data, "--samples", 120, "--epochs", 5,
+                      cwd=tmp_path)
+    assert "training on 120 samples" in out and out.count("precision") == 3
+    scores = out.split("test accuracy: ")[1].split(",")
+    accuracy = {part.split()[0]: float(part.split()[1]) for part in scores}
+    assert set(accuracy) == {"raw", "normalized", "standardized"}
+    assert accuracy["normalized"] > 0.3 and accuracy["standardized"] > 0.3  # chance: 0.1
+
+
+def test_cnn_example_trains_and_saves_a_network_that_loads(backend, tmp_path):
+    out = run_example("cnn.py", "--dataset", "digits", "--epochs", 2, "--limit", 320,
+                      "--batch-size", 32, "--save", "cnn.npz", cwd=tmp_path)
+    assert "epoch 2/2" in out
+    printed = float(out.split("accuracy")[-1].split()[0])
+    net = portanet.load(tmp_path / "cnn.npz")
+    _, (x_test, y_test) = datasets.load_digits()
+    classes = net.predict_classes((x_test / 16.0).astype("float32")[:, None])
+    assert abs(float(np.mean(classes == y_test)) - printed) < 0.002  # the network trained
+    assert printed > 0.3  # chance: 0.1
