@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import assert_close_gradient, check_gradients, numeric_gradient, on_backend
+from helpers import on_backend
 
 import portanet
 from portanet import (
@@ -35,9 +35,9 @@ from portanet.losses import (
 )
 from portanet.optimizers import SGD, Adam
 from portanet.step import TrainStep, parameter_slots
+from portanet.testing import assert_gradient_close, check_layer, numeric_gradient
 
 RNG = np.random.default_rng(5)
-ATTENTION = ("qkv_weights", "qkv_bias", "out_weights", "out_bias")
 
 
 def sequences(n=2, t=3, d=4):
@@ -46,8 +46,9 @@ def sequences(n=2, t=3, d=4):
 
 def check_nested_gradients(container, x):
     """The container's input gradient, and the gradient of every parameter of its sublayers,
-    against finite differences of sum(forward(x) * weights)."""
-    check_gradients(container, x)  # the input; a container has no parameters of its own
+    against finite differences of sum(forward(x) * weights); backward_params leaves the same
+    parameter gradients as backward."""
+    check_layer(container, x=x)  # the input; a container has no parameters of its own
     weights = np.random.default_rng(11).normal(size=tuple(container.forward(
         on_backend(x), training=True).shape))
 
@@ -59,6 +60,10 @@ def check_nested_gradients(container, x):
     slots = parameter_slots([container])
     assert slots
     grads = [layer.grads[name] for layer, name in slots]
+    container.forward(on_backend(x), training=True)
+    container.backward_params(on_backend(weights))
+    for (layer, name), grad in zip(slots, grads):
+        assert_gradient_close(layer.grads[name], to_numpy(grad), "backward_params")
     for (layer, name), grad in zip(slots, grads):
         original = to_numpy(getattr(layer, name))
 
@@ -68,19 +73,19 @@ def check_nested_gradients(container, x):
 
         numeric = numeric_gradient(at_param, original)
         setattr(layer, name, on_backend(original))
-        assert_close_gradient(grad, numeric)
+        assert_gradient_close(grad, numeric, f"{layer!r}.{name}")
 
 
 # -- Dense, activations, LayerNorm -------------------------------------------------------------
 def test_dense_works_on_any_rank_and_fclayer_keeps_its_contract(backend):
     dense = Dense(4, 5, dtype="float64")
     assert tuple(dense.bias.shape) == (5,)
-    check_gradients(dense, sequences(), ("weights", "bias"))
-    check_gradients(dense, RNG.normal(size=(3, 4)), ("weights", "bias"))
+    check_layer(dense, x=sequences())
+    check_layer(dense, x=RNG.normal(size=(3, 4)))
     assert dense.output_shape((7, 4)) == (7, 5)
     fc = FCLayer(4, 5, dtype="float64")
     assert tuple(fc.bias.shape) == (1, 5) and fc.input_shape == (4,)
-    check_gradients(fc, RNG.normal(size=(3, 4)), ("weights", "bias"))
+    check_layer(fc, x=RNG.normal(size=(3, 4)))
     with pytest.raises(ShapeError, match="per-sample shape"):
         fc.forward(on_backend(sequences()))
     with pytest.raises(ShapeError, match="last axis"):
@@ -91,7 +96,7 @@ def test_dense_works_on_any_rank_and_fclayer_keeps_its_contract(backend):
 def test_gelu_and_silu_gradients(name, backend):
     layer = ActivationLayer(name)
     assert layer.builtin and layer.gradient_from_output is None  # derivative from the input
-    check_gradients(layer, 2 * sequences())
+    check_layer(layer, x=2 * sequences())
 
 
 def test_gelu_is_close_to_its_exact_form(backend):
@@ -111,8 +116,8 @@ def test_layer_norm_normalises_each_position_and_its_gradients(backend):
     np.testing.assert_allclose(out.var(axis=-1), 1, rtol=1e-4)
     layer.gamma = on_backend(RNG.normal(size=5))
     layer.beta = on_backend(RNG.normal(size=5))
-    check_gradients(layer, x, ("gamma", "beta"))
-    check_gradients(layer, x[:, 0, :], ("gamma", "beta"))
+    check_layer(layer, x=x)
+    check_layer(layer, x=x[:, 0, :])
 
 
 # -- embeddings ------------------------------------------------------------------------------
@@ -131,7 +136,7 @@ def test_embedding_looks_up_rows_and_adds_the_gradients_of_repeated_ids(backend)
 
     original = to_numpy(layer.weights)
     numeric = numeric_gradient(objective, original)
-    assert_close_gradient(layer.grads["weights"], numeric)
+    assert_gradient_close(layer.grads["weights"], numeric, "the embedding's weights")
     assert np.all(numeric[[2, 3, 5]] == 0) and np.any(numeric[1] != 0)
 
 
@@ -160,8 +165,8 @@ def test_embedding_rejects_ids_out_of_range_and_float_ids(backend):
 
 def test_positional_embedding_gradients_and_its_context(backend):
     layer = PositionalEmbedding(5, 4, dtype="float64")
-    check_gradients(layer, sequences(t=3), ("weights",))
-    check_gradients(layer, sequences(t=5), ("weights",))
+    check_layer(layer, x=sequences(t=3))
+    check_layer(layer, x=sequences(t=5))
     with pytest.raises(ShapeError, match="up to 5"):
         layer.forward(on_backend(sequences(t=6)))
 
@@ -171,7 +176,7 @@ def test_positional_embedding_gradients_and_its_context(backend):
 def test_self_attention_gradients(causal, backend):
     layer = SelfAttention(4, 2, causal=causal, dtype="float64")
     layer.qkv_bias = on_backend(RNG.normal(size=12) * 0.1)
-    check_gradients(layer, sequences(t=4), ATTENTION)
+    check_layer(layer, x=sequences(t=4))
 
 
 def test_causal_attention_ignores_later_positions(backend):
@@ -262,8 +267,8 @@ def test_sparse_softmax_crossentropy_and_its_gradient(backend):
     def objective(point):
         return float(sparse_softmax_crossentropy(y, on_backend(point)))
 
-    assert_close_gradient(sparse_softmax_crossentropy_prime(y, on_backend(logits)),
-                          numeric_gradient(objective, logits))
+    assert_gradient_close(sparse_softmax_crossentropy_prime(y, on_backend(logits)),
+                          numeric_gradient(objective, logits), "the loss's gradient")
     huge = on_backend(np.array([[1e4, 0.0, -1e4]]))
     assert math.isfinite(float(sparse_softmax_crossentropy(
         portanet.get_backend().asarray([2], "int64"), huge)))
