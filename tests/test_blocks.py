@@ -348,6 +348,16 @@ def test_saved_transformer_generates_the_same_text(suffix, backend, tmp_path):
     assert texts[0] == texts[1] and len(texts[0]) == 10
 
 
+def test_transformer_saved_on_this_backend_loads_on_numpy(backend, tmp_path):
+    net = transformer()
+    x, _ = token_data(samples=3)
+    expected = net.predict(x)
+    path = net.save(tmp_path / "net.npz")
+    portanet.set_backend("numpy")  # the fixture gives the run's backend back afterwards
+    np.testing.assert_allclose(portanet.load(path).predict(x), expected, rtol=1e-12,
+                               atol=1e-12)
+
+
 # -- a tiny causal transformer ---------------------------------------------------------------
 def train_transformer(compile, steps_per_epoch=4, epochs=3):
     portanet.set_seed(9)

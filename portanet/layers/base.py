@@ -15,7 +15,9 @@ class Layer:
     leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them);
     ``backward_params(grad_output)`` does only the latter, for the first layer of a network.
     Parameters are array attributes named in ``params``; ``buffers`` names arrays that are
-    state but not trained (running statistics). Both are saved with the network.
+    state but not trained (running statistics). Both are saved with the network. A container
+    (:class:`portanet.Sequential`, :class:`portanet.Residual`) lists the layers it runs, one
+    after another on its input, in ``sublayers``: training, saving and ``summary`` walk them.
 
     The tutorial's ``forward_propagation(input)`` and ``backward_propagation(output_error,
     learning_rate)`` still work; a subclass written in the tutorial's style (overriding those
