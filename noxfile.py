@@ -6,6 +6,8 @@ Usage::
     nox -l                                # list the sessions
     nox -s "tests(backend='torch')"       # one backend: numpy, array_api_strict, torch, jax, cupy
     nox -s lint                           # ruff
+    nox -s docs                           # the documentation site (mkdocs --strict, into site/)
+    nox -s notebook                       # run examples/tutorial.ipynb on NumPy
     nox -j 2 --allow-parallel             # two sessions at a time
     nox -s "tests(backend='numpy')" -- -x -k dense   # arguments after -- go to pytest
     nox --no-venv --no-install            # use the packages already installed in this Python
@@ -40,7 +42,7 @@ ROOT = Path(__file__).resolve().parent
 BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "cupy"]
 GPU_BACKENDS = {"cupy"}
 EXTRAS = {"array_api_strict": "test,mpi,strict", "torch": "test,mpi,torch", "jax": "test,mpi,jax"}
-LINT_PATHS = ["portanet", "tests", "examples", "benchmarks", "noxfile.py"]
+LINT_PATHS = ["portanet", "tests", "examples", "benchmarks", "docs", "noxfile.py"]
 
 
 def nvidia_smi(*args):
@@ -128,3 +130,25 @@ def lint(session):
     if not isinstance(session.virtualenv, PassthroughEnv):
         session.install("ruff")
     session.run("ruff", "check", *[path for path in LINT_PATHS if (ROOT / path).exists()])
+
+
+@nox.session(allow_parallel=True)
+def docs(session):
+    """Build the documentation site with ``mkdocs build --strict`` (warnings fail) into site/."""
+    if not isinstance(session.virtualenv, PassthroughEnv):
+        session.install("-e", ".", "mkdocs", "mkdocs-material", "mkdocstrings[python]",
+                        env=install_env())
+    session.run("mkdocs", "build", "--strict")
+
+
+@nox.session(allow_parallel=True)
+def notebook(session):
+    """Execute examples/tutorial.ipynb top to bottom on NumPy (pytest --nbmake)."""
+    if isinstance(session.virtualenv, PassthroughEnv):
+        session.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    else:
+        session.install("-e", ".", "nbmake", env=install_env())
+    session.run("python", "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "-q",
+                "-p", "no:cacheprovider", "examples/tutorial.ipynb",
+                env={"PORTANET_BACKEND": "numpy", "PORTANET_DEVICE": ""})
