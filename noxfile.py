@@ -138,7 +138,7 @@ def docs(session):
     if not isinstance(session.virtualenv, PassthroughEnv):
         session.install("-e", ".", "mkdocs", "mkdocs-material", "mkdocstrings[python]",
                         env=install_env())
-    session.run("mkdocs", "build", "--strict")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(allow_parallel=True)
@@ -151,4 +151,6 @@ def notebook(session):
         session.install("-e", ".", "nbmake", env=install_env())
     session.run("python", "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "-q",
                 "-p", "no:cacheprovider", "examples/tutorial.ipynb",
-                env={"PORTANET_BACKEND": "numpy", "PORTANET_DEVICE": ""})
+                env={"PORTANET_BACKEND": "numpy", "PORTANET_DEVICE": "",
+                     # one BLAS thread: nox runs two sessions at a time on two cores in CI
+                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
