@@ -132,24 +132,38 @@ def lint(session):
     session.run("ruff", "check", *[path for path in LINT_PATHS if (ROOT / path).exists()])
 
 
+def preinstalled_python(session, *modules):
+    """In a --no-venv run, the Python running nox (skipping the session unless ``modules``
+    import there); None when the session has its own virtualenv to install into."""
+    if not isinstance(session.virtualenv, PassthroughEnv):
+        return None
+    for module in modules:
+        if not imports(module):
+            session.skip(f"module {module!r} does not import in {sys.executable}")
+    session.env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return sys.executable
+
+
 @nox.session(allow_parallel=True)
 def docs(session):
     """Build the documentation site with ``mkdocs build --strict`` (warnings fail) into site/."""
-    if not isinstance(session.virtualenv, PassthroughEnv):
+    python = preinstalled_python(session, "mkdocs", "material", "mkdocstrings_handlers.python")
+    if python is None:
         session.install("-e", ".", "mkdocs", "mkdocs-material", "mkdocstrings[python]",
                         env=install_env())
-    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+        python = "python"
+    session.run(python, "-m", "mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(allow_parallel=True)
 def notebook(session):
     """Execute examples/tutorial.ipynb top to bottom on NumPy (pytest --nbmake)."""
-    if isinstance(session.virtualenv, PassthroughEnv):
-        session.env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    else:
+    python = preinstalled_python(session, "nbmake")
+    if python is None:
         session.install("-e", ".", "nbmake", env=install_env())
-    session.run("python", "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "-q",
+        python = "python"
+    session.run(python, "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "-q",
                 "-p", "no:cacheprovider", "examples/tutorial.ipynb",
                 env={"PORTANET_BACKEND": "numpy", "PORTANET_DEVICE": "",
                      # one BLAS thread: nox runs two sessions at a time on two cores in CI
