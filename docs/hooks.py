@@ -12,7 +12,7 @@ from pathlib import Path
 
 log = logging.getLogger("mkdocs.hooks.portanet")
 
-AUTODOC = re.compile(r"^::: (portanet(?:\.\w+)*)[ \t]*$", re.MULTILINE)
+AUTODOC = re.compile(r"^::: (portanet(?:\.\w+)*)[ \t]*\n(?:[ \t]+\S.*\n)*", re.MULTILINE)
 ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|exc|obj):(?=<code>)")
 LITERAL_MARK = re.compile(r"(?<=\w)::(?=</p>)")
 
