@@ -7,6 +7,8 @@ Usage::
     nox -s "tests(backend='torch')"       # one backend: numpy, array_api_strict, torch, jax, cupy
     nox -s lint                           # ruff
     nox -s package                        # build, check and install the sdist and wheel
+    nox -s docs                           # the documentation site (mkdocs --strict, into site/)
+    nox -s notebook                       # run examples/tutorial.ipynb on NumPy
     nox -j 2 --allow-parallel             # two sessions at a time
     nox -s "tests(backend='numpy')" -- -x -k dense   # arguments after -- go to pytest
     nox --no-venv --no-install            # use the packages already installed in this Python
@@ -44,7 +46,7 @@ ROOT = Path(__file__).resolve().parent
 BACKENDS = ["numpy", "array_api_strict", "torch", "jax", "cupy"]
 GPU_BACKENDS = {"cupy"}
 EXTRAS = {"array_api_strict": "test,mpi,strict", "torch": "test,mpi,torch", "jax": "test,mpi,jax"}
-LINT_PATHS = ["portanet", "tests", "examples", "benchmarks", "noxfile.py"]
+LINT_PATHS = ["portanet", "tests", "examples", "benchmarks", "docs", "noxfile.py"]
 
 
 def nvidia_smi(*args):
@@ -164,3 +166,41 @@ def package(session):
         session.run("portanet", "train", "--epochs", "1", "--limit", "300", "--quiet",
                     "--save", "net.npz", env=env)
         session.run("portanet", "evaluate", "--model", "net.npz", env=env)
+
+
+def preinstalled_python(session, *modules):
+    """In a --no-venv run, the Python running nox (skipping the session unless ``modules``
+    import there); None when the session has its own virtualenv to install into."""
+    if not isinstance(session.virtualenv, PassthroughEnv):
+        return None
+    for module in modules:
+        if not imports(module):
+            session.skip(f"module {module!r} does not import in {sys.executable}")
+    session.env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return sys.executable
+
+
+@nox.session(allow_parallel=True)
+def docs(session):
+    """Build the documentation site with ``mkdocs build --strict`` (warnings fail) into site/."""
+    python = preinstalled_python(session, "mkdocs", "material", "mkdocstrings_handlers.python")
+    if python is None:
+        session.install("-e", ".", "mkdocs", "mkdocs-material", "mkdocstrings[python]",
+                        env=install_env())
+        python = "python"
+    session.run(python, "-m", "mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(allow_parallel=True)
+def notebook(session):
+    """Execute examples/tutorial.ipynb top to bottom on NumPy (pytest --nbmake)."""
+    python = preinstalled_python(session, "nbmake")
+    if python is None:
+        session.install("-e", ".", "nbmake", env=install_env())
+        python = "python"
+    session.run(python, "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "-q",
+                "-p", "no:cacheprovider", "examples/tutorial.ipynb",
+                env={"PORTANET_BACKEND": "numpy", "PORTANET_DEVICE": "",
+                     # one BLAS thread: nox runs two sessions at a time on two cores in CI
+                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
