@@ -7,7 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .layers import ActivationLayer, Conv2D, FCLayer, Flatten, MaxPool2D
+from .layers import (
+    ActivationLayer,
+    Conv2D,
+    Dense,
+    Embedding,
+    FCLayer,
+    Flatten,
+    LayerNorm,
+    MaxPool2D,
+    PositionalEmbedding,
+    Residual,
+    SelfAttention,
+    Sequential,
+)
 from .network import Network
 
 
@@ -29,6 +42,26 @@ def tutorial_mlp(image_shape, classes):
         net.add(FCLayer(n_in, n_out, init="uniform"))
         net.add(ActivationLayer("tanh"))
     net.use("mse")
+    return net
+
+
+def causal_transformer(vocabulary, context, width=64, heads=4, blocks=2, dtype="float32"):
+    """A small GPT-style language model: token and position embeddings, ``blocks`` pre-norm
+    blocks (causal self-attention, then a GELU MLP 4x wide, each inside a residual connection),
+    a final layer norm and the next token's scores (logits) over the vocabulary."""
+    layers = [Embedding(vocabulary, width, dtype=dtype),
+              PositionalEmbedding(context, width, dtype=dtype)]
+    for _ in range(blocks):
+        layers.append(Residual(Sequential([LayerNorm(width, dtype=dtype),
+                                           SelfAttention(width, heads, causal=True,
+                                                         dtype=dtype)])))
+        layers.append(Residual(Sequential([LayerNorm(width, dtype=dtype),
+                                           Dense(width, 4 * width, dtype=dtype),
+                                           ActivationLayer("gelu"),
+                                           Dense(4 * width, width, dtype=dtype)])))
+    net = Network([*layers, LayerNorm(width, dtype=dtype), Dense(width, vocabulary, dtype=dtype)],
+                  dtype=dtype)
+    net.use("sparse_softmax_crossentropy")
     return net
 
 

@@ -1,6 +1,7 @@
 """The examples run as programs on the backend under test, with short settings and offline data,
 so that they cannot rot (examples/distributed.py runs under mpirun in test_distributed.py)."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -70,3 +71,17 @@ def test_cnn_example_trains_and_saves_a_network_that_loads(backend, tmp_path):
     classes = net.predict_classes((x_test / 16.0).astype("float32")[:, None])
     assert abs(float(np.mean(classes == y_test)) - printed) < 0.002  # the network trained
     assert printed > 0.3  # chance: 0.1
+
+
+def test_charlm_example_trains_saves_and_the_loaded_network_generates_the_same(backend, tmp_path):
+    small = ["--steps", 30, "--sample-every", 15, "--width", 16, "--heads", 2, "--blocks", 1,
+             "--context", 16, "--batch-size", 8, "--limit", 20000, "--generate", 30]
+    out = run_example("charlm.py", *small, "--save", tmp_path / "lm.npz", cwd=tmp_path)
+    losses = [float(line.split("loss=")[1].split()[0]) for line in out.splitlines()
+              if line.startswith("step ")]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    last_sample = out.split("sample: ")[-1].splitlines()[0]
+    loaded = run_example("charlm.py", "--load", tmp_path / "lm.npz", "--generate", 30,
+                         cwd=tmp_path)
+    assert loaded.split("sample: ")[1].splitlines()[0] == last_sample
+    assert len(ast.literal_eval(last_sample)) == len("def ") + 30  # printed with repr
