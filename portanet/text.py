@@ -193,9 +193,13 @@ def generate(network, prompt_ids, steps: int, context: int, temperature: float =
              top_k: int | None = None):
     """``prompt_ids`` followed by ``steps`` new ids (a 1-D int64 array), drawn one at a time.
 
-    Each step gives ``network.predict`` the last ``context`` ids as a (1, T) integer array;
-    the network answers (1, T, V) logits, and :func:`sample_next` draws the next id from those
-    at the last position with ``temperature`` and ``top_k``.
+    Each step gives ``network.predict`` a (1, context) integer array: the last ``context``
+    ids, or while there are fewer, the ids followed by padding (id 0); the network answers
+    (1, context, V) logits, and :func:`sample_next` draws the next id from those at the last
+    real id's position with ``temperature`` and ``top_k``. The network must be causal (its
+    output at a position depends only on the ids up to it), as a language model is: the
+    padding then changes nothing, and every call has one shape (a compiled prediction, on JAX,
+    is made once, not once per prompt length).
     """
     prompt = to_numpy(prompt_ids)
     if prompt.ndim != 1 or not prompt.size or not namespace(prompt).isdtype(prompt.dtype,
@@ -207,11 +211,12 @@ def generate(network, prompt_ids, steps: int, context: int, temperature: float =
     context = _positive_int(context, "context")
     ids = prompt.tolist()
     for _ in range(steps):
-        window = host_array_view([ids[-context:]], "int64")
+        last = ids[-context:]
+        window = host_array_view([last + [0] * (context - len(last))], "int64")
         logits = to_numpy(network.predict(window))
         if logits.ndim != 3 or tuple(logits.shape[:2]) != tuple(window.shape):
             raise ShapeError(f"generate needs a network that maps (1, T) ids to (1, T, V) "
                              f"logits; for input {tuple(window.shape)} it gave "
                              f"{tuple(logits.shape)}")
-        ids.append(sample_next(logits[0, -1], temperature, top_k))
+        ids.append(sample_next(logits[0, len(last) - 1], temperature, top_k))
     return host_array_view(ids, "int64")
