@@ -1,11 +1,11 @@
 """One MPI rank of the distributed tests: ``mpirun -n 2 python distributed_worker.py CASE OUT``.
 
-CASE "train" trains the network of :func:`build` on :func:`data` with ``distributed=True`` and
-writes this rank's weights and figures to OUT/rank<r>.npz; its ModelCheckpoint is given
-OUT/checkpoints<r>/ on each rank, where only rank 0 may write. CASE "raise", "hang" or "kill" makes
-rank 1 fail that way in its third training step; the other ranks must not wait forever. CASE
-"interrupt" sends Ctrl-C (SIGINT) to rank 1 alone in its third step: every rank must stop after
-that step.
+CASE "train" trains the network of :func:`build` on :func:`data` (and a small causal transformer)
+with ``distributed=True`` and writes this rank's weights and figures to OUT/rank<r>.npz; its
+ModelCheckpoint is given OUT/checkpoints<r>/ on each rank, where only rank 0 may write. CASE
+"raise", "hang" or "kill" makes rank 1 fail that way in its third training step; the other ranks
+must not wait forever. CASE "interrupt" sends Ctrl-C (SIGINT) to rank 1 alone in its third step:
+every rank must stop after that step.
 """
 
 import os
@@ -17,9 +17,13 @@ import numpy as np
 
 import portanet
 from portanet import distributed, optimizers
+from portanet.backend import to_numpy
 from portanet.layers import ActivationLayer, BatchNorm, Dropout, FCLayer, Layer
+from portanet.models import causal_transformer
+from portanet.step import parameter_slots
 
 SEED, EPOCHS, BATCH = 7, 3, 8
+LM_EPOCHS = 2  # the small causal transformer's
 TRAINING_SAMPLES = 41  # the last batch has one sample: rank 1 gets none of it
 
 
@@ -48,6 +52,25 @@ def train(net, **options):
     return net.fit(x, y, epochs=EPOCHS, batch_size=BATCH, shuffle=True,
                    optimizer=optimizers.Adam(0.05), validation_data=(x_val, y_val), verbose=0,
                    **options)
+
+
+def build_transformer():
+    """A seeded float64 causal transformer over 5 token ids, context 6."""
+    portanet.set_seed(SEED)
+    return causal_transformer(5, 6, width=8, heads=2, blocks=1, dtype="float64")
+
+
+def train_transformer(net, **options):
+    """Next-token training on seeded random sequences, Adam with gradient clipping."""
+    tokens = np.random.default_rng(4).integers(0, 5, size=(TRAINING_SAMPLES, 7))
+    return net.fit(tokens[:, :-1], tokens[:, 1:], epochs=LM_EPOCHS, batch_size=BATCH,
+                   shuffle=True, optimizer=optimizers.Adam(0.01, clip_norm=0.5), verbose=0,
+                   **options)
+
+
+def parameters(net):
+    """Every parameter of ``net`` (nested layers included), as NumPy arrays."""
+    return [to_numpy(getattr(layer, name)) for layer, name in parameter_slots(net.layers)]
 
 
 class Saboteur(Layer):
@@ -97,11 +120,16 @@ def main(case, out):
     # BatchNorm's running statistics and Dropout's masks differ per rank: state must still agree
     other = build([BatchNorm(8), Dropout(0.3)])
     train(other, distributed=True)
+    language_model = build_transformer()  # containers, attention, integer ids and targets
+    if world.rank:
+        portanet.set_seed(SEED + world.rank)
+    train_transformer(language_model, distributed=True)
+    lm_weights = {f"lm{k}": w for k, w in enumerate(parameters(language_model))}
     weights = {f"w{k}": w for k, w in enumerate(
         w for layer in net.layers for w in layer.get_weights())}
     other_weights = {f"o{k}": w for k, w in enumerate(
         w for layer in other.layers for w in layer.get_weights())}
-    np.savez(os.path.join(out, f"rank{world.rank}.npz"), **weights, **other_weights,
+    np.savez(os.path.join(out, f"rank{world.rank}.npz"), **weights, **other_weights, **lm_weights,
              loss=history.history["loss"], val_loss=history.history["val_loss"],
              val_accuracy=history.history["val_accuracy"],
              evaluated=[scores["loss"], scores["accuracy"]], size=world.size,

@@ -63,7 +63,7 @@ def test_two_ranks_end_identical_and_equal_to_one_process(backend, tmp_path):
     for k, expected in enumerate(saved):
         np.testing.assert_array_equal(rank0[f"w{k}"], expected)
     steps_per_epoch = math.ceil(worker.TRAINING_SAMPLES / worker.BATCH)
-    assert int(rank0["steps"]) == 2 * worker.EPOCHS * steps_per_epoch  # two networks trained
+    assert int(rank0["steps"]) == (2 * worker.EPOCHS + worker.LM_EPOCHS) * steps_per_epoch
 
     net = worker.build()  # one process, the same global batches
     history = worker.train(net)
@@ -73,6 +73,12 @@ def test_two_ranks_end_identical_and_equal_to_one_process(backend, tmp_path):
         np.testing.assert_allclose(rank0[f"w{k}"], expected, rtol=1e-9, atol=1e-12)
     for key in ("loss", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(rank0[key], history.history[key], rtol=1e-9)
+    language_model = worker.build_transformer()
+    worker.train_transformer(language_model)
+    lm_weights = worker.parameters(language_model)
+    assert len(lm_weights) == len([key for key in rank0.files if key.startswith("lm")])
+    for k, expected in enumerate(lm_weights):
+        np.testing.assert_allclose(rank0[f"lm{k}"], expected, rtol=1e-9, atol=1e-12)
     _, _, x_val, y_val = worker.data()
     scores = net.evaluate(x_val, y_val)
     np.testing.assert_allclose(rank0["evaluated"], [scores["loss"], scores["accuracy"]],
