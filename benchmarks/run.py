@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import math
 import os
@@ -35,6 +36,7 @@ import numpy as np
 import portanet
 import portanet.datasets
 import portanet.optimizers
+import portanet.text
 from portanet import layers as pn_layers
 from portanet.backend import to_numpy
 
@@ -59,8 +61,9 @@ class Case:
     samples: int = 60000
     quick_samples: int = 6000
     shuffle: bool = True
-    kind: str = "train"  # "train", "predict" or "cnn"
+    kind: str = "train"  # "train", "predict", "cnn" or "transformer"
     synthetic: bool = False  # random inputs of the first layer's size instead of images
+    clip_norm: float | None = None  # gradient clipping by global norm
     note: str = ""
 
 
@@ -81,7 +84,13 @@ CASES = {case.name: case for case in (
                         "learning_rate": 0.01, "batch": 1024}, samples=16384, quick_samples=4096,
          synthetic=True,
          note="4096-4096-4096-10 ReLU, SGD, batch 1024, synthetic inputs (GPU only)"),
+    Case("transformer", kind="transformer", loss="sparse_softmax_crossentropy",
+         optimizer="adam", learning_rate=3e-4, clip_norm=1.0, batch=32, samples=512,
+         quick_samples=64, note="causal character model: 2 pre-norm blocks, width 64, 4 heads, "
+                                "context 64; Adam 3e-4, clip_norm 1, batch 32; windows of the "
+                                "standard library's source"),
 )}
+TRANSFORMER = dict(blocks=2, dim=64, heads=4, context=64)
 
 
 # -- the machine and the data ---------------------------------------------------------------------
@@ -171,8 +180,17 @@ class Data:
     labels: np.ndarray
 
 
+@functools.cache
+def char_text():
+    """The transformer's text: the first 300 000 characters of the offline default."""
+    return portanet.text.CharText(portanet.text.load_text(limit=300_000))
+
+
 def case_data(case, images, n):
     """The first ``n`` samples shaped and typed for ``case``."""
+    if case.kind == "transformer":  # consecutive windows of ids; targets shifted by one
+        x, y = (to_numpy(a)[:n] for a in char_text().windows(TRANSFORMER["context"]))
+        return Data(x, y, y)
     x, labels = (images[2], images[3]) if case.kind == "predict" else images[:2]
     if case.synthetic:
         rng = np.random.default_rng(0)
@@ -190,6 +208,8 @@ def case_data(case, images, n):
 # -- the three implementations ---------------------------------------------------------------------
 def build_portanet(case):
     """The case's model as a portanet Network (the tutorial's style of building it)."""
+    if case.kind == "transformer":
+        return build_transformer(case)
     net = portanet.Network(dtype=case.dtype)
     if case.kind == "cnn":
         for channels_in, channels_out in ((1, 32), (32, 64)):
@@ -205,6 +225,24 @@ def build_portanet(case):
         net.add(pn_layers.FCLayer(n_in, n_out, init=init))
         if not last or case.output_activation:
             net.add(pn_layers.ActivationLayer(case.activation))
+    net.use(case.loss)
+    return net
+
+
+def build_transformer(case):
+    """A pre-norm causal transformer over ``char_text()``'s characters (as examples/charlm)."""
+    dim, heads, vocabulary = TRANSFORMER["dim"], TRANSFORMER["heads"], len(char_text().vocabulary)
+    blocks = []
+    for _ in range(TRANSFORMER["blocks"]):
+        attention = pn_layers.SelfAttention(dim, heads, causal=True)
+        blocks += [pn_layers.Residual(pn_layers.Sequential([pn_layers.LayerNorm(dim), attention])),
+                   pn_layers.Residual(pn_layers.Sequential([
+                       pn_layers.LayerNorm(dim), pn_layers.Dense(dim, 4 * dim),
+                       pn_layers.ActivationLayer("gelu"), pn_layers.Dense(4 * dim, dim)]))]
+    net = portanet.Network([pn_layers.Embedding(vocabulary, dim),
+                            pn_layers.PositionalEmbedding(TRANSFORMER["context"], dim), *blocks,
+                            pn_layers.LayerNorm(dim), pn_layers.Dense(dim, vocabulary)],
+                           dtype=case.dtype)
     net.use(case.loss)
     return net
 
@@ -226,12 +264,14 @@ class PortanetRun:
     def __init__(self, case, data, net, compile="auto"):
         self.case, self.net, self.compile = case, net, compile
         backend = portanet.get_backend()
-        self.x, self.y = (backend.asarray(a, case.dtype) for a in (data.x, data.y))
+        self.x, self.y = (backend.asarray(a, "int64" if a.dtype.kind == "i" else case.dtype)
+                          for a in (data.x, data.y))
         if case.kind == "train" and case.batch == 1:  # the tutorial's (N, 1, features) layout
             xp = backend.xp
             self.x = xp.reshape(self.x, (self.x.shape[0], 1, self.x.shape[1]))
             self.y = xp.reshape(self.y, (self.y.shape[0], 1, self.y.shape[1]))
         self.optimizer = portanet.optimizers.get(case.optimizer, case.learning_rate)
+        self.optimizer.clip_norm = case.clip_norm
 
     def epoch(self, seed):
         portanet.set_seed(seed)
@@ -264,16 +304,21 @@ class TorchRun:
             modules.append(nn.Linear(n_in, n_out))
             if k < count - 1 or case.output_activation:
                 modules.append(act())
-        self.model = nn.Sequential(*modules).to(device=device, dtype=dtype)
-        with torch.no_grad():
-            learned = [m for m in self.model if isinstance(m, (nn.Linear, nn.Conv2d))]
-            for module, (kind, w, b) in zip(learned, weights):
-                module.weight.copy_(torch.from_numpy(w.T if kind == "FCLayer" else w))
-                module.bias.copy_(torch.from_numpy(b.reshape(-1)))
+        if case.kind == "transformer":
+            self.model = torch_transformer(torch, weights).to(device=device, dtype=dtype)
+        else:
+            self.model = nn.Sequential(*modules).to(device=device, dtype=dtype)
+            with torch.no_grad():
+                learned = [m for m in self.model if isinstance(m, (nn.Linear, nn.Conv2d))]
+                for module, (kind, w, b) in zip(learned, weights):
+                    module.weight.copy_(torch.from_numpy(w.T if kind == "FCLayer" else w))
+                    module.bias.copy_(torch.from_numpy(b.reshape(-1)))
         self.x = torch.as_tensor(data.x, device=device)
         mse = case.loss == "mse"
         self.y = torch.as_tensor(data.y if mse else data.labels, device=device)
-        self.loss = nn.MSELoss() if mse else nn.CrossEntropyLoss()
+        cross_entropy = nn.CrossEntropyLoss()
+        self.loss = nn.MSELoss() if mse else lambda out, y: cross_entropy(
+            out.reshape(-1, out.shape[-1]), y.reshape(-1))
         params = self.model.parameters()
         self.optimizer = (torch.optim.SGD(params, lr=case.learning_rate)
                           if case.optimizer == "sgd" else
@@ -283,7 +328,7 @@ class TorchRun:
         torch, n, batch = self.torch, self.x.shape[0], self.case.batch
         order = epoch_order(self.case, n, seed)
         order = None if order is None else torch.as_tensor(order, device=self.device)
-        total = torch.zeros((), dtype=self.x.dtype, device=self.device)
+        total = torch.zeros((), dtype=getattr(torch, self.case.dtype), device=self.device)
         for start in range(0, n, batch):
             if order is None:
                 xb, yb = self.x[start:start + batch], self.y[start:start + batch]
@@ -293,6 +338,8 @@ class TorchRun:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss(self.model(xb), yb)
             loss.backward()
+            if self.case.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.case.clip_norm)
             self.optimizer.step()
             total += loss.detach() * xb.shape[0]
         return float(total) / n
@@ -300,6 +347,77 @@ class TorchRun:
     def predict(self):
         with self.torch.no_grad():
             return self.model(self.x).cpu().numpy()
+
+
+def torch_transformer(torch, weights):
+    """:func:`build_transformer` in torch.nn, from ``weights`` (its ``{name: NumPy array}``,
+    :func:`transformer_weights`)."""
+    nn = torch.nn
+    dim, heads, context = TRANSFORMER["dim"], TRANSFORMER["heads"], TRANSFORMER["context"]
+    vocabulary = weights["0.weights"].shape[0]
+
+    def linear(prefix, n_in, n_out):
+        module = nn.Linear(n_in, n_out)
+        module.weight.data, module.bias.data = (torch.tensor(weights[f"{prefix}.weights"].T),
+                                                torch.tensor(weights[f"{prefix}.bias"]))
+        return module
+
+    def norm(prefix):
+        module = nn.LayerNorm(dim)
+        module.weight.data, module.bias.data = (torch.tensor(weights[f"{prefix}.gamma"]),
+                                                torch.tensor(weights[f"{prefix}.beta"]))
+        return module
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(vocabulary, dim)
+            self.embedding.weight.data = torch.tensor(weights["0.weights"])
+            self.positions = nn.Parameter(torch.tensor(weights["1.weights"]))
+            self.norms, self.attentions, self.mlps = (nn.ModuleList() for _ in range(3))
+            for k in range(TRANSFORMER["blocks"]):
+                attention, mlp = 2 + 2 * k, 3 + 2 * k  # the Residual layers' indices
+                self.norms.append(norm(f"{attention}.0.0"))
+                layer = nn.MultiheadAttention(dim, heads, batch_first=True)
+                layer.in_proj_weight.data = torch.tensor(weights[f"{attention}.0.1.qkv_weights"].T)
+                layer.in_proj_bias.data = torch.tensor(weights[f"{attention}.0.1.qkv_bias"])
+                layer.out_proj.weight.data = torch.tensor(
+                    weights[f"{attention}.0.1.out_weights"].T)
+                layer.out_proj.bias.data = torch.tensor(weights[f"{attention}.0.1.out_bias"])
+                self.attentions.append(layer)
+                self.mlps.append(nn.Sequential(
+                    norm(f"{mlp}.0.0"), linear(f"{mlp}.0.1", dim, 4 * dim),
+                    nn.GELU(approximate="tanh"), linear(f"{mlp}.0.3", 4 * dim, dim)))
+            last = 2 + 2 * TRANSFORMER["blocks"]
+            self.head = nn.Sequential(norm(f"{last}"), linear(f"{last + 1}", dim, vocabulary))
+            self.register_buffer("mask", torch.triu(torch.ones(context, context,
+                                                               dtype=torch.bool), 1))
+
+        def forward(self, ids):
+            t = ids.shape[1]
+            x = self.embedding(ids) + self.positions[:t]
+            for norm_, attention, mlp in zip(self.norms, self.attentions, self.mlps):
+                h = norm_(x)
+                x = x + attention(h, h, h, attn_mask=self.mask[:t, :t], need_weights=False)[0]
+                x = x + mlp(x)
+            return self.head(x)
+
+    return Model()
+
+
+def transformer_weights(net):
+    """{"layer.sublayer....name": NumPy copy} of every parameter of ``net``."""
+    weights = {}
+
+    def visit(layers, prefix):
+        for index, layer in enumerate(layers):
+            key = f"{prefix}{index}"
+            for name in getattr(layer, "params", ()):
+                weights[f"{key}.{name}"] = np.array(to_numpy(getattr(layer, name)))
+            visit(getattr(layer, "sublayers", ()), f"{key}.")
+
+    visit(net.layers, "")
+    return weights
 
 
 class PlainRun:
@@ -406,7 +524,7 @@ def make_runs(case, data, which, torch_device):
     """{impl: runner} for the implementations in ``which`` (None where one cannot run)."""
     portanet.set_seed(SEED)
     net = build_portanet(case)
-    weights = initial_weights(net)
+    weights = transformer_weights(net) if case.kind == "transformer" else initial_weights(net)
     runs = {}
     if "portanet" in which:
         runs["portanet"] = PortanetRun(case, data, net)
@@ -421,7 +539,8 @@ def make_runs(case, data, which, torch_device):
     if "reference" in which:
         module = reference_module(portanet.get_backend())
         runs["reference"] = (PlainRun(case, data, weights, module)
-                             if module is not None and case.kind != "cnn" else None)
+                             if module is not None and case.kind in ("train", "predict")
+                             else None)
     return runs
 
 

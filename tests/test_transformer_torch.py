@@ -1,0 +1,164 @@
+"""The tiny causal transformer of test_blocks against the same model built from ``torch.nn``
+modules (nn.Embedding, a positional parameter, nn.LayerNorm, nn.MultiheadAttention,
+nn.GELU, nn.Linear) with portanet's weights: logits, loss, every parameter gradient and one
+Adam step with gradient clipping agree in float64. Runs on the torch backend only."""
+
+import numpy as np
+import pytest
+from test_blocks import transformer
+
+import portanet
+from portanet.backend import to_numpy
+from portanet.optimizers import Adam
+from portanet.step import TrainStep, parameter_slots
+
+VOCABULARY, DIM, HEADS, CONTEXT = 11, 8, 2, 6
+
+
+@pytest.fixture
+def torch(backend):
+    if backend.name != "torch":
+        pytest.skip("compares with PyTorch modules: runs on the torch backend")
+    return pytest.importorskip("torch")
+
+
+def assert_close(actual, expected, what):
+    """Equal to 1e-10 relative, the scale being the largest magnitude of ``expected``."""
+    actual, expected = to_numpy(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, what
+    scale = np.max(np.abs(expected))
+    assert scale > 0, what
+    np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-10 * scale, err_msg=what)
+
+
+def portanet_model():
+    """The transformer with random values in every parameter (biases, gains: not the
+    initial zeros and ones)."""
+    portanet.set_seed(4)
+    net = transformer(VOCABULARY, DIM, HEADS, CONTEXT)
+    rng = np.random.default_rng(8)
+    for layer, name in parameter_slots(net.layers):
+        value = getattr(layer, name)
+        setattr(layer, name, portanet.get_backend().asarray(
+            to_numpy(value) + 0.3 * rng.normal(size=tuple(value.shape)), "float64"))
+    return net
+
+
+def torch_model(torch, net):
+    """The same network from torch.nn modules, each holding a copy of portanet's weights
+    (Linear keeps ``(out, in)``: the transpose of Dense's ``(in, out)``; MultiheadAttention's
+    ``in_proj_weight`` stacks the query, key and value rows: the transpose of the fused
+    ``qkv_weights``). Returns ``(forward, pairs)``: the forward function of ids and the
+    ``(portanet (layer, name), torch parameter, transposed)`` of every parameter."""
+    nn = torch.nn
+    embedding, positions, *blocks, mlp, final_norm, head = net.layers
+    pairs = []
+
+    def tensor(layer, name, transposed=False):
+        value = torch.tensor(to_numpy(getattr(layer, name)), dtype=torch.float64)
+        parameter = nn.Parameter(value.T.clone() if transposed else value)
+        pairs.append(((layer, name), parameter, transposed))
+        return parameter
+
+    def layer_norm(layer):
+        module = nn.LayerNorm(DIM, eps=layer.epsilon, dtype=torch.float64)
+        module.weight, module.bias = tensor(layer, "gamma"), tensor(layer, "beta")
+        return module
+
+    def linear(layer):
+        module = nn.Linear(layer.input_size, layer.output_size, dtype=torch.float64)
+        module.weight, module.bias = tensor(layer, "weights", True), tensor(layer, "bias")
+        return module
+
+    def attention(layer):
+        module = nn.MultiheadAttention(DIM, HEADS, batch_first=True, dtype=torch.float64)
+        module.in_proj_weight = tensor(layer, "qkv_weights", True)
+        module.in_proj_bias = tensor(layer, "qkv_bias")
+        module.out_proj.weight = tensor(layer, "out_weights", True)
+        module.out_proj.bias = tensor(layer, "out_bias")
+        return module
+
+    table = nn.Embedding(VOCABULARY, DIM, dtype=torch.float64)
+    table.weight = tensor(embedding, "weights")
+    position_table = tensor(positions, "weights")
+    attentions = [(layer_norm(norm), attention(layer))
+                  for norm, layer in (block.block.sublayers for block in blocks)]
+    mlp_norm, first, activation, second = mlp.block.sublayers
+    assert activation.activation.__name__ == "gelu"
+    feed_forward = nn.Sequential(layer_norm(mlp_norm), linear(first),
+                                 nn.GELU(approximate="tanh"), linear(second))
+    final = nn.Sequential(layer_norm(final_norm), linear(head))
+
+    def forward(ids):
+        t = ids.shape[1]
+        x = table(ids) + position_table[:t]
+        later = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)  # True: masked
+        for norm, attend in attentions:
+            h = norm(x)
+            x = x + attend(h, h, h, attn_mask=later, need_weights=False)[0]
+        x = x + feed_forward(x)
+        return final(x)
+
+    return forward, pairs
+
+
+def data(torch, samples=4, t=5):
+    """Random ids and targets, ``t`` shorter than the positional table (its last rows get
+    zero gradients)."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, VOCABULARY, size=(samples, t))
+    ids[0, :3] = 2  # repeated ids in one sequence
+    targets = rng.integers(0, VOCABULARY, size=(samples, t))
+    backend = portanet.get_backend()
+    return ((backend.asarray(ids, "int64"), backend.asarray(targets, "int64")),
+            (torch.tensor(ids), torch.tensor(targets)))
+
+
+def gradients(net, optimizer, x, y):
+    """The loss and the gradients of one training step, left on the layers (``layer.grads``)
+    as the eager training loop leaves them."""
+    step = TrainStep(net, optimizer, pure=False)
+    _, _, sums = step.gradients(step.layout.gather(), [], (x, y), None, [])
+    return float(sums) / x.shape[0]
+
+
+def torch_gradients(torch, forward, pairs, ids, targets):
+    logits = forward(ids)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCABULARY),
+                                             targets.reshape(-1))
+    for _, parameter, _ in pairs:
+        parameter.grad = None
+    loss.backward()
+    return logits, loss
+
+
+def test_transformer_forward_and_gradients_equal_pytorch(torch):
+    net = portanet_model()
+    forward, pairs = torch_model(torch, net)
+    assert len(pairs) == len(parameter_slots(net.layers))  # every parameter is compared
+    (x, y), (ids, targets) = data(torch)
+    logits, loss = torch_gradients(torch, forward, pairs, ids, targets)
+    assert_close(net.predict(x), logits.detach().numpy(), "logits")
+    assert abs(gradients(net, Adam(), x, y) - loss.item()) <= 1e-10 * loss.item()
+    for (layer, name), parameter, transposed in pairs:
+        expected = parameter.grad.T if transposed else parameter.grad
+        assert_close(layer.grads[name], expected.numpy(), f"{layer!r}.{name}")
+    assert np.all(to_numpy(net.layers[1].grads["weights"])[5:] == 0)  # positions not used
+
+
+def test_adam_step_with_clipping_equals_pytorch(torch):
+    net = portanet_model()
+    forward, pairs = torch_model(torch, net)
+    (x, y), (ids, targets) = data(torch)
+    torch_gradients(torch, forward, pairs, ids, targets)
+    parameters = [parameter for _, parameter, _ in pairs]
+    norm = float(torch.sqrt(sum(torch.sum(p.grad ** 2) for p in parameters)))
+    clip = norm / 3  # clipping is active: the gradients are scaled down
+    torch.nn.utils.clip_grad_norm_(parameters, clip)
+    torch.optim.Adam(parameters, lr=0.01, eps=1e-8).step()
+    optimizer = Adam(0.01, epsilon=1e-8, clip_norm=clip)
+    gradients(net, optimizer, x, y)
+    optimizer.step(parameter_slots(net.layers))
+    for (layer, name), parameter, transposed in pairs:
+        expected = parameter.detach().T if transposed else parameter.detach()
+        assert_close(getattr(layer, name), expected.numpy(), f"{layer!r}.{name} after Adam")
