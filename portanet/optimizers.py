@@ -20,6 +20,8 @@ import functools
 import math
 import numbers
 
+from array_api_compat import device
+
 from .backend import namespace
 from .errors import InputError
 from .parameters import ParameterLayout
@@ -152,7 +154,8 @@ class Optimizer:
         for grad in grads[1:]:
             total = total + xp.astype(xp.sum(grad * grad), total.dtype)
         norm = xp.sqrt(total)
-        scale = self.clip_norm / xp.maximum(norm, xp.asarray(self.clip_norm, dtype=norm.dtype))
+        scale = self.clip_norm / xp.maximum(norm, xp.asarray(self.clip_norm, dtype=norm.dtype,
+                                                             device=device(norm)))
         return [grad * xp.astype(scale, grad.dtype) for grad in grads]
 
     def step(self, slots):
