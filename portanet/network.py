@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import math
 
-from array_api_compat import device as array_device
-
 from . import distributed as distributed_module
+from . import inputs, training
 from . import losses as losses_module
-from . import training
-from .activations import ACTIVATIONS, softmax
+from .activations import softmax
 from .backend import (
     compilers,
-    device_name,
     dtype_name,
     get_backend,
-    host_array_view,
-    is_host_data,
     namespace,
     to_numpy,
 )
 from .errors import InputError, ShapeError
-from .layers.activation import ActivationLayer
 from .layers.base import Layer, walk, walk_shapes
 from .metrics import accuracy
-from .preprocessing import to_categorical
-from .step import Inference, forward, is_native, lent
+from .step import Inference, forward, is_native
 from .training import History  # noqa: F401  (its old home: portanet.network.History)
-
-ACTIVATION_FUNCTIONS = {pair[0] for pair in ACTIVATIONS.values()}
 
 PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
 
@@ -126,97 +117,6 @@ class Network:
                 return dtype_name(getattr(layer, name))
         return "float32"
 
-    def _id_layer(self):
-        """The first layer that computes if it takes integer ids (an Embedding), else None."""
-        first = next((layer for layer in walk(self.layers)
-                      if not getattr(layer, "sublayers", ())), None)
-        return first if getattr(first, "takes_ids", False) else None
-
-    def _integer_rows(self, data, label):
-        """``data`` (token ids, class indices) as a backend integer array: never cast to
-        float. InputError for data of another dtype."""
-        host = is_host_data(data)
-        array = host_array_view(data) if host else data
-        if not namespace(array).isdtype(array.dtype, "integral"):
-            raise InputError(f"{label} must hold integers (token ids or class indices), got "
-                             f"dtype {array.dtype}: convert it, e.g. {label}.astype('int64')")
-        if array.ndim == 0 or array.shape[0] == 0:
-            raise InputError(f"{label} is empty: give at least one sample (rows first)")
-        return get_backend().asarray(array, "int64") if host else array
-
-    def _as_rows(self, data, label, inputs=False, integers=False):
-        """``data`` as a backend array of rows; also (was it host data, was it (N, 1, n)).
-
-        ``inputs`` are scaled by the network's :attr:`scaler`, if it has one; ``integers``
-        (and the inputs of a network that takes ids) keep their integer dtype."""
-        dtype = self._working_dtype()
-        host = is_host_data(data)
-        id_layer = self._id_layer() if inputs else None
-        if integers or id_layer is not None:
-            rows = self._integer_rows(data, label)
-            if id_layer is not None:  # here, as a compiled step cannot check values
-                id_layer.check_ids(rows)
-            return rows, host, False
-        if host:
-            try:
-                array = host_array_view(data, dtype)
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"{label} cannot be read as an array of numbers: {exc}") from None
-        else:
-            array = data
-            if dtype_name(array) != dtype or not namespace(array).isdtype(array.dtype,
-                                                                          "real floating"):
-                xp = namespace(array)
-                array = xp.astype(array, getattr(xp, dtype))
-        if array.ndim == 0 or array.shape[0] == 0:
-            raise InputError(f"{label} is empty: give at least one sample (rows first)")
-        xp = namespace(array)
-        first_shape = getattr(self.layers[0], "input_shape", None) if self.layers else None
-        tutorial = (array.ndim == 3 and array.shape[1] == 1
-                    and (first_shape is None or len(first_shape) == 1))
-        if tutorial:
-            array = xp.reshape(array, (array.shape[0], array.shape[2]))
-        elif array.ndim == 1:
-            array = xp.reshape(array, (array.shape[0], 1))
-        if inputs and self.scaler is not None:
-            array = self.scaler.transform(array, label)
-        if host:  # shaped (and scaled) on the host, then copied to the backend once
-            array = get_backend().asarray(array, dtype)
-        return array, host, tutorial
-
-    def _check_ready(self, need_loss):
-        if not self.layers:
-            raise InputError("the network has no layers: add some with net.add(...)")
-        if need_loss and self.loss is None:
-            raise InputError("no loss set: call net.use(loss, loss_prime) before fit/evaluate")
-        backend = get_backend()
-        for layer in walk(self.layers):
-            for name in getattr(layer, "params", ()) + getattr(layer, "buffers", ()):
-                value = getattr(layer, name)
-                if namespace(value) is not backend.xp or array_device(value) != backend.device:
-                    raise InputError(
-                        f"{layer!r}.{name} lives on {namespace(value).__name__.split('.')[-1]} "
-                        f"({device_name(array_device(value))}) but the selected backend is "
-                        f"{backend}: move the network with net.to_backend(), or select its "
-                        "backend again")
-
-    def _check_loss_fits_output(self):
-        """InputError when a loss on probabilities follows a built-in layer that cannot output
-        them (raw scores: no softmax or sigmoid last). Other last layers are trusted."""
-        wanted = losses_module.PROBABILITY_LOSSES.get(self.loss)
-        last = self.layers[-1]
-        if wanted is None or type(last).__module__.split(".")[0] != "portanet":
-            return
-        activation = getattr(last, "activation", None)
-        if isinstance(last, ActivationLayer) and activation not in ACTIVATION_FUNCTIONS:
-            return  # the user's own activation: it may well output probabilities
-        if getattr(activation, "__name__", None) not in wanted:
-            raise InputError(
-                f"the loss {self.loss.__name__} expects probabilities, but the last layer "
-                f"{last!r} outputs raw scores (logits): use net.use('softmax_crossentropy') "
-                "(softmax and cross-entropy in one, stable for any scores), or add "
-                f"ActivationLayer('{wanted[0]}') as the last layer")
-
     def to_backend(self):
         """Move every layer's parameters and buffers to the selected backend and device
         (after :func:`portanet.set_backend`); returns the network."""
@@ -226,22 +126,6 @@ class Network:
         self._cache.clear()
         return self
 
-    def _check_features(self, x, label):
-        first, shape = self.layers[0], tuple(x.shape[1:])
-        expected = getattr(first, "input_shape", None)
-        if expected is not None and shape == (1,) and (x.shape[0],) == tuple(expected) != (1,):
-            raise ShapeError(f"{label} looks like one sample of {x.shape[0]} values (a 1-D "
-                             "array is read as that many samples of one value): give a batch "
-                             f"of one, {label}.reshape(1, -1)")
-        if expected is not None and shape != tuple(expected):
-            try:  # the layer's own message may say more (e.g. channels-last images)
-                first.output_shape(shape)
-                detail = ""
-            except ShapeError as exc:
-                detail = f": {exc}"
-            raise ShapeError(f"{label} has per-sample shape {shape} but the first layer "
-                             f"{first!r} expects {tuple(expected)}{detail}")
-
     def predict(self, x, batch_size=None):
         """Network output for ``x`` (inference mode).
 
@@ -249,9 +133,9 @@ class Network:
         ``(N, 1, n)`` comes back as ``(N, 1, outputs)``. ``batch_size`` rows go through at a
         time (default: as many as keep every layer's output under PREDICT_VALUES values).
         """
-        self._check_ready(need_loss=False)
-        rows, host, tutorial = self._as_rows(x, "x", inputs=True)
-        self._check_features(rows, "x")
+        inputs.check_ready(self, need_loss=False)
+        rows, host, tutorial = inputs.as_rows(self, x, "x", inputs=True)
+        inputs.check_features(self, rows, "x")
         out = self._predict_rows(rows, batch_size)
         if tutorial:
             out = namespace(out).reshape(out, (out.shape[0], 1, out.shape[1]))
@@ -270,9 +154,9 @@ class Network:
         return self._classified(x, batch_size, probabilities=False)
 
     def _classified(self, x, batch_size, probabilities):
-        self._check_ready(need_loss=False)
-        rows, host, _ = self._as_rows(x, "x", inputs=True)
-        self._check_features(rows, "x")
+        inputs.check_ready(self, need_loss=False)
+        rows, host, _ = inputs.as_rows(self, x, "x", inputs=True)
+        inputs.check_features(self, rows, "x")
         out = self._predict_rows(rows, batch_size)
         xp = namespace(out)
         if probabilities:
@@ -322,9 +206,9 @@ class Network:
         samples over the ranks and sums their results: every rank gets the whole set's figures.
         """
         world = distributed_module.resolve(distributed)
-        self._check_ready(need_loss=True)
-        self._check_loss_fits_output()
-        x_rows, y_rows = self._pair(x, y)
+        inputs.check_ready(self, need_loss=True)
+        inputs.check_loss_fits_output(self)
+        x_rows, y_rows = inputs.pair(self, x, y)
         loss, acc = self._score(x_rows, y_rows, batch_size, world)
         return {"loss": loss, "accuracy": acc}
 
@@ -340,70 +224,6 @@ class Network:
                     float(accuracy(y[lo:hi, ...], out)) * (hi - lo)]
         sums = world.sum(sums, "the evaluation")
         return sums[0] / n, sums[1] / n
-
-    def _pair(self, x, y, label="x"):
-        """``(x, y)`` as backend rows, checked against each other and the network. Integer
-        class labels (shape (N,) or (N, 1)) for a network with several outputs become one-hot
-        rows, so every entry point scores them as it would one-hot targets; a loss on integer
-        targets (``sparse_softmax_crossentropy``) keeps them as integers, whatever their
-        shape."""
-        y_label = label.replace("x", "y")
-        x_rows, _, _ = self._as_rows(x, label, inputs=True)
-        self._check_features(x_rows, label)
-        if self.loss in losses_module.INTEGER_TARGET_LOSSES:
-            y_rows, _, _ = self._as_rows(y, y_label, integers=True)
-        else:
-            y_rows, _, _ = self._as_rows(self._one_hot_labels(y, x_rows), y_label)
-        if x_rows.shape[0] != y_rows.shape[0]:
-            raise InputError(f"{label} has {x_rows.shape[0]} samples but {y_label} has "
-                             f"{y_rows.shape[0]}: they must match")
-        if self.loss in losses_module.INTEGER_TARGET_LOSSES:
-            self._check_classes(x_rows, y_rows, y_label)
-            return x_rows, y_rows
-        shape = self._output_shape_for(x_rows, tuple(y_rows.shape[1:]))
-        if shape != tuple(y_rows.shape[1:]):
-            raise ShapeError(f"the network outputs per-sample shape {shape} but {y_label} has "
-                             f"{tuple(y_rows.shape[1:])}: give one target per output (one-hot "
-                             "rows, e.g. portanet.preprocessing.to_categorical(labels)) or "
-                             "integer class labels of shape (N,); for integer classes of "
-                             "every position, net.use('sparse_softmax_crossentropy')")
-        return x_rows, y_rows
-
-    def _check_classes(self, x, y, label):
-        """ShapeError unless integer targets ``y`` name one class per output row of the network
-        for ``x``; InputError for classes out of range."""
-        shape = self._output_shape_for(x)
-        if shape[:-1] != tuple(y.shape[1:]):
-            raise ShapeError(f"the network outputs per-sample shape {shape}, so {label} needs one "
-                             f"class index per row of scores: per-sample shape {shape[:-1]}, got "
-                             f"{tuple(y.shape[1:])}")
-        xp = namespace(y)
-        low, high = int(xp.min(y)), int(xp.max(y))
-        if low < 0 or high >= shape[-1]:
-            raise InputError(f"{label} holds classes from {low} to {high}, but the network "
-                             f"scores classes 0 to {shape[-1] - 1}")
-
-    def _output_shape_for(self, x, expected=None):
-        """Per-sample output shape for rows ``x``: from the layers' shapes where they know it
-        (and it is the ``expected`` one), else from a trial run on one row."""
-        shape = self.output_shape()
-        if shape is None or tuple(shape) != expected:
-            with lent(self.layers, ()):  # a trial run that leaves nothing on the layers
-                shape = self._forward(x[:1, ...], training=False).shape[1:]
-        return tuple(shape)
-
-    def _one_hot_labels(self, y, x):
-        """``y`` one-hot encoded if it holds integer class labels for a network with several
-        outputs (InputError for labels outside its classes); else ``y`` unchanged."""
-        array = host_array_view(y) if is_host_data(y) else y
-        xp = namespace(array)
-        if not (xp.isdtype(array.dtype, "integral") and array.shape[0] > 0
-                and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1))):
-            return y
-        shape = self._output_shape_for(x)
-        if len(shape) != 1 or shape[0] < 2:
-            return y
-        return to_categorical(xp.reshape(array, (-1,)), shape[0])
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,

@@ -16,7 +16,7 @@ import signal
 import threading
 
 from . import distributed as distributed_module
-from . import optimizers
+from . import inputs, optimizers
 from .backend import (
     compilers,
     dtype_name,
@@ -82,8 +82,8 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
     """:meth:`portanet.Network.fit` (see there)."""
     world = distributed_module.resolve(distributed)
     with world.together():
-        network._check_ready(need_loss=True)
-        network._check_loss_fits_output()
+        inputs.check_ready(network, need_loss=True)
+        inputs.check_loss_fits_output(network)
         _check_count("epochs", epochs, 0)
         _check_count("batch_size", batch_size, 1)
         if not 0.0 <= validation_split < 1.0:
@@ -93,7 +93,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
         metrics = tuple(metrics)
         if any(metric != "accuracy" for metric in metrics):
             raise InputError(f"metrics may name 'accuracy' only, got {metrics!r}")
-        x, y = network._pair(x_train, y_train, "x_train")
+        x, y = inputs.pair(network, x_train, y_train, "x_train")
         given = [host_array_view(data) if is_host_data(data) else rows  # checked on the host
                  for data, rows in ((x_train, x), (y_train, y))]  # when they came from there
         if not all(_all_finite(array) for array in given):
@@ -106,7 +106,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
             validation_data = (x[keep:, ...], y[keep:, ...])
             x, y = x[:keep, ...], y[:keep, ...]
         elif validation_data is not None:
-            validation_data = network._pair(*validation_data, "x_val")
+            validation_data = inputs.pair(network, *validation_data, "x_val")
         world.join(network, x, y, batch_size)
         loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
         return loop.run(x, y, epochs, batch_size, shuffle, validation_data,
