@@ -75,16 +75,42 @@ GELU_C = math.sqrt(2.0 / math.pi)  # GELU's tanh approximation: tanh(C * (x + K 
 GELU_K = 0.044715
 
 
+def _gelu_tanh(x):
+    """``tanh(C (x + K x^3))`` and ``x^2``, the parts GELU and its derivative share."""
+    square = x * x
+    inner = square * (GELU_C * GELU_K)
+    inner += GELU_C  # in place on temporaries: fewer arrays made (a no-op rebinding on JAX)
+    inner *= x
+    return namespace(x).tanh(inner), square
+
+
 def gelu(x):
     """GELU in its tanh approximation, ``0.5 x (1 + tanh(C (x + K x^3)))`` (as GPT-2 and
     PyTorch's ``nn.GELU(approximate="tanh")``): the exact form needs erf, which the array API
     does not have. The two differ by less than 1e-3."""
-    return 0.5 * x * (1.0 + namespace(x).tanh(GELU_C * (x + GELU_K * x * x * x)))
+    t, _ = _gelu_tanh(x)
+    t += 1.0
+    t *= 0.5
+    return x * t
 
 
 def gelu_prime(x):
-    t = namespace(x).tanh(GELU_C * (x + GELU_K * x * x * x))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_K * x * x)
+    return gelu_with_prime(x)[1]
+
+
+def gelu_with_prime(x):
+    """``(gelu(x), gelu_prime(x))`` from one tanh."""
+    t, square = _gelu_tanh(x)
+    half = 0.5 * (1.0 + t)  # d/dx = half + 0.5 x (1 - t^2) C (1 + 3 K x^2)
+    slope = t * t
+    slope -= 1.0
+    slope *= x
+    square *= 3.0 * GELU_K
+    square += 1.0
+    slope *= square
+    slope *= -0.5 * GELU_C
+    slope += half
+    return x * half, slope
 
 
 def silu(x):
@@ -93,15 +119,25 @@ def silu(x):
 
 
 def silu_prime(x):
+    return silu_with_prime(x)[1]
+
+
+def silu_with_prime(x):
+    """``(silu(x), silu_prime(x))`` from one sigmoid: ``s (1 + x (1 - s))`` is the slope."""
     s = sigmoid(x)
-    return s * (1.0 + x * (1.0 - s))
+    y = x * s
+    slope = x - y
+    slope += 1.0
+    slope *= s
+    return y, slope
 
 
 def softmax(x):
     """Softmax over the last axis, shifted by the row maximum so large inputs stay finite."""
     xp = namespace(x)
     e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
-    return e / xp.sum(e, axis=-1, keepdims=True)
+    e /= xp.sum(e, axis=-1, keepdims=True)
+    return e
 
 
 def softmax_prime(x):
@@ -126,6 +162,10 @@ ACTIVATIONS = {
     "silu": (silu, silu_prime),
 }
 
+# Built-in activations whose derivative shares work with their value: a training forward
+# computes both (``(value, derivative)``), and backward multiplies by the derivative.
+WITH_PRIME = {"gelu": gelu_with_prime, "silu": silu_with_prime}
+
 # The backward pass of each built-in activation from its output y = f(x) and the gradient g of
 # its output, for those whose derivative the output determines (not GELU and SiLU, which are
 # not monotonic). ReLU and leaky ReLU are positive exactly where their input is.
@@ -136,6 +176,13 @@ GRADIENTS_FROM_OUTPUT = {
     # a product with the mask rather than ``where``: on NumPy several times faster
     "relu": lambda y, g: g * namespace(g).astype(y > 0, g.dtype),
     "leaky_relu": lambda y, g: namespace(g).where(y > 0, g, LEAKY_SLOPE * g),
-    # the Jacobian-vector product diag(s) g - s (s . g), without building the Jacobian
-    "softmax": lambda y, g: y * (g - namespace(g).sum(g * y, axis=-1, keepdims=True)),
+    "softmax": lambda y, g: softmax_vjp(y, g),
 }
+
+
+def softmax_vjp(s, g):
+    """The Jacobian-vector product ``diag(s) g - s (s . g)`` of softmax output ``s``, without
+    building the Jacobian."""
+    product = g - namespace(g).sum(g * s, axis=-1, keepdims=True)
+    product *= s
+    return product

@@ -92,11 +92,15 @@ def test_dense_works_on_any_rank_and_fclayer_keeps_its_contract(backend):
         dense.forward(on_backend(sequences(d=3)))
 
 
+@pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("name", ["gelu", "silu"])
-def test_gelu_and_silu_gradients(name, backend):
+def test_gelu_and_silu_gradients(name, training, backend):
+    """Training forwards compute the derivative with the value; after an inference forward,
+    backward evaluates the derivative from the input."""
     layer = ActivationLayer(name)
-    assert layer.builtin and layer.gradient_from_output is None  # derivative from the input
-    check_layer(layer, x=2 * sequences())
+    assert layer.builtin and layer.gradient_from_output is None
+    check_layer(layer, x=2 * sequences(), training=training)
+    assert (layer.derivative is not None) == training
 
 
 def test_gelu_is_close_to_its_exact_form(backend):

@@ -1,7 +1,7 @@
 """The activation layer: an elementwise function (or softmax) between other layers."""
 
 from .. import activations
-from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT
+from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT, WITH_PRIME
 from ..backend import namespace
 from ..errors import InputError
 from ..numpy import call_user_function
@@ -19,7 +19,8 @@ class ActivationLayer(Layer):
     For a built-in pair (given by name or as the two functions) other than GELU and SiLU,
     backward computes the gradient from the layer's output
     (:data:`portanet.activations.GRADIENTS_FROM_OUTPUT`) instead of evaluating the activation a
-    second time.
+    second time; GELU and SiLU compute their derivative in the training forward, sharing its
+    work (:data:`portanet.activations.WITH_PRIME`).
     """
 
     def __init__(self, activation, activation_prime=None):
@@ -37,16 +38,24 @@ class ActivationLayer(Layer):
         self.builtin = (ACTIVATIONS.get(name) == (activation, activation_prime)
                         and activation.__module__ == activations.__name__)
         self.gradient_from_output = GRADIENTS_FROM_OUTPUT.get(name) if self.builtin else None
+        self.with_prime = WITH_PRIME.get(name) if self.builtin else None
+        self.derivative = None
 
     def forward(self, x, training=False):
         self.input = x
-        self.output = (self.activation(x) if self.builtin
-                       else call_user_function(self.activation, x))
+        self.derivative = None
+        if training and self.with_prime is not None:
+            self.output, self.derivative = self.with_prime(x)
+        else:
+            self.output = (self.activation(x) if self.builtin
+                           else call_user_function(self.activation, x))
         return self.output
 
     def backward(self, grad_output):
         if self.gradient_from_output is not None:
             return self.gradient_from_output(self.output, grad_output)
+        if self.derivative is not None:
+            return grad_output * self.derivative
         derivative = (self.activation_prime(self.input) if self.builtin
                       else call_user_function(self.activation_prime, self.input))
         if derivative.ndim == grad_output.ndim + 1:

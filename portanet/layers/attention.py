@@ -68,12 +68,14 @@ class SelfAttention(Layer):
         d = self.dim
         qkv = affine(x, self.qkv_weights, self.qkv_bias)
         q, k, v = (self._split_heads(qkv[..., i * d:(i + 1) * d]) for i in range(3))
-        scores = (q @ xp.matrix_transpose(k)) * (1.0 / math.sqrt(d // self.heads))
+        q = q * (1.0 / math.sqrt(d // self.heads))  # scaled here: q is smaller than the scores
+        scores = q @ xp.matrix_transpose(k)
         if self.causal:
             positions = xp.arange(x.shape[1], device=device(x))
             allowed = xp.expand_dims(positions, axis=1) >= positions  # (T, T): key <= query
-            scores = xp.where(allowed, scores,
-                              xp.asarray(-math.inf, dtype=scores.dtype, device=device(x)))
+            # -inf added where a key is later than its query: one pass, no new array
+            scores += xp.where(allowed, xp.asarray(0.0, dtype=scores.dtype, device=device(x)),
+                               xp.asarray(-math.inf, dtype=scores.dtype, device=device(x)))
         self.input, self.q, self.k, self.v = x, q, k, v
         self.attention = softmax(scores)
         self.context = self._merge_heads(self.attention @ v)
@@ -94,8 +96,7 @@ class SelfAttention(Layer):
         grad_v = xp.matrix_transpose(self.attention) @ grad_heads
         grad_scores = GRADIENTS_FROM_OUTPUT["softmax"](
             self.attention, grad_heads @ xp.matrix_transpose(self.v))
-        grad_scores = grad_scores * (1.0 / math.sqrt(self.dim // self.heads))
-        grad_q = grad_scores @ self.k
+        grad_q = (grad_scores @ self.k) * (1.0 / math.sqrt(self.dim // self.heads))
         grad_k = xp.matrix_transpose(grad_scores) @ self.q
         grad_qkv = xp.concat([self._merge_heads(g) for g in (grad_q, grad_k, grad_v)], axis=-1)
         grad_input, qkv_weights, qkv_bias = affine_grads(

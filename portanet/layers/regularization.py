@@ -50,10 +50,10 @@ def _standardized_backward(grad_normalized, normalized, inv_std, axes):
     variance taken over ``axes`` of ``x``, from the gradient of ``normalized``: the statistics
     depend on every value they are taken over, so their share comes off the plain term."""
     xp = namespace(grad_normalized)
-    return inv_std * (grad_normalized
-                      - xp.mean(grad_normalized, axis=axes, keepdims=True)
-                      - normalized * xp.mean(grad_normalized * normalized, axis=axes,
-                                             keepdims=True))
+    grad = grad_normalized - xp.mean(grad_normalized, axis=axes, keepdims=True)
+    grad -= normalized * xp.mean(grad_normalized * normalized, axis=axes, keepdims=True)
+    grad *= inv_std  # in place on the new array: fewer temporaries (rebinding on JAX)
+    return grad
 
 
 def _positive_size(kind, label, value):
@@ -171,8 +171,10 @@ class LayerNorm(Layer):
         self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True)
                                      + self.epsilon)
         self.input = x
-        self.normalized = centered * self.inv_std
-        self.output = self.normalized * self.gamma + self.beta
+        centered *= self.inv_std
+        self.normalized = centered
+        self.output = self.normalized * self.gamma
+        self.output += self.beta
         return self.output
 
     def backward(self, grad_output):
