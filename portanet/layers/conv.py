@@ -122,7 +122,8 @@ class Conv2D(Layer):
         self.patches = xp.reshape(patches, (c * kh * kw, n * out_h * out_w))
         self._layout = (tuple(padded.shape), pad_h[0], pad_w[0], out_h, out_w)
         kernel = xp.reshape(self.weights, (self.out_channels, c * kh * kw))
-        out = kernel @ self.patches + xp.reshape(self.bias, (self.out_channels, 1))
+        out = kernel @ self.patches
+        out += xp.reshape(self.bias, (self.out_channels, 1))
         out = xp.reshape(out, (self.out_channels, n, out_h, out_w))
         self.output = xp.permute_dims(out, (1, 0, 2, 3))
         return self.output

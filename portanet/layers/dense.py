@@ -20,7 +20,9 @@ def affine_grads(x, weights, bias_shape, grad_output, need_input=True):
     xp = namespace(grad_output)
     rows = (-1, x.shape[-1])
     flat_grad = xp.reshape(grad_output, (-1, grad_output.shape[-1]))
-    grad_weights = xp.matrix_transpose(xp.reshape(x, rows)) @ flat_grad
+    columns = xp.matrix_transpose(xp.reshape(x, rows))
+    # one row (batch 1): an outer product, which BLAS does about twice as slowly as a matmul
+    grad_weights = columns * flat_grad if flat_grad.shape[0] == 1 else columns @ flat_grad
     grad_bias = xp.reshape(xp.sum(flat_grad, axis=0), bias_shape)
     grad_input = grad_output @ xp.matrix_transpose(weights) if need_input else None
     return grad_input, grad_weights, grad_bias

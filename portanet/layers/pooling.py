@@ -65,10 +65,14 @@ class MaxPool2D(_Pool2D):
         xp = namespace(grad_output)
         x = self.input
         grad = xp.zeros_like(x)
-        taken = xp.zeros_like(grad_output, dtype=xp.bool)  # windows whose max got the gradient
-        for index in self._windows(x):
-            hit = (x[index] == self.output) & ~taken
-            taken = taken | hit
+        windows = self._windows(x)
+        free = None  # windows whose maximum has not had the gradient yet
+        for k, index in enumerate(windows):
+            hit = x[index] == self.output
+            if free is not None:
+                hit = hit & free
+            if k < len(windows) - 1:
+                free = ~hit if free is None else free ^ hit  # hit is within free
             grad = self._put(grad, index, grad_output * xp.astype(hit, grad_output.dtype))
         return grad
 
