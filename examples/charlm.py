@@ -60,7 +60,7 @@ def train(args):
     net = causal_transformer(len(text.vocabulary), args.context, args.width, args.heads,
                              args.blocks)
     net.metadata = {"vocabulary": text.vocabulary, "context": args.context}
-    net.summary()
+    net.summary(input_shape=(args.context,))
     optimizer = Adam(args.learning_rate, clip_norm=args.clip_norm)
     x_val, y_val = text.batch(4 * args.batch_size, args.context, split="validation")
     done, start = 0, time.perf_counter()

@@ -259,11 +259,14 @@ class Network:
                             compile, metrics, callbacks)
 
     # -- inspecting and saving -----------------------------------------------------------
-    def summary(self, print_fn=print):
+    def summary(self, print_fn=print, input_shape=None):
         """Print each layer, its per-sample output shape and parameter count, and the totals;
-        the layers of a container follow it, indented."""
+        the layers of a container follow it, indented. Shapes start from ``input_shape`` (per
+        sample, e.g. ``(context,)`` for a language model), else from the first layer that
+        declares one; "?" where neither says."""
         rows, total = [], 0
-        for layer, depth, shape in walk_shapes(self.layers, None):
+        start = None if input_shape is None else tuple(input_shape)
+        for layer, depth, shape in walk_shapes(self.layers, start):
             if shape is not None and isinstance(layer, Layer):
                 shape = layer.output_shape(shape)
             count = sum(math.prod(getattr(part, name).shape) for part in walk([layer])

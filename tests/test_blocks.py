@@ -253,6 +253,10 @@ def test_summary_lists_the_layers_of_containers(backend):
     total = sum(math.prod(getattr(layer, name).shape) for layer, name in
                 parameter_slots(net.layers))
     assert f"total trainable parameters: {total:,}" in text
+    assert "?" in text  # no layer declares its input shape ...
+    lines.clear()
+    net.summary(print_fn=lines.append, input_shape=(7, 4))  # ... unless summary is told
+    assert "?" not in lines[0] and lines[0].count("(7, 4)") == 5
 
 
 # -- the loss on integer targets -------------------------------------------------------------
