@@ -33,7 +33,8 @@ def mse_prime(y_true, y_pred):
 def mse_with_prime(y_true, y_pred):
     """``(mse, mse_prime)`` sharing one difference."""
     diff = y_pred - y_true
-    return namespace(diff).mean(diff * diff), 2.0 * diff / math.prod(diff.shape)
+    size = math.prod(diff.shape)
+    return namespace(diff).sum(diff * diff) / size, diff * (2.0 / size)
 
 
 def binary_crossentropy(y_true, y_pred):

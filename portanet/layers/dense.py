@@ -18,13 +18,16 @@ def affine_grads(x, weights, bias_shape, grad_output, need_input=True):
     """``(grad input or None, grad weights, grad bias)`` of :func:`affine`; the batch and
     any other leading axes are summed over."""
     xp = namespace(grad_output)
-    rows = (-1, x.shape[-1])
-    flat_grad = xp.reshape(grad_output, (-1, grad_output.shape[-1]))
-    columns = xp.matrix_transpose(xp.reshape(x, rows))
+    flat_grad, rows = grad_output, x
+    if x.ndim != 2:  # sequences: every position is a row
+        flat_grad = xp.reshape(grad_output, (-1, grad_output.shape[-1]))
+        rows = xp.reshape(x, (-1, x.shape[-1]))
     # one row (batch 1): an outer product, which BLAS does about twice as slowly as a matmul
-    grad_weights = columns * flat_grad if flat_grad.shape[0] == 1 else columns @ flat_grad
-    grad_bias = xp.reshape(xp.sum(flat_grad, axis=0), bias_shape)
-    grad_input = grad_output @ xp.matrix_transpose(weights) if need_input else None
+    grad_weights = rows.T * flat_grad if flat_grad.shape[0] == 1 else rows.T @ flat_grad
+    grad_bias = xp.sum(flat_grad, axis=0)
+    if grad_bias.shape != bias_shape:
+        grad_bias = xp.reshape(grad_bias, bias_shape)
+    grad_input = grad_output @ weights.T if need_input else None
     return grad_input, grad_weights, grad_bias
 
 
