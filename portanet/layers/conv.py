@@ -104,35 +104,66 @@ class Conv2D(Layer):
         out_w, _ = self._geometry(shape[2], self.kernel_size[1], self.stride[1], "width")
         return (self.out_channels, out_h, out_w)
 
+    def _layout(self, x):
+        """How the batch ``x`` is laid out for the patches: each channel's padded image in
+        planes of ``rows x width`` values, with ``width`` a multiple of the column stride and
+        enough rows that every kernel offset's values for the whole batch are one strided slice
+        of a plane (one plane per row stride residue). Outputs are computed on a grid ``out_h x
+        grid_w`` whose ``grid_w - out_w`` extra columns are dropped."""
+        _, _, h, w = x.shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        out_h, (top, _) = self._geometry(h, kh, sh, "height")
+        out_w, (left, _) = self._geometry(w, kw, sw, "width")
+        grid_w = -(-((out_w - 1) * sw + kw) // sw)
+        rows = out_h + (kh - 1) // sh + 1
+        return {"out": (out_h, out_w), "grid_w": grid_w, "rows": rows, "width": grid_w * sw,
+                "top": top, "left": left, "keep": (min(h, rows * sh - top),
+                                                   min(w, grid_w * sw - left))}
+
+    def _offsets(self, geometry):
+        """``(plane, slice)`` of each kernel offset ``(i, j)``, in row-major order."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        count = geometry["out"][0] * geometry["grid_w"]
+        return [(i % sh, slice(start, start + sw * (count - 1) + 1, sw))
+                for i in range(kh) for j in range(kw)
+                for start in [(i // sh) * geometry["width"] + j]]
+
     def forward(self, x, training=False):
         check_4d(self, x)
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        out_h, pad_h = self._geometry(h, kh, sh, "height")
-        out_w, pad_w = self._geometry(w, kw, sw, "width")
-        # Channels first, so the stacked patches reshape to (C*kh*kw, N*oh*ow) without a copy.
-        padded = xp.permute_dims(x, (1, 0, 2, 3))
-        if pad_h != (0, 0) or pad_w != (0, 0):
-            padded = xpx.pad(padded, ((0, 0), (0, 0), pad_h, pad_w), xp=xp)
-        patches = xp.stack([padded[window(i, j, out_h, out_w, self.stride)]
-                            for i in range(kh) for j in range(kw)], axis=1)
-        self.input = x
-        self.patches = xp.reshape(patches, (c * kh * kw, n * out_h * out_w))
-        self._layout = (tuple(padded.shape), pad_h[0], pad_w[0], out_h, out_w)
+        n, c = x.shape[:2]
+        kh, kw = self.kernel_size
+        sh = self.stride[0]
+        g = self._layout(x)
+        rows, width, (keep_h, keep_w) = g["rows"], g["width"], g["keep"]
+        # Channels first, so the stacked patches reshape to (C*kh*kw, N*positions) for free.
+        image = xp.permute_dims(x, (1, 0, 2, 3))[:, :, :keep_h, :keep_w]
+        padded = xpx.pad(image, ((0, 0), (0, 0), (g["top"], rows * sh - g["top"] - keep_h),
+                                 (g["left"], width - g["left"] - keep_w)), xp=xp)
+        planes = xp.reshape(padded, (c, n, rows, sh, width))
+        planes = [xp.reshape(planes[:, :, :, r, :], (c, n, rows * width)) for r in range(sh)]
+        patches = xp.stack([planes[plane][..., index] for plane, index in self._offsets(g)],
+                           axis=1)
+        self.input, self.geometry = x, g
+        self.patches = xp.reshape(patches, (c * kh * kw, math.prod(patches.shape[2:])))
         kernel = xp.reshape(self.weights, (self.out_channels, c * kh * kw))
         out = kernel @ self.patches
         out += xp.reshape(self.bias, (self.out_channels, 1))
-        out = xp.reshape(out, (self.out_channels, n, out_h, out_w))
+        out_h, out_w = g["out"]
+        out = xp.reshape(out, (self.out_channels, n, out_h, g["grid_w"]))[..., :out_w]
         self.output = xp.permute_dims(out, (1, 0, 2, 3))
         return self.output
 
     def backward_params(self, grad_output):
-        """Weight and bias gradients only; returns ``grad_output`` as (out_channels, N*oh*ow)."""
+        """Weight and bias gradients only; returns ``grad_output`` as (out_channels, N*grid)
+        with zeros in the grid's extra columns."""
         xp = namespace(grad_output)
-        grad = xp.reshape(xp.permute_dims(grad_output, (1, 0, 2, 3)),
-                          (self.out_channels, math.prod(self.patches.shape[1:])))
+        grid_w, out_w = self.geometry["grid_w"], self.geometry["out"][1]
+        grad = xp.permute_dims(grad_output, (1, 0, 2, 3))
+        if grid_w > out_w:
+            grad = xpx.pad(grad, ((0, 0), (0, 0), (0, 0), (0, grid_w - out_w)), xp=xp)
+        grad = xp.reshape(grad, (self.out_channels, self.patches.shape[1]))
         # (patches @ grad^T)^T rather than grad @ patches^T: the same on NumPy and torch, about
         # three times faster on JAX's CPU backend.
         grad_kernel = xp.matrix_transpose(self.patches @ xp.matrix_transpose(grad))
@@ -145,16 +176,23 @@ class Conv2D(Layer):
         grad = self.backward_params(grad_output)
         n, c, h, w = self.input.shape
         kh, kw = self.kernel_size
-        padded_shape, top, left, out_h, out_w = self._layout
+        sh = self.stride[0]
+        g = self.geometry
+        rows, width, (keep_h, keep_w) = g["rows"], g["width"], g["keep"]
         kernel = xp.reshape(self.weights, (self.out_channels, c * kh * kw))
-        grad_patches = xp.reshape(xp.matrix_transpose(kernel) @ grad,
-                                  (c, kh * kw, n, out_h, out_w))
-        # Each kernel offset's share goes back to the strided window it was read from.
-        grad_padded = xp.zeros(padded_shape, dtype=grad.dtype, device=device(grad))
-        for k in range(kh * kw):
-            index = window(k // kw, k % kw, out_h, out_w, self.stride)
-            grad_padded = xpx.at(grad_padded, index).add(grad_patches[:, k, ...])
-        grad_input = grad_padded[:, :, top:top + h, left:left + w]
+        grad_patches = xp.reshape(xp.matrix_transpose(kernel) @ grad, (c, kh * kw, n, -1))
+        # Each kernel offset's share goes back to the strided slice it was read from.
+        planes = [xp.zeros((c, n, rows * width), dtype=grad.dtype, device=device(grad))
+                  for _ in range(sh)]
+        for k, (plane, index) in enumerate(self._offsets(g)):
+            planes[plane] = xpx.at(planes[plane], (..., index)).add(grad_patches[:, k, ...])
+        planes = [xp.reshape(plane, (c, n, rows, width)) for plane in planes]
+        grad_padded = planes[0] if sh == 1 else xp.reshape(xp.stack(planes, axis=3),
+                                                           (c, n, rows * sh, width))
+        grad_input = grad_padded[:, :, g["top"]:g["top"] + keep_h, g["left"]:g["left"] + keep_w]
+        if (keep_h, keep_w) != (h, w):  # rows or columns no window reached
+            grad_input = xpx.pad(grad_input, ((0, 0), (0, 0), (0, h - keep_h), (0, w - keep_w)),
+                                 xp=xp)
         return xp.permute_dims(grad_input, (1, 0, 2, 3))
 
     def config(self):
