@@ -35,6 +35,14 @@ class _Pool2D(Layer):
         ph, pw = self.pool_size
         return [window(i, j, out_h, out_w, self.stride) for i in range(ph) for j in range(pw)]
 
+    def _blank(self, x):
+        """The array the windows' gradients are put into: uninitialised when the windows tile
+        ``x`` exactly (every value is then written), else zeros."""
+        xp = namespace(x)
+        tiles = self.stride == self.pool_size and all(
+            size % pool == 0 for size, pool in zip(x.shape[2:], self.pool_size))
+        return xp.empty_like(x) if tiles else xp.zeros_like(x)
+
     def _put(self, grad, index, share):
         """``grad`` with ``share`` added to window ``index``; windows that do not overlap are
         written rather than added to (one pass less)."""
@@ -64,7 +72,7 @@ class MaxPool2D(_Pool2D):
     def backward(self, grad_output):
         xp = namespace(grad_output)
         x = self.input
-        grad = xp.zeros_like(x)
+        grad = self._blank(x)
         windows = self._windows(x)
         free = None  # windows whose maximum has not had the gradient yet
         for k, index in enumerate(windows):
@@ -90,10 +98,9 @@ class AvgPool2D(_Pool2D):
         return self.output
 
     def backward(self, grad_output):
-        xp = namespace(grad_output)
         windows = self._windows(self.input)
         share = grad_output / len(windows)
-        grad = xp.zeros_like(self.input)
+        grad = self._blank(self.input)
         for index in windows:
             grad = self._put(grad, index, share)
         return grad
