@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+from torch_models import torch_transformer, transformer_weights
 
 import portanet
 import portanet.datasets
@@ -305,7 +306,8 @@ class TorchRun:
             if k < count - 1 or case.output_activation:
                 modules.append(act())
         if case.kind == "transformer":
-            self.model = torch_transformer(torch, weights).to(device=device, dtype=dtype)
+            model = torch_transformer(torch, weights, TRANSFORMER["heads"])
+            self.model = model.to(device=device, dtype=dtype)
         else:
             self.model = nn.Sequential(*modules).to(device=device, dtype=dtype)
             with torch.no_grad():
@@ -347,77 +349,6 @@ class TorchRun:
     def predict(self):
         with self.torch.no_grad():
             return self.model(self.x).cpu().numpy()
-
-
-def torch_transformer(torch, weights):
-    """:func:`build_transformer` in torch.nn, from ``weights`` (its ``{name: NumPy array}``,
-    :func:`transformer_weights`)."""
-    nn = torch.nn
-    dim, heads, context = TRANSFORMER["dim"], TRANSFORMER["heads"], TRANSFORMER["context"]
-    vocabulary = weights["0.weights"].shape[0]
-
-    def linear(prefix, n_in, n_out):
-        module = nn.Linear(n_in, n_out)
-        module.weight.data, module.bias.data = (torch.tensor(weights[f"{prefix}.weights"].T),
-                                                torch.tensor(weights[f"{prefix}.bias"]))
-        return module
-
-    def norm(prefix):
-        module = nn.LayerNorm(dim)
-        module.weight.data, module.bias.data = (torch.tensor(weights[f"{prefix}.gamma"]),
-                                                torch.tensor(weights[f"{prefix}.beta"]))
-        return module
-
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding = nn.Embedding(vocabulary, dim)
-            self.embedding.weight.data = torch.tensor(weights["0.weights"])
-            self.positions = nn.Parameter(torch.tensor(weights["1.weights"]))
-            self.norms, self.attentions, self.mlps = (nn.ModuleList() for _ in range(3))
-            for k in range(TRANSFORMER["blocks"]):
-                attention, mlp = 2 + 2 * k, 3 + 2 * k  # the Residual layers' indices
-                self.norms.append(norm(f"{attention}.0.0"))
-                layer = nn.MultiheadAttention(dim, heads, batch_first=True)
-                layer.in_proj_weight.data = torch.tensor(weights[f"{attention}.0.1.qkv_weights"].T)
-                layer.in_proj_bias.data = torch.tensor(weights[f"{attention}.0.1.qkv_bias"])
-                layer.out_proj.weight.data = torch.tensor(
-                    weights[f"{attention}.0.1.out_weights"].T)
-                layer.out_proj.bias.data = torch.tensor(weights[f"{attention}.0.1.out_bias"])
-                self.attentions.append(layer)
-                self.mlps.append(nn.Sequential(
-                    norm(f"{mlp}.0.0"), linear(f"{mlp}.0.1", dim, 4 * dim),
-                    nn.GELU(approximate="tanh"), linear(f"{mlp}.0.3", 4 * dim, dim)))
-            last = 2 + 2 * TRANSFORMER["blocks"]
-            self.head = nn.Sequential(norm(f"{last}"), linear(f"{last + 1}", dim, vocabulary))
-            self.register_buffer("mask", torch.triu(torch.ones(context, context,
-                                                               dtype=torch.bool), 1))
-
-        def forward(self, ids):
-            t = ids.shape[1]
-            x = self.embedding(ids) + self.positions[:t]
-            for norm_, attention, mlp in zip(self.norms, self.attentions, self.mlps):
-                h = norm_(x)
-                x = x + attention(h, h, h, attn_mask=self.mask[:t, :t], need_weights=False)[0]
-                x = x + mlp(x)
-            return self.head(x)
-
-    return Model()
-
-
-def transformer_weights(net):
-    """{"layer.sublayer....name": NumPy copy} of every parameter of ``net``."""
-    weights = {}
-
-    def visit(layers, prefix):
-        for index, layer in enumerate(layers):
-            key = f"{prefix}{index}"
-            for name in getattr(layer, "params", ()):
-                weights[f"{key}.{name}"] = np.array(to_numpy(getattr(layer, name)))
-            visit(getattr(layer, "sublayers", ()), f"{key}.")
-
-    visit(net.layers, "")
-    return weights
 
 
 class PlainRun:
