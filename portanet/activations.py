@@ -151,6 +151,14 @@ def softmax_prime_from_output(s):
     return xp.expand_dims(s, axis=-1) * (eye - xp.expand_dims(s, axis=-2))
 
 
+def softmax_vjp(s, g):
+    """The Jacobian-vector product ``diag(s) g - s (s . g)`` of softmax output ``s``, without
+    building the Jacobian."""
+    product = g - namespace(g).sum(g * s, axis=-1, keepdims=True)
+    product *= s
+    return product
+
+
 ACTIVATIONS = {
     "identity": (identity, identity_prime),
     "tanh": (tanh, tanh_prime),
@@ -176,13 +184,6 @@ GRADIENTS_FROM_OUTPUT = {
     # a product with the mask rather than ``where``: on NumPy several times faster
     "relu": lambda y, g: g * namespace(g).astype(y > 0, g.dtype),
     "leaky_relu": lambda y, g: namespace(g).where(y > 0, g, LEAKY_SLOPE * g),
-    "softmax": lambda y, g: softmax_vjp(y, g),
+    "softmax": softmax_vjp,
 }
 
-
-def softmax_vjp(s, g):
-    """The Jacobian-vector product ``diag(s) g - s (s . g)`` of softmax output ``s``, without
-    building the Jacobian."""
-    product = g - namespace(g).sum(g * s, axis=-1, keepdims=True)
-    product *= s
-    return product

@@ -27,12 +27,6 @@ def unpair(values):
     return values[0] if values[0] == values[1] else list(values)
 
 
-def window(i, j, out_h, out_w, stride):
-    """Index of the last two axes that picks, for every output pixel, the input at offset (i, j)."""
-    sh, sw = stride
-    return (..., slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
-
-
 def check_4d(layer, x):
     if x.ndim != 4:
         raise ShapeError(f"{layer!r} expects 4-D batches in NCHW layout {NCHW}, "

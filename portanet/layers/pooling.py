@@ -5,7 +5,13 @@ import array_api_extra as xpx
 from ..backend import namespace
 from ..errors import ShapeError
 from .base import Layer
-from .conv import NCHW, check_4d, pair, unpair, window
+from .conv import NCHW, check_4d, pair, unpair
+
+
+def window(i, j, out_h, out_w, stride):
+    """Index of the last two axes that picks, for every output pixel, the input at offset (i, j)."""
+    sh, sw = stride
+    return (..., slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
 
 
 class _Pool2D(Layer):
