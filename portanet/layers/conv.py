@@ -102,17 +102,20 @@ class Conv2D(Layer):
         """How the batch ``x`` is laid out for the patches: each channel's padded image in
         planes of ``rows x width`` values, with ``width`` a multiple of the column stride and
         enough rows that every kernel offset's values for the whole batch are one strided slice
-        of a plane (one plane per row stride residue). Outputs are computed on a grid ``out_h x
-        grid_w`` whose ``grid_w - out_w`` extra columns are dropped."""
+        of a plane (one plane per row stride residue). A window that runs past the end of a row
+        reads the next row's left padding, so the right padding need not be stored when the left
+        is as wide. Outputs are computed on a grid ``out_h x grid_w`` whose ``grid_w - out_w``
+        extra columns are dropped."""
         _, _, h, w = x.shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         out_h, (top, _) = self._geometry(h, kh, sh, "height")
         out_w, (left, _) = self._geometry(w, kw, sw, "width")
-        grid_w = -(-((out_w - 1) * sw + kw) // sw)
+        reach = (out_w - 1) * sw + kw  # padded columns the windows read
+        keep_w = min(w, reach - left)
+        grid_w = -(-max(left + keep_w, reach - left) // sw)
         rows = out_h + (kh - 1) // sh + 1
         return {"out": (out_h, out_w), "grid_w": grid_w, "rows": rows, "width": grid_w * sw,
-                "top": top, "left": left, "keep": (min(h, rows * sh - top),
-                                                   min(w, grid_w * sw - left))}
+                "top": top, "left": left, "keep": (min(h, rows * sh - top), keep_w)}
 
     def _offsets(self, geometry):
         """``(plane, slice)`` of each kernel offset ``(i, j)``, in row-major order."""
