@@ -69,6 +69,7 @@ CONV_CASES = [  # in, out, kernel, stride, padding, input (N, C, H, W)
     (2, 3, 3, 1, "same", (2, 2, 4, 5)),
     (2, 3, 3, 2, "valid", (2, 2, 5, 6)),
     (1, 2, (2, 3), 2, "same", (2, 1, 6, 5)),
+    (1, 5, 2, 1, "same", (2, 1, 5, 6)),  # fewer patch rows than output channels
 ]
 
 

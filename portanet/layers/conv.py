@@ -152,25 +152,44 @@ class Conv2D(Layer):
         self.output = xp.permute_dims(out, (1, 0, 2, 3))
         return self.output
 
-    def backward_params(self, grad_output):
-        """Weight and bias gradients only; returns ``grad_output`` as (out_channels, N*grid)
-        with zeros in the grid's extra columns."""
+    def _on_grid(self, grad_output):
+        """``grad_output`` as (out_channels, N*grid positions), zeros in the extra columns."""
         xp = namespace(grad_output)
         grid_w, out_w = self.geometry["grid_w"], self.geometry["out"][1]
         grad = xp.permute_dims(grad_output, (1, 0, 2, 3))
         if grid_w > out_w:
             grad = xpx.pad(grad, ((0, 0), (0, 0), (0, 0), (0, grid_w - out_w)), xp=xp)
-        grad = xp.reshape(grad, (self.out_channels, self.patches.shape[1]))
+        return xp.reshape(grad, (self.out_channels, self.patches.shape[1]))
+
+    def _weight_grads(self, patches, grad):
+        """Weight and bias gradients from the patches and the output gradient, both with one
+        column per output position."""
+        xp = namespace(grad)
         # (patches @ grad^T)^T rather than grad @ patches^T: the same on NumPy and torch, about
         # three times faster on JAX's CPU backend.
-        grad_kernel = xp.matrix_transpose(self.patches @ xp.matrix_transpose(grad))
+        grad_kernel = xp.matrix_transpose(patches @ xp.matrix_transpose(grad))
         self.grads = {"weights": xp.reshape(grad_kernel, tuple(self.weights.shape)),
                       "bias": xp.sum(grad, axis=1)}
-        return grad
+
+    def backward_params(self, grad_output):
+        """Weight and bias gradients only. When the patches have fewer rows than the output has
+        channels (a first layer), the patches drop the grid's extra columns rather than the
+        gradient gaining them: the smaller copy."""
+        xp = namespace(grad_output)
+        (out_h, out_w), grid_w = self.geometry["out"], self.geometry["grid_w"]
+        rows = self.patches.shape[0]
+        if grid_w == out_w or rows >= self.out_channels:
+            self._weight_grads(self.patches, self._on_grid(grad_output))
+            return
+        patches = xp.reshape(self.patches, (rows, -1, out_h, grid_w))[..., :out_w]
+        grad = xp.permute_dims(grad_output, (1, 0, 2, 3))
+        self._weight_grads(xp.reshape(patches, (rows, -1)),
+                           xp.reshape(grad, (self.out_channels, -1)))
 
     def backward(self, grad_output):
         xp = namespace(grad_output)
-        grad = self.backward_params(grad_output)
+        grad = self._on_grid(grad_output)
+        self._weight_grads(self.patches, grad)
         n, c, h, w = self.input.shape
         kh, kw = self.kernel_size
         sh = self.stride[0]
