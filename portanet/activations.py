@@ -51,7 +51,7 @@ def sigmoid_prime_from_output(y):
 
 
 def relu(x):
-    return namespace(x).maximum(x, 0.0)  # one operation on every backend, faster than clip
+    return namespace(x).clip(x, 0.0, None)  # one operation on every backend
 
 
 def relu_prime(x):
@@ -181,8 +181,8 @@ GRADIENTS_FROM_OUTPUT = {
     "identity": lambda y, g: g,
     "tanh": lambda y, g: g * tanh_prime_from_output(y),
     "sigmoid": lambda y, g: g * sigmoid_prime_from_output(y),
-    # ``sign(y)`` is ReLU's mask, as a float: one pass; NumPy's ``where`` is several times slower
-    "relu": lambda y, g: g * namespace(g).sign(y),
+    # a product with the mask rather than ``where``: on NumPy several times faster
+    "relu": lambda y, g: g * namespace(g).astype(y > 0, g.dtype),
     "leaky_relu": lambda y, g: namespace(g).where(y > 0, g, LEAKY_SLOPE * g),
     "softmax": softmax_vjp,
 }
