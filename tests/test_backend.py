@@ -2,7 +2,9 @@
 libraries by name."""
 
 import pathlib
+import platform
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -106,3 +108,17 @@ def test_env_device_goes_with_the_env_backend(monkeypatch):
         portanet.set_backend()
     monkeypatch.setenv("PORTANET_BACKEND", "array_api_strict")
     assert portanet.set_backend("numpy").name == "numpy"  # an explicit other backend: its default
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's mallopt exists only on Linux with glibc")
+def test_freed_memory_is_kept_unless_the_user_says_otherwise(monkeypatch):
+    for variable in backend_module.host.MALLOC_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("PORTANET_KEEP_FREED_MEMORY", raising=False)
+    assert backend_module.keep_freed_memory() is True
+    monkeypatch.setenv("PORTANET_KEEP_FREED_MEMORY", "0")
+    assert backend_module.keep_freed_memory() is False
+    monkeypatch.delenv("PORTANET_KEEP_FREED_MEMORY")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")  # the user tuned glibc already
+    assert backend_module.keep_freed_memory() is False

@@ -26,6 +26,7 @@ from .host import (  # noqa: F401  (re-exported: the backend's public helpers)
     host_array_view,
     host_empty,
     is_host_data,
+    keep_freed_memory,
     share_cpu_cores,
     to_numpy,
 )
@@ -221,6 +222,8 @@ def set_backend(name: str | None = None, device: str | None = None) -> Backend:
         device = _env("PORTANET_DEVICE")  # the env's device goes with the env's backend
     module = _import(name)
     resolved = _resolve_device(name, module, device)
+    if _current is None:
+        keep_freed_memory()
     _current = Backend(name, _probe(name, module, resolved), resolved)
     return _current
 
