@@ -189,6 +189,22 @@ def test_max_pool_ties_send_the_gradient_once(size, stride):
         assert ((blocks != 0).sum(axis=(3, 5)) == 1).all()
 
 
+@pytest.mark.parametrize("ties, winner", [
+    ([(0, 1), (1, 0)], (0, 1)), ([(1, 0), (1, 1)], (1, 0)), ([(0, 0), (1, 1)], (0, 0)),
+    ([(0, 1), (1, 1)], (0, 1)),
+])
+def test_max_pool_tie_goes_to_the_first_in_row_major_order(ties, winner):
+    x = np.zeros((1, 1, 2, 2))
+    for position in ties:
+        x[(0, 0, *position)] = 1.0
+    layer = MaxPool2D(2)
+    layer.forward(on_backend(x))
+    expected = np.zeros_like(x)
+    expected[(0, 0, *winner)] = 3.0
+    np.testing.assert_array_equal(to_numpy(layer.backward(on_backend(np.full((1, 1, 1, 1), 3.0)))),
+                                  expected)
+
+
 def test_pool_shapes_and_errors():
     assert MaxPool2D().output_shape((3, 9, 8)) == (3, 4, 4)
     assert AvgPool2D(3, stride=1).output_shape((1, 5, 5)) == (1, 3, 3)
