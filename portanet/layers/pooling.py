@@ -61,31 +61,30 @@ class _Pool2D(Layer):
 
 
 class MaxPool2D(_Pool2D):
-    """Maximum of each window; the gradient goes to the window's maximum (the first one on ties).
+    """Maximum of each window; the gradient goes to the window's maximum (the first one in
+    row-major order on ties).
 
-    ``stride`` defaults to ``pool_size`` (windows that do not overlap).
+    ``stride`` defaults to ``pool_size`` (windows that do not overlap). The forward copies the
+    windows' values into one array, an offset per row, and keeps it for the backward: its
+    comparisons then read contiguous memory instead of strided windows.
     """
 
     def forward(self, x, training=False):
         xp = namespace(x)
-        windows = self._windows(x)
-        out = x[windows[0]]
-        for index in windows[1:]:
-            out = xp.maximum(out, x[index])
-        self.input, self.output = x, out
-        return out
+        self.windows = xp.stack([x[index] for index in self._windows(x)])
+        self.input, self.output = x, xp.max(self.windows, axis=0)
+        return self.output
 
     def backward(self, grad_output):
         xp = namespace(grad_output)
         x = self.input
         grad = self._blank(x)
-        windows = self._windows(x)
         free = None  # windows whose maximum has not had the gradient yet
-        for k, index in enumerate(windows):
-            hit = x[index] == self.output
+        for k, index in enumerate(self._windows(x)):
+            hit = self.windows[k, ...] == self.output
             if free is not None:
                 hit = hit & free
-            if k < len(windows) - 1:
+            if k < self.windows.shape[0] - 1:
                 free = ~hit if free is None else free ^ hit  # hit is within free
             grad = self._put(grad, index, grad_output * xp.astype(hit, grad_output.dtype))
         return grad
