@@ -193,8 +193,11 @@ class Network:
         compiler = compilers.choose(get_backend(), "auto", tutorial_style and "tutorial-style "
                                     "layers keep weights the compiler cannot see")
         inference = self._cached(("inference", compiler.name), lambda: Inference(self.layers))
-        run = self._cached(("inference-run", compiler.name), lambda: compilers.compiled(
-            compiler, inference, "the inference forward pass"))
+        # compiled once for all networks alike: it runs its first network's layers with the
+        # weights it is given, this network's
+        run = training.shared_cache(self, compiler)(
+            ("inference-run", compiler.name),
+            lambda: compilers.compiled(compiler, inference, "the inference forward pass"))
         weights = inference.weights()
         parts = [run(weights, rows[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
         return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)

@@ -113,7 +113,7 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
                         verbose and world.is_root, callbacks)
 
 
-_SHARED: dict = {}  # compiled steps of networks alike (see Loop._cache_for)
+_SHARED: dict = {}  # compiled functions of networks alike (see shared_cache)
 
 
 def _structure(network):
@@ -128,6 +128,23 @@ def _structure(network):
                        for name in layer.params + layer.buffers)
         parts.append((type(layer), repr(layer), shapes))
     return tuple(parts)
+
+
+def shared_cache(network, compiler):
+    """Where compiled functions of ``network`` are kept: shared by every network of the same
+    built-in layers (their settings say all they compute: one compilation serves them all),
+    else the network's own cache. ``cached(key, make)`` returns ``make()``, made once."""
+    structure = None if compiler is compilers.EAGER else _structure(network)
+    if structure is None:
+        return network._cached
+
+    def cached(key, make):
+        key = (key, structure)
+        if key not in _SHARED:
+            _SHARED[key] = make()
+        return _SHARED[key]
+
+    return cached
 
 
 class Loop:
@@ -148,7 +165,7 @@ class Loop:
         self.accuracy = accuracy
         self.layout = ParameterLayout(parameter_slots(network.layers))
         self.buffers = buffer_slots(network.layers)
-        cached = self._cache_for(network)
+        cached = shared_cache(network, self.compiler)
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
                accuracy)
         self.step = cached(("train", *key), lambda: TrainStep(
@@ -161,22 +178,6 @@ class Loop:
         self.split = cached(("split", self.compiler.name), lambda: compilers.compiled(
             self.compiler, layout.split, "splitting the parameters"))
         self.stop_requested = False
-
-    def _cache_for(self, network):
-        """Where compiled steps are kept: shared by every network of the same built-in layers
-        (their settings say all they compute: one compilation serves them all), else the
-        network's own cache."""
-        structure = None if self.compiler is compilers.EAGER else _structure(network)
-        if structure is None:
-            return network._cached
-
-        def cached(key, make):
-            key = (key, structure)
-            if key not in _SHARED:
-                _SHARED[key] = make()
-            return _SHARED[key]
-
-        return cached
 
     def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None):
         network, optimizer, world, step = self.network, self.optimizer, self.world, self.step

@@ -29,6 +29,18 @@ def pytest_configure(config):
         raise pytest.UsageError(f"PORTANET_REQUIRE_GPU=1 but the tests would run on {chosen}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked backend_independent never touch the selected backend's arrays: they run in
+    the numpy session and are reported as skipped in the others."""
+    name = portanet.get_backend().name
+    if name == "numpy":
+        return
+    skip = pytest.mark.skip(reason=f"backend-independent: runs in the numpy session, not {name}")
+    for item in items:
+        if item.get_closest_marker("backend_independent"):
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     return f"portanet backend: {portanet.get_backend()}"
 

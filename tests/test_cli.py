@@ -62,8 +62,8 @@ def test_train_compile_flags(backend, capsys):
     compiled = portanet.backend.compilers.COMPILERS.get(backend.name)
     for flag, expected in (("--no-compile", "eager"),
                            ("--compile", compiled.name if compiled else "eager")):
-        argv = ["train", "--epochs", "1", "--limit", "200", "--quiet", "--backend", backend.name,
-                flag]
+        argv = ["train", "--epochs", "1", "--limit", "200", "--batch-size", "36", "--quiet",
+                "--backend", backend.name, flag]  # 180 training images: 5 batches of one shape
         portanet.backend.compilers._warned.clear()
         warns = compiled is None and flag == "--compile"  # "this backend has no compiler"
         with pytest.warns(portanet.CompileWarning) if warns else nullcontext():

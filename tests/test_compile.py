@@ -132,6 +132,23 @@ def test_compiled_step_is_traced_once_per_batch_shape(backend):
     assert shared.step_traces == (0 if history.compiled != "eager" else 4)
 
 
+def test_networks_alike_share_one_compiled_prediction_with_their_own_weights(backend,
+                                                                           monkeypatch):
+    training._SHARED.clear()
+    x, _ = data("modern-mlp", 8)
+    portanet.set_seed(1)
+    first = modern_mlp("float32")[0]
+    portanet.set_seed(2)
+    second = modern_mlp("float32")[0]
+    predictions = [first.predict(x), second.predict(x)]
+    compiled = [key for key in training._SHARED if key[0][0] == "inference-run"]
+    assert len(compiled) == (1 if has_compiler(backend) else 0)
+    monkeypatch.setenv("PORTANET_COMPILE", "0")  # each network's own forward, eagerly
+    for net, predicted in zip((first, second), predictions):
+        np.testing.assert_allclose(predicted, net.predict(x), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(predictions[0], predictions[1])
+
+
 def test_backend_auto_compiles_only_where_measured_faster(backend):
     history = train("tutorial", "float64", compile="auto")[1]
     expected = (backend.name, compilers.device_kind(backend)) in compilers.AUTO
@@ -178,8 +195,8 @@ def test_compile_settings_are_checked(monkeypatch):
     monkeypatch.setenv("PORTANET_COMPILE", "sometimes")
     with pytest.raises(InputError, match="PORTANET_COMPILE must be auto, 1 or 0"):
         net.fit(x, y, epochs=1, verbose=0)
-    monkeypatch.setenv("PORTANET_COMPILE", "0")
-    assert net.fit(x, y, epochs=1, verbose=0).compiled == "eager"
+    monkeypatch.setenv("PORTANET_COMPILE", "0")  # one batch of 8, as the eager MLP runs above
+    assert net.fit(x, y, epochs=1, batch_size=8, verbose=0).compiled == "eager"
 
 
 def test_tutorial_style_layers_run_eagerly_when_compiling_is_asked(backend):

@@ -1,4 +1,5 @@
-"""Tests of portanet.datasets; all offline (downloads go through file:// mirrors)."""
+"""Tests of portanet.datasets; all offline (downloads go through file:// mirrors). The loaders
+read files into NumPy arrays on the host, whatever the backend: these run in the numpy session."""
 
 import hashlib
 from pathlib import Path
@@ -9,6 +10,8 @@ from helpers import write_idx
 
 from portanet import datasets
 from portanet.errors import DataError, InputError
+
+pytestmark = pytest.mark.backend_independent
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -41,6 +41,7 @@ def xor_solved(init, seed):
     return np.max(np.abs(net.predict(XOR_X) - XOR_Y)) < 0.2
 
 
+@pytest.mark.backend_independent
 def test_default_initialiser_solves_xor_for_19_of_20_seeds():
     """Computed on NumPy: the cross-backend tests show every backend trains identically."""
     portanet.set_backend("numpy")
