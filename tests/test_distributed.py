@@ -1,5 +1,9 @@
 """Data-parallel training over MPI: 2-rank jobs started with mpirun, on the backend under test.
 
+The tests of how a job stops (a rank that raises, hangs, dies or is interrupted) and of the
+example script exercise host-side code (the world, the launcher, argument handling): they run
+their jobs on NumPy, in the numpy session only (marker ``backend_independent``).
+
 Without mpirun and mpi4py these tests skip, unless PORTANET_REQUIRE_MPI=1 (set by nox), which
 turns the skip into a failure.
 """
@@ -33,8 +37,9 @@ def launcher_flags():
     return ["--oversubscribe"] if "Open MPI" in version else []
 
 
-def mpi_job(args, cwd, mpi_timeout=None, limit=180):
-    """Run ``args`` (after python) on 2 ranks: (CompletedProcess, seconds)."""
+def mpi_job(args, cwd, mpi_timeout=None, limit=180, on_numpy=False):
+    """Run ``args`` (after python) on 2 ranks, on the backend under test or ``on_numpy``:
+    (CompletedProcess, seconds)."""
     missing = ("no mpirun or mpiexec on PATH" if MPIRUN is None else
                "mpi4py is not installed" if importlib.util.find_spec("mpi4py") is None else None)
     if missing:
@@ -44,6 +49,8 @@ def mpi_job(args, cwd, mpi_timeout=None, limit=180):
            "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     if mpi_timeout is not None:
         env["PORTANET_MPI_TIMEOUT"] = str(mpi_timeout)
+    if on_numpy:
+        env.update(PORTANET_BACKEND="numpy", PORTANET_DEVICE="")
     started = time.monotonic()
     done = subprocess.run([MPIRUN, "-n", "2", *launcher_flags(), sys.executable, *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=limit)
@@ -90,17 +97,19 @@ def test_two_ranks_end_identical_and_equal_to_one_process(backend, tmp_path):
     ("hang", r"rank 0 of 2: no answer from the other ranks for 10 s in the gradient allreduce"),
     ("kill", r"rank 1 .*signal 9|no answer from the other ranks"),  # the launcher, or us
 ])
-def test_a_failing_rank_stops_the_whole_job(backend, tmp_path, how, says):
+@pytest.mark.backend_independent
+def test_a_failing_rank_stops_the_whole_job(tmp_path, how, says):
     # 10 s: long enough for a loaded machine to start both ranks, short enough to wait for
-    done, seconds = mpi_job([WORKER, how, tmp_path], tmp_path, mpi_timeout=10)
+    done, seconds = mpi_job([WORKER, how, tmp_path], tmp_path, mpi_timeout=10, on_numpy=True)
     assert done.returncode != 0
     assert re.search(says, done.stdout + done.stderr, re.DOTALL), done.stdout + done.stderr
     assert not list(tmp_path.glob("finished*.npy"))  # no rank went on as if nothing happened
     assert seconds < 90
 
 
-def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(backend, tmp_path):
-    done, _ = mpi_job([WORKER, "interrupt", tmp_path], tmp_path)
+@pytest.mark.backend_independent
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    done, _ = mpi_job([WORKER, "interrupt", tmp_path], tmp_path, on_numpy=True)
     assert done.returncode == 0, done.stdout + done.stderr
     rank0, rank1 = (np.load(tmp_path / f"finished{r}.npy") for r in (0, 1))
     assert rank0[0] == 1 and rank0[1] == 3  # interrupted, after the third step
@@ -128,10 +137,11 @@ def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsy
     assert saved.predict(np.zeros((1, 64))).shape == (1, 10)
 
 
-def test_distributed_example_runs(backend, tmp_path):
+@pytest.mark.backend_independent  # the backend's distributed training: the portanet train test
+def test_distributed_example_runs(tmp_path):
     example = Path(__file__).parents[1] / "examples" / "distributed.py"
     done, _ = mpi_job([example, "--dataset", "digits", "--epochs", "2", "--save", "net.npz"],
-                      tmp_path)
+                      tmp_path, on_numpy=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("test loss") == 1 and "2 processes" in done.stdout
     assert (tmp_path / "net.npz").exists()
