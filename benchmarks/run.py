@@ -108,8 +108,10 @@ def blas_info():
 
 
 def set_threads(threads, with_torch=True):
-    """Limit NumPy's BLAS (and torch) to ``threads``; return the count in use."""
+    """Limit NumPy's BLAS, portanet's step threads (and torch) to ``threads``; return the count
+    in use."""
     if threads is not None:
+        os.environ["PORTANET_STEP_THREADS"] = str(threads)
         try:
             from threadpoolctl import threadpool_limits
             threadpool_limits(threads, user_api="blas")

@@ -22,6 +22,7 @@ gives each rank the GPU of its local rank (see :func:`portanet.backend.local_ran
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -38,11 +39,13 @@ from .backend import (
     host_empty,
     namespace,
     share_cpu_cores,
+    step_threads,
     to_numpy,
 )
 from .errors import DistributedError, InputError, TrainingError
 from .layers.base import walk
 from .step import is_native, zeros_like_all
+from .threads import SplitGradients, splittable
 
 DEFAULT_TIMEOUT = 300.0
 SPIN_SECONDS = 0.01  # how long a wait for the other ranks polls without sleeping
@@ -136,8 +139,13 @@ class SingleProcess:
         batches' losses, ``batch`` comes from :class:`portanet.step.Batches`, ``rows`` is its
         number of rows, ``share`` this rank's part of the global batch, ``wants_stop()`` this
         rank's wish to stop (Ctrl-C), asked once the batch's gradients are known; ``stop`` is
-        whether any rank wished it. One process compiles the step whole."""
-        whole = compilers.compiled(compiler, step.whole, "the training step",
+        whether any rank wished it. One process compiles the step whole; run eagerly, it may
+        split large batches between threads (see :mod:`portanet.threads`)."""
+        whole = step.whole
+        threads = step_threads(get_backend().name) if compiler is compilers.EAGER else 1
+        if threads > 1 and splittable(step):
+            whole = functools.partial(whole, gradients=SplitGradients(step, threads))
+        whole = compilers.compiled(compiler, whole, "the training step",
                                    donate=(0, 1, 2))  # not the loss total: one zero serves all
 
         def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,

@@ -12,6 +12,7 @@ can trace the function once per batch shape. The same functions run eagerly on e
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 
 from . import losses as losses_module
@@ -112,19 +113,30 @@ class TrainStep:
     """
 
     def __init__(self, network, optimizer, accuracy=False, pure=True):
-        self.layers = list(network.layers)
         self.pure = pure  # restore the layers after each call (needed under a compiler)
-        self.layout = ParameterLayout(parameter_slots(self.layers))
-        self.buffers = buffer_slots(self.layers)
         self.optimizer = optimizer
         self.loss_with_prime = losses_module.with_prime(network.loss, network.loss_prime)
-        self.backward = backward_chain(self.layers, optimizer.learning_rate)
-        # Random draws are made ahead of the step, from the layers' input shapes; with
-        # tutorial-style layers (shapes unknown, eager only) layers draw during forward instead.
-        native = all(is_native(layer) for layer in self.layers)
-        self.random_layers = [layer for layer in walk(self.layers) if native and layer.random]
         self.accuracy = accuracy  # sums also count the batch's correctly classified samples
         self.traces = 0
+        self._use(list(network.layers))
+
+    def _use(self, layers):
+        self.layers = layers
+        self.layout = ParameterLayout(parameter_slots(layers))
+        self.buffers = buffer_slots(layers)
+        self.backward = backward_chain(layers, self.optimizer.learning_rate)
+        # Random draws are made ahead of the step, from the layers' input shapes; with
+        # tutorial-style layers (shapes unknown, eager only) layers draw during forward instead.
+        native = all(is_native(layer) for layer in layers)
+        self.random_layers = [layer for layer in walk(layers) if native and layer.random]
+
+    def twin(self):
+        """This step over its own copy of the layers, restoring them after each call: for
+        another thread to run at the same time."""
+        twin = copy.copy(self)
+        twin.pure = True
+        twin._use(copy.deepcopy(self.layers))
+        return twin
 
     def draw(self, sample_shape, rows, dtype):
         """This step's random draws for a batch of ``rows`` samples of ``sample_shape``,
@@ -160,10 +172,11 @@ class TrainStep:
         self.traces += 1
         return self.optimizer.apply(params, grads, optimizer_state, scalars)
 
-    def whole(self, params, buffers, optimizer_state, total, batch, scalars, noise):
+    def whole(self, params, buffers, optimizer_state, total, batch, scalars, noise,
+              gradients=None):
         """``(params, buffers, optimizer_state, total + the batch's sums)`` after one step on
-        ``batch``."""
-        grads, buffers, sums = self.gradients(params, buffers, batch, None, noise)
+        ``batch``, its gradients from ``gradients`` (default :meth:`gradients`)."""
+        grads, buffers, sums = (gradients or self.gradients)(params, buffers, batch, None, noise)
         self.traces -= 1  # one step, one trace
         params, optimizer_state = self.update(params, grads, optimizer_state, scalars)
         return params, buffers, optimizer_state, total + sums

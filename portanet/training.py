@@ -29,7 +29,7 @@ from .backend import (
 )
 from .callbacks import CallbackList
 from .errors import InputError, TrainingError
-from .layers.base import walk
+from .layers.base import is_builtin, walk
 from .parameters import ParameterLayout
 from .progress import Progress
 from .step import Batches, TrainStep, buffer_slots, is_native, lent, parameter_slots
@@ -121,8 +121,7 @@ def _structure(network):
     a built-in one (with built-in activations), whose type, settings and shapes say it all."""
     parts = []
     for layer in walk(network.layers):
-        if not type(layer).__module__.startswith("portanet.") or \
-                not getattr(layer, "builtin", True):
+        if not is_builtin(layer):
             return None
         shapes = tuple((tuple(getattr(layer, name).shape), dtype_name(getattr(layer, name)))
                        for name in layer.params + layer.buffers)

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import BackendError
 from .host import (  # noqa: F401  (re-exported: the backend's public helpers)
     _env,
+    blas_threads,
     cuda_buffer,
     host_array,
     host_array_view,
@@ -28,6 +29,7 @@ from .host import (  # noqa: F401  (re-exported: the backend's public helpers)
     is_host_data,
     keep_freed_memory,
     share_cpu_cores,
+    step_threads,
     to_numpy,
 )
 

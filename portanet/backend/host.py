@@ -6,6 +6,7 @@ are NumPy arrays made here. Part of the backend package: it may name array libra
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -13,6 +14,8 @@ import sys
 
 import array_api_compat
 import numpy as np
+
+from ..errors import InputError
 
 
 def _env(name: str) -> str | None:
@@ -51,9 +54,7 @@ def share_cpu_cores(processes: int) -> int | None:
     count (OMP_NUM_THREADS, ...). Returns the thread count set, or None."""
     if processes <= 1 or any(_env(variable) for variable in THREAD_VARIABLES):
         return None
-    cores = os.cpu_count() or 1
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    threads = max(1, min(allowed, cores // processes))
+    threads = max(1, min(usable_cores(), (os.cpu_count() or 1) // processes))
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
@@ -62,6 +63,42 @@ def share_cpu_cores(processes: int) -> int | None:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     return threads
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def step_threads(backend_name: str) -> int:
+    """How many threads an eager training step may split its batch between: the value of
+    ``PORTANET_STEP_THREADS`` when set; on NumPy, whose element-wise operations run on one core,
+    the usable cores (no more than a thread count the user set, e.g. ``OMP_NUM_THREADS``);
+    1 on the other backends, whose operations use the cores (or the GPU) themselves."""
+    value = _env("PORTANET_STEP_THREADS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise InputError(f"PORTANET_STEP_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    if backend_name != "numpy":
+        return 1
+    user_set = [int(v) for v in map(_env, THREAD_VARIABLES) if v is not None and v.isdigit()]
+    return max(1, min([usable_cores(), *user_set]))
+
+
+_blas_controller = None
+
+
+@contextlib.contextmanager
+def blas_threads(count: int):
+    """BLAS limited to ``count`` threads inside the block (threadpoolctl, which scikit-learn
+    brings): threads that each run their own matrix products want one core each."""
+    global _blas_controller
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+        _blas_controller = ThreadpoolController()
+    with _blas_controller.limit(limits=count, user_api="blas"):
+        yield
 
 
 MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",

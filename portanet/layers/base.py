@@ -110,6 +110,12 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def is_builtin(layer) -> bool:
+    """True for portanet's own layers with built-in activations: their type and settings say
+    all they compute."""
+    return type(layer).__module__.startswith("portanet.") and getattr(layer, "builtin", True)
+
+
 def is_native(layer) -> bool:
     """True for layers using forward/backward; False for the tutorial's self-updating style."""
     return _is_native_type(type(layer))
