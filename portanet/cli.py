@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from . import __version__, datasets, distributed, models
-from .backend import describe_backends, get_backend, set_backend, set_seed
+from .backend import describe_backends, get_backend, set_backend, set_seed, step_threads
 from .callbacks import EarlyStopping, ModelCheckpoint
 from .errors import InputError, PortanetError
 from .export import DEFAULT_OPSET, describe_onnx, export_onnx
@@ -34,15 +34,22 @@ DATASET_SETTINGS = {"digits": {"mlp": {"epochs": 40, "batch_size": 32},
 
 
 def cmd_info(args):
-    """Print every backend: installed or not, version, devices."""
+    """Print every backend (installed or not, version, devices), the selected one, and how
+    many threads its eager training steps use."""
     for row in describe_backends():
         state = f"{row['version']:<10} devices: {', '.join(row['devices']) or '-'}" \
             if row["installed"] else "not installed"
         print(f"{row['backend']:<17} {state}" + (f"   ({row['note']})" if "note" in row else ""))
     try:
-        print(f"selected: {get_backend()}")
+        backend = get_backend()
     except PortanetError as exc:
         print(f"selected: unusable: {exc}")
+        return 0
+    print(f"selected: {backend}")
+    threads = step_threads(backend.name)  # a bad PORTANET_STEP_THREADS says so here
+    if threads > 1:
+        print(f"eager training steps split large batches between {threads} threads "
+              "(PORTANET_STEP_THREADS)")
     return 0
 
 

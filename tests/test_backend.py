@@ -99,6 +99,8 @@ def test_info_command_lists_every_backend(capsys):
     for name in portanet.BACKENDS:
         assert name in out
     assert "selected:" in out
+    threads = portanet.backend.step_threads(portanet.get_backend().name)
+    assert (f"split large batches between {threads} threads" in out) == (threads > 1)
 
 
 def test_env_device_goes_with_the_env_backend(monkeypatch):
