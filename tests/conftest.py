@@ -5,6 +5,7 @@ that tested nothing would be worse than a red one.
 """
 
 import os
+from importlib import metadata
 
 import pytest
 
@@ -12,6 +13,21 @@ import portanet
 from portanet import backend as backend_module
 
 STRICT_API_VERSION = "2024.12"  # pinned so a new array-api-strict cannot change "the standard"
+# Eager JAX compiles every operation afresh for each new shape: the JAX session compiles some
+# 3,000 one-operation programs, and XLA's CPU optimisations cost more there than they save
+# (compilation takes half as long without them). Set for the tests and their subprocesses only;
+# known to jaxlib >= 0.10 (XLA stops on a flag it does not know).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+
+
+def quick_jax_compilation():
+    """Add TEST_XLA_FLAGS to XLA_FLAGS (before JAX starts), where this jaxlib knows them."""
+    try:
+        version = tuple(int(part) for part in metadata.version("jaxlib").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return
+    if version >= (0, 10):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 
 def pytest_configure(config):
@@ -20,6 +36,8 @@ def pytest_configure(config):
         import array_api_strict
 
         array_api_strict.set_array_api_strict_flags(api_version=STRICT_API_VERSION)
+    if name == "jax":
+        quick_jax_compilation()
     try:
         chosen = portanet.set_backend()
     except portanet.BackendError as exc:

@@ -72,6 +72,8 @@ def test_train_compile_flags(backend, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX signals")
+@pytest.mark.backend_independent  # the signal, the exit code and the saving are host-side; the
+# loop's stop after the batch is tested on every backend (test_network.py)
 def test_ctrl_c_stops_training_and_still_saves(backend, tmp_path):
     model = tmp_path / "stopped.npz"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

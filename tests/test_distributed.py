@@ -1,8 +1,9 @@
 """Data-parallel training over MPI: 2-rank jobs started with mpirun, on the backend under test.
 
-The tests of how a job stops (a rank that raises, hangs, dies or is interrupted) and of the
-example script exercise host-side code (the world, the launcher, argument handling): they run
-their jobs on NumPy, in the numpy session only (marker ``backend_independent``).
+The tests of how a job stops (a rank that raises, hangs, dies or is interrupted), of the example
+script and of ``portanet train --distributed`` exercise host-side code (the world, the launcher,
+argument handling): they run in the numpy session only (marker ``backend_independent``).
+test_two_ranks_end_identical_and_equal_to_one_process trains on every backend.
 
 Without mpirun and mpi4py these tests skip, unless PORTANET_REQUIRE_MPI=1 (set by nox), which
 turns the skip into a failure.
@@ -116,6 +117,8 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     assert np.array_equal(rank0, rank1)  # the same weights on both ranks
 
 
+@pytest.mark.backend_independent  # the command line's --distributed; the backend's distributed
+# training (compiled where it compiles): test_two_ranks_end_identical_and_equal_to_one_process
 def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsys):
     options = ["train", "--epochs", "3", "--limit", "300", "--backend", backend.name]
     done, _ = mpi_job(["-m", "portanet", *options, "--distributed", "--save", "net.npz"],
@@ -137,7 +140,7 @@ def test_portanet_train_distributed_matches_one_process(backend, tmp_path, capsy
     assert saved.predict(np.zeros((1, 64))).shape == (1, 10)
 
 
-@pytest.mark.backend_independent  # the backend's distributed training: the portanet train test
+@pytest.mark.backend_independent
 def test_distributed_example_runs(tmp_path):
     example = Path(__file__).parents[1] / "examples" / "distributed.py"
     done, _ = mpi_job([example, "--dataset", "digits", "--epochs", "2", "--save", "net.npz"],
