@@ -121,6 +121,12 @@ def tests(session, backend):
         python = "python"
 
     session.env["PORTANET_BACKEND"] = backend
+    # Every test process (pytest, the CLI, the XOR example, each MPI rank) imports the array
+    # library: keep the bytecode Python compiles, in this session's folder, even where
+    # PYTHONDONTWRITEBYTECODE is set (uv installs no .pyc files), rather than compiling jax or
+    # torch from source again in each process (~3 s each).
+    session.env.update(PYTHONDONTWRITEBYTECODE="",
+                       PYTHONPYCACHEPREFIX=str(Path(session.create_tmp()) / "pycache"))
     session.run(python, "-m", "pytest", *(session.posargs or ["-q"]))
     if backend == "array_api_strict" and not session.posargs:
         # Again on a fake second device: arrays must never meet default-device ones, the CPU

@@ -13,11 +13,14 @@ Finite differences are taken on the host (NumPy), so this module is a host-side 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import backend as backend_module
-from .backend import BACKENDS, get_backend, namespace, set_backend, set_seed, to_numpy
+from .backend import BACKENDS, compilers, get_backend, namespace, set_backend, set_seed, to_numpy
 from .errors import BackendError, InputError
+from .step import lent
 
 __all__ = ["CheckError", "assert_gradient_close", "check_layer", "check_loss",
            "for_each_backend", "installed_backends", "numeric_gradient"]
@@ -101,42 +104,60 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
         xp = namespace(value)
         setattr(layer, name, xp.astype(value, xp.float64))
 
-    def run(point):
-        set_seed(seed)
-        return layer.forward(backend.asarray(point, "float64"), training=training)
+    def lend(values):  # the layer's parameters set to values, for one pure call
+        return lent([layer], zip(((layer, name) for name in trained), values))
 
+    def output(point, values):
+        set_seed(seed)
+        with lend(values):
+            return layer.forward(point, training=training)
+
+    def analytic(method, point, values, weights):
+        """``method``'s result and the gradients it leaves in layer.grads, after a forward."""
+        set_seed(seed)
+        with lend(values):
+            layer.forward(point, training=training)
+            return getattr(layer, method)(weights), dict(getattr(layer, "grads", None) or {})
+
+    # Compiled where the backend compiles (jax.jit: a few programs per check instead of one per
+    # operation and shape, and finite differences hundreds of times faster); eager again if
+    # the layer cannot be compiled (with one CompileWarning).
+    compiler = compilers.choose(backend)
+    forward = compilers.compiled(compiler, output, f"{layer!r}'s forward pass")
+    point = backend.asarray(x, "float64")
+    values = [getattr(layer, name) for name in trained]
     try:
-        weights = generator.normal(size=tuple(run(x).shape))
+        weights = generator.normal(size=tuple(forward(point, values).shape))
         weights_on_backend = backend.asarray(weights, "float64")
 
-        def objective(point):
-            return float(np.sum(to_numpy(run(point)) * weights))
+        def objective(at, values=values):
+            out = forward(backend.asarray(at, "float64"), values)
+            return float(np.sum(to_numpy(out) * weights))
 
         def gradients(method):
-            run(x)
-            result = method(weights_on_backend)
-            grads = dict(getattr(layer, "grads", None) or {})
-            missing = sorted(set(trained) - set(grads))
-            if missing or set(grads) - set(trained):
-                raise CheckError(f"{label}: {method.__name__} left gradients for "
+            run = compilers.compiled(compiler, functools.partial(analytic, method),
+                                     f"{layer!r}'s {method}")
+            result, grads = run(point, values, weights_on_backend)
+            if set(grads) != set(trained):
+                raise CheckError(f"{label}: {method} left gradients for "
                                  f"{sorted(grads)} in layer.grads; its params are {trained}")
             return result, grads
 
-        grad_input, grads = gradients(layer.backward)
+        grad_input, grads = gradients("backward")
         assert_gradient_close(grad_input, numeric_gradient(objective, x, eps),
                               f"{label}: the gradient of the input", rtol, atol)
         for name in names:
-            value = getattr(layer, name)
+            k = trained.index(name)
 
-            def at_param(point, name=name):
-                setattr(layer, name, backend.asarray(point, "float64"))
-                return objective(x)
+            def at_param(at, k=k):
+                changed = list(values)
+                changed[k] = backend.asarray(at, "float64")
+                return objective(x, changed)
 
-            numeric = numeric_gradient(at_param, to_numpy(value), eps)
-            setattr(layer, name, value)
+            numeric = numeric_gradient(at_param, to_numpy(values[k]), eps)
             assert_gradient_close(grads[name], numeric,
                                   f"{label}: the gradient of parameter {name!r}", rtol, atol)
-        _, only_params = gradients(layer.backward_params)
+        _, only_params = gradients("backward_params")
         for name in names:
             assert_gradient_close(only_params[name], to_numpy(grads[name]),
                                   f"{label}: backward_params's gradient of {name!r} (against "

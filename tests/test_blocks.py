@@ -100,6 +100,7 @@ def test_gelu_and_silu_gradients(name, training, backend):
     layer = ActivationLayer(name)
     assert layer.builtin and layer.gradient_from_output is None
     check_layer(layer, x=2 * sequences(), training=training)
+    layer.forward(on_backend(sequences()), training=training)
     assert (layer.derivative is not None) == training
 
 

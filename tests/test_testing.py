@@ -48,6 +48,35 @@ def test_a_correct_layer_passes_and_is_left_as_it_was(backend):
     check_layer(Scale(5), (5,), batch=2)
 
 
+class Clipped(Scale):
+    """Scale whose forward reads a value on the host: it cannot be traced by a compiler."""
+
+    def forward(self, x, training=False):
+        if float(to_numpy(x).max()) > 100:
+            raise AssertionError("unexpected input")
+        return super().forward(x, training)
+
+
+def test_finite_differences_run_compiled_where_the_backend_compiles(backend, monkeypatch):
+    traces = []
+    forward = Scale.forward
+    monkeypatch.setattr(Scale, "forward", lambda self, x, training=False: traces.append(1)
+                        or forward(self, x, training))
+    check_layer(Scale(3), (3,), batch=4)  # 12 + 3 points, 2 forward passes each
+    # compiled: one trace of the forward pass and one for each backward method's forward
+    expected = 1 + 2 if backend.name == "jax" else 1 + 30 + 2
+    assert len(traces) == expected
+
+
+def test_a_layer_that_cannot_compile_is_checked_eagerly(backend, recwarn):
+    check_layer(Clipped(3), (3,))
+    with pytest.raises(CheckError):
+        check_layer(Clipped(3, input_error=1.01), (3,))
+    said = [str(w.message) for w in recwarn if issubclass(w.category, portanet.CompileWarning)]
+    assert all("running it eagerly" in message for message in said)
+    assert bool(said) == (backend.name == "jax")
+
+
 def test_a_wrong_parameter_gradient_names_the_layer_parameter_and_element(backend):
     with pytest.raises(CheckError) as info:
         check_layer(Scale(3, factor_error=1.01), (3,))
