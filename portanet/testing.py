@@ -83,8 +83,10 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
     of the output. ``training`` is passed to ``forward``. Before every forward pass portanet is
     reseeded with ``seed`` (:func:`portanet.set_seed`), so a random layer such as Dropout draws
     the same mask each time. Parameters and buffers are cast to float64 for the check and put
-    back afterwards. Raises :class:`CheckError` naming the layer, the parameter (or "input"),
-    the worst element's index, both values and the relative error.
+    back afterwards. Where the backend compiles (JAX), the forward and backward passes run
+    compiled, as ``fit`` runs them; a layer that cannot compile is checked eagerly, after one
+    :class:`~portanet.errors.CompileWarning`. Raises :class:`CheckError` naming the layer, the
+    parameter (or "input"), the worst element's index, both values and the relative error.
     """
     generator = np.random.default_rng(seed)
     if x is None:
@@ -123,7 +125,8 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
     # operation and shape, and finite differences hundreds of times faster); eager again if
     # the layer cannot be compiled (with one CompileWarning).
     compiler = compilers.choose(backend)
-    forward = compilers.compiled(compiler, output, f"{layer!r}'s forward pass")
+    what = f"the gradient check of {layer!r}"  # one warning if the layer cannot compile
+    forward = compilers.compiled(compiler, output, what)
     point = backend.asarray(x, "float64")
     values = [getattr(layer, name) for name in trained]
     try:
@@ -135,8 +138,7 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
             return float(np.sum(to_numpy(out) * weights))
 
         def gradients(method):
-            run = compilers.compiled(compiler, functools.partial(analytic, method),
-                                     f"{layer!r}'s {method}")
+            run = compilers.compiled(compiler, functools.partial(analytic, method), what)
             result, grads = run(point, values, weights_on_backend)
             if set(grads) != set(trained):
                 raise CheckError(f"{label}: {method} left gradients for "
