@@ -127,9 +127,9 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
     compiler = compilers.choose(backend)
     what = f"the gradient check of {layer!r}"  # one warning if the layer cannot compile
     forward = compilers.compiled(compiler, output, what)
-    point = backend.asarray(x, "float64")
-    values = [getattr(layer, name) for name in trained]
     try:
+        point = backend.asarray(x, "float64")
+        values = [getattr(layer, name) for name in trained]
         weights = generator.normal(size=tuple(forward(point, values).shape))
         weights_on_backend = backend.asarray(weights, "float64")
 
