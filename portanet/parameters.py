@@ -42,8 +42,8 @@ class ParameterLayout:
         xp = namespace(arrays[0])
         groups = [[] for _ in self.dtypes]
         for (group, *_), array in zip(self.places, arrays):
-            groups[group].append(xp.reshape(array, (-1,)))
-        return [xp.concat(parts) for parts in groups]
+            groups[group].append(array)
+        return [xp.concat(parts, axis=None) for parts in groups]  # axis=None: flattened
 
     def split(self, flats):
         """Each slot's array from the flat buffers (views where the backend has views)."""
