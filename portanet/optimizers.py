@@ -1,10 +1,13 @@
-"""Optimizers: pure parameter updates (``new = old - step``), applied after each backward pass.
+"""Optimizers: parameter updates (``new = old - step``), applied after each backward pass.
 
 An optimizer updates whole flat buffers (:class:`portanet.parameters.ParameterLayout`: one per
 dtype, every parameter a piece of it), so a step costs a handful of array passes for the whole
-network. Updates are pure: :meth:`Optimizer.apply` takes parameters, gradients, state and the
-step's scalars (learning rate, bias corrections) and returns new arrays, changing none of its
-inputs; the same code runs eagerly and inside a compiled training step (JAX).
+network. :meth:`Optimizer.apply` takes parameters, gradients, state and the step's scalars
+(learning rate, bias corrections) and returns the new parameters and state. It *consumes* the
+parameters, gradients and state it is given: the updates are written with in-place operators, so
+on backends whose arrays are mutable (NumPy, torch, CuPy, array-api-strict) they overwrite those
+buffers (as a plain training loop does, and as ``jax.jit`` does with donated buffers), while on
+JAX the same operators make new arrays. The same code runs eagerly and inside a compiled step.
 
 An optimizer's state (velocities, moments, the step count) belongs to the parameters it was made
 for: using one optimizer object for a second network raises :class:`InputError` (make one per
@@ -134,14 +137,16 @@ class Optimizer:
         return self.state
 
     def apply(self, params, grads, state, scalars):
-        """Pure update of every group: ``(new params, new state)`` as lists per dtype group."""
+        """Update every group: ``(new params, new state)`` as lists per dtype group. The
+        arguments are consumed (overwritten where the arrays are mutable): use the results."""
         if self.clip_norm is not None:
             grads = self._clipped(grads)
         results = [self.update(p, g, s, scalars) for p, g, s in zip(params, grads, state)]
         return [r[0] for r in results], [r[1] for r in results]
 
     def update(self, param, grad, state, scalars):
-        """``(new param, new state tuple)`` for one flat buffer."""
+        """``(new param, new state tuple)`` for one flat buffer, overwriting ``param``, ``grad``
+        and ``state`` where the backend's arrays are mutable."""
         raise NotImplementedError
 
     def _clipped(self, grads):
@@ -210,12 +215,16 @@ class SGD(Optimizer):
 
     def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
-        step = grad
-        if self.momentum:
-            velocity = self.momentum * state[0] + grad
-            state = (velocity,)
-            step = grad + self.momentum * velocity if self.nesterov else velocity
-        return param - scalars["learning_rate"] * step, state
+        if not self.momentum:
+            grad *= scalars["learning_rate"]  # the gradient is consumed: no temporary
+            param -= grad
+            return param, state
+        velocity = state[0]
+        velocity *= self.momentum
+        velocity += grad
+        step = grad + self.momentum * velocity if self.nesterov else velocity
+        param -= scalars["learning_rate"] * step
+        return param, (velocity,)
 
     def _config(self):
         return {**super()._config(), "momentum": self.momentum, "nesterov": self.nesterov,
@@ -236,9 +245,15 @@ class RMSprop(Optimizer):
 
     def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
-        square = self.rho * state[0] + (1 - self.rho) * grad * grad
-        step = grad / (namespace(square).sqrt(square) + self.epsilon)
-        return param - scalars["learning_rate"] * step, (square,)
+        square = state[0]
+        square *= self.rho
+        square += (1 - self.rho) * grad * grad
+        denominator = namespace(square).sqrt(square)
+        denominator += self.epsilon
+        step = grad / denominator
+        step *= scalars["learning_rate"]
+        param -= step
+        return param, (square,)
 
     def _config(self):
         return {**super()._config(), "rho": self.rho, "epsilon": self.epsilon,
@@ -269,7 +284,9 @@ class Adam(Optimizer):
     def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
         direction, state = self._moments(grad, state, scalars)
-        return param - (scalars["learning_rate"] * scalars["scale"]) * direction, state
+        direction *= scalars["learning_rate"] * scalars["scale"]
+        param -= direction
+        return param, state
 
     def _moments(self, grad, state, scalars):
         """New moments and the direction ``m / (sqrt(v) + epsilon_hat)``.
@@ -277,16 +294,15 @@ class Adam(Optimizer):
         ``scale * direction`` is ``m_hat / (sqrt(v_hat) + epsilon)`` with the bias corrections
         moved into the two scalars (fewer passes over the arrays).
         """
-        old_first, old_second = state
-        # moment + (1 - beta) * (new value - moment); the in-place operators only change arrays
-        # made here, saving temporaries (JAX makes new arrays for them instead)
-        first = grad - old_first
-        first *= 1 - self.beta_1
-        first += old_first
-        second = grad * grad
-        second -= old_second
-        second *= 1 - self.beta_2
-        second += old_second
+        first, second = state
+        # moment += (1 - beta) * (new value - moment), in place where arrays are mutable
+        change = grad - first
+        change *= 1 - self.beta_1
+        first += change
+        change = grad * grad
+        change -= second
+        change *= 1 - self.beta_2
+        second += change
         denominator = namespace(second).sqrt(second)
         denominator += scalars["epsilon_hat"]
         return first / denominator, (first, second)
@@ -306,10 +322,12 @@ class AdamW(Adam):
 
     def update(self, param, grad, state, scalars):
         direction, state = self._moments(grad, state, scalars)
-        step = scalars["scale"] * direction
+        direction *= scalars["scale"]
         if self.weight_decay:
-            step = step + self.weight_decay * param
-        return param - scalars["learning_rate"] * step, state
+            direction += self.weight_decay * param
+        direction *= scalars["learning_rate"]
+        param -= direction
+        return param, state
 
 
 OPTIMIZERS = {

@@ -40,6 +40,8 @@ class ParameterLayout:
         if not arrays:
             return []
         xp = namespace(arrays[0])
+        if len(self.dtypes) == 1:
+            return [xp.concat(arrays, axis=None)]  # axis=None: flattened
         groups = [[] for _ in self.dtypes]
         for (group, *_), array in zip(self.places, arrays):
             groups[group].append(array)

@@ -6,7 +6,9 @@ gradients on it. :class:`TrainStep` turns them into pure functions: the arrays a
 step's scalars, random draws) come in as arguments and the new ones go out as results. Inside,
 the arrays are given to the layers for the duration of the call and every layer's attributes are
 put back afterwards, so no call leaves anything behind on a layer, and a compiler (``jax.jit``)
-can trace the function once per batch shape. The same functions run eagerly on every backend.
+can trace the function once per batch shape. The same functions run eagerly on every backend;
+there the optimizer overwrites the parameter and state buffers it is given where arrays are
+mutable (as ``jax.jit`` reuses donated buffers), so callers always continue from the results.
 """
 
 from __future__ import annotations
@@ -73,13 +75,12 @@ def lent(layers, values):
             vars(layer).update(kept)
 
 
-@contextlib.contextmanager
 def given(values):
     """Set ``(layer, name) -> value`` on the layers, and leave them (and whatever the block
     stores on the layers) there: the cheap form of :func:`lent` for eager steps."""
     for (layer, name), value in values:
         setattr(layer, name, value)
-    yield
+    return contextlib.nullcontext()
 
 
 def parameter_slots(layers):
@@ -105,7 +106,9 @@ class TrainStep:
     - :meth:`update` ``(params, grads, optimizer_state, scalars) -> (params, optimizer_state)``.
     - :meth:`whole`: both in one call, for a single process.
 
-    ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`).
+    ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`). The
+    update consumes the parameters, gradients and optimizer state it is given (compiled: donated
+    buffers; eager: overwritten in place where arrays are mutable): callers use the results.
     ``pure=False`` (for eager runs) leaves the arrays of the last call on the layers instead of
     restoring the layers after each call, which costs time on small batches.
     ``traces`` counts how many times the Python body ran: every step when eager, once per batch
@@ -123,6 +126,7 @@ class TrainStep:
     def _use(self, layers):
         self.layers = layers
         self.layout = ParameterLayout(parameter_slots(layers))
+        self._last_split = ([], [])
         self.buffers = buffer_slots(layers)
         self.backward = backward_chain(layers, self.optimizer.learning_rate)
         # Random draws are made ahead of the step, from the layers' input shapes; with
@@ -150,8 +154,8 @@ class TrainStep:
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
         x, y = select(batch)
-        assignments = [*zip(self.layout.slots, self.layout.split(params)),
-                       *zip(self.buffers, buffers),
+        pieces = self.layout.split(params) if self.pure else self._pieces(params)
+        assignments = [*zip(self.layout.slots, pieces), *zip(self.buffers, buffers),
                        *zip(((layer, "noise") for layer in self.random_layers), noise)]
         with lent(self.layers, assignments) if self.pure else given(assignments):
             out = forward(self.layers, x, training=True)
@@ -167,6 +171,15 @@ class TrainStep:
             xp = namespace(out)
             sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
         return grads, new_buffers, sums
+
+    def _pieces(self, params):
+        """``layout.split(params)``, or the last call's pieces while ``params`` are the same
+        buffers (eager steps: the optimizer updates them in place where arrays are mutable)."""
+        last, pieces = self._last_split
+        if len(last) != len(params) or any(a is not b for a, b in zip(last, params)):
+            pieces = self.layout.split(params)
+            self._last_split = (list(params), pieces)
+        return pieces
 
     def update(self, params, grads, optimizer_state, scalars):
         self.traces += 1

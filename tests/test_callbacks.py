@@ -362,3 +362,23 @@ def test_callbacks_are_exported():
     assert portanet.callbacks.EarlyStopping is EarlyStopping
     assert {"Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler",
             "CSVLogger"} <= set(portanet.__all__)
+
+
+def test_weights_taken_in_a_callback_do_not_change_as_training_goes_on():
+    """get_weights gives copies: training updates the parameters in place on NumPy and torch,
+    and arrays a callback took must keep the values of their epoch."""
+
+    class Keep(Callback):
+        def __init__(self):
+            self.taken = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.taken.append((self.network.layers[0].get_weights(),
+                               [np.array(w) for w in self.network.layers[0].get_weights()]))
+
+    net, keep = network(), Keep()
+    net.fit(*data(), epochs=3, batch_size=4, learning_rate=0.1, callbacks=[keep], verbose=0)
+    for arrays, copies in keep.taken:
+        for array, copy in zip(arrays, copies):
+            np.testing.assert_array_equal(array, copy)
+    assert not np.array_equal(keep.taken[0][1][0], keep.taken[-1][1][0])  # training did move

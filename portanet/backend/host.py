@@ -34,7 +34,8 @@ def host_array_view(data, dtype=None) -> np.ndarray:
 
 
 def to_numpy(x) -> np.ndarray:
-    """Copy any backend array (or host data) to a NumPy array."""
+    """Any backend array (or host data) as a NumPy array: a copy from a GPU, else sharing
+    memory with ``x`` where NumPy can."""
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if array_api_compat.is_torch_array(x):

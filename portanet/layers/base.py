@@ -74,8 +74,9 @@ class Layer:
         return input_error
 
     def get_weights(self):
-        """Parameters and buffers as NumPy arrays, in the order of ``params + buffers``."""
-        return [to_numpy(getattr(self, name)) for name in self.params + self.buffers]
+        """Copies of the parameters and buffers as NumPy arrays, in the order of
+        ``params + buffers`` (training updates the layer's own arrays in place)."""
+        return [to_numpy(getattr(self, name)).copy() for name in self.params + self.buffers]
 
     def set_weights(self, weights):
         """Set parameters and buffers from arrays (NumPy or backend), keeping shapes and dtype."""
@@ -103,11 +104,17 @@ class Layer:
 
     def __repr__(self):
         """The class and the constructor arguments that differ from their defaults."""
-        defaults = {name: parameter.default for name, parameter
-                    in inspect.signature(type(self)).parameters.items()}
+        defaults = _defaults(type(self))
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items()
                          if k not in defaults or defaults[k] != v)
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _defaults(layer_type):
+    """The default values of ``layer_type``'s constructor arguments."""
+    return {name: parameter.default
+            for name, parameter in inspect.signature(layer_type).parameters.items()}
 
 
 def is_builtin(layer) -> bool:
