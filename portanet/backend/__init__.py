@@ -251,11 +251,11 @@ def rng() -> np.random.Generator:
 
 def namespace(*arrays):
     """The array-API namespace of ``arrays`` (cached per array type: this sits on hot paths)."""
-    kind = type(arrays[0])
-    xp = _namespaces.get(kind)
-    if xp is None:
-        xp = _namespaces[kind] = array_api_compat.array_namespace(*arrays)
-    return xp
+    try:
+        return _namespaces[type(arrays[0])]
+    except KeyError:
+        xp = _namespaces[type(arrays[0])] = array_api_compat.array_namespace(*arrays)
+        return xp
 
 
 def dtype_name(x) -> str:
