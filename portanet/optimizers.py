@@ -1,8 +1,8 @@
 """Optimizers: parameter updates (``new = old - step``), applied after each backward pass.
 
 An optimizer updates whole flat buffers (:class:`portanet.parameters.ParameterLayout`: one per
-dtype, every parameter a piece of it), so a step costs a handful of array passes for the whole
-network. :meth:`Optimizer.apply` takes parameters, gradients, state and the step's scalars
+dtype, every parameter a piece of it), so an eager step costs a handful of array passes for the
+whole network (compiled steps give it one array per parameter; the compiler fuses those). :meth:`Optimizer.apply` takes parameters, gradients, state and the step's scalars
 (learning rate, bias corrections) and returns the new parameters and state. It *consumes* the
 parameters, gradients and state it is given: the updates are written with in-place operators, so
 on backends whose arrays are mutable (NumPy, torch, CuPy, array-api-strict) they overwrite those
@@ -134,6 +134,12 @@ class Optimizer:
                 f"this {type(self).__name__} optimizer holds state (step count, moments) for "
                 "another network's parameters: give each network its own optimizer (a name "
                 "such as 'adam', or a new object), or call optimizer.reset() to start afresh")
+        elif self.layout.flat != layout.flat:  # the same parameters, eager then compiled or back
+            buffers = [layout.relaid([group[k] for group in self.state], self.layout)
+                       for k in range(self.state_buffers)]
+            self.state = [tuple(buffers[k][g] for k in range(self.state_buffers))
+                          for g in range(len(layout.sizes))]
+            self.layout = layout
         return self.state
 
     def apply(self, params, grads, state, scalars):

@@ -1,8 +1,12 @@
-"""Where a network's parameters live: one flat buffer per dtype, each parameter a piece of it.
+"""Where a network's parameters live during training: flat buffers, or one array each.
 
-Optimizers update whole buffers (a handful of array passes per step for the whole network, not a
-handful per parameter), MPI sums one gradient buffer, and a compiled step takes a few arrays in
-and out instead of one per parameter.
+Eager steps keep one flat buffer per dtype, each parameter a piece (a view) of it: optimizers
+update whole buffers in place (a handful of array passes per step for the whole network, not a
+handful per parameter; few kernel launches on a GPU) and MPI sums one gradient buffer. Compiled
+steps keep one array per parameter: the compiler fuses the update of all of them into a few
+loops anyway, while cutting each weight matrix out of a flat buffer costs XLA a copy per weight
+and step (the modern MLP's compiled JAX step ran about 3x slower with flat buffers, its
+buffers donated, on this project's CPU machine).
 """
 
 from __future__ import annotations
@@ -14,32 +18,36 @@ from .backend import dtype_name, namespace
 
 
 class ParameterLayout:
-    """The places of parameters ``slots`` (``(layer, attribute name)`` pairs) in flat buffers.
-
-    Parameters are grouped by dtype (one buffer per dtype, in :attr:`dtypes` order); each one
-    takes a contiguous piece of its group's buffer.
+    """The places of parameters ``slots`` (``(layer, attribute name)`` pairs) in the arrays a
+    step takes: with ``flat`` (the default) one buffer per dtype (in :attr:`dtypes` order), each
+    parameter a contiguous piece of its group's buffer; without, one array (group) per parameter.
     """
 
-    def __init__(self, slots):
+    def __init__(self, slots, flat=True):
         self.slots = list(slots)
+        self.flat = flat
         arrays = [getattr(layer, name) for layer, name in self.slots]
         names = [dtype_name(array) for array in arrays]
-        self.dtypes = sorted(set(names))
-        sizes = dict.fromkeys(self.dtypes, 0)
+        self.dtypes = sorted(set(names)) if flat else names
         self.places = []  # per slot: (group, start, stop, shape)
-        for name, array in zip(names, arrays):
-            start = sizes[name]
-            sizes[name] += math.prod(array.shape)
-            self.places.append((self.dtypes.index(name), start, sizes[name], tuple(array.shape)))
-        self.sizes = [sizes[name] for name in self.dtypes]
+        sizes = [0] * len(self.dtypes)
+        for slot, (name, array) in enumerate(zip(names, arrays)):
+            group = self.dtypes.index(name) if flat else slot
+            start = sizes[group]
+            sizes[group] += math.prod(array.shape)
+            self.places.append((group, start, sizes[group], tuple(array.shape)))
+        self.sizes = sizes
         self._layers = [weakref.ref(layer) for layer, _ in self.slots]
 
     def flatten(self, arrays):
-        """One flat buffer per dtype group holding ``arrays`` (one per slot, in slot order)."""
+        """The groups' arrays holding ``arrays`` (one per slot, in slot order): one flat buffer
+        per dtype, or (not :attr:`flat`) copies of ``arrays``."""
         arrays = list(arrays)
         if not arrays:
             return []
         xp = namespace(arrays[0])
+        if not self.flat:  # copies: a compiled step may reuse (donated) buffers it is given
+            return [xp.asarray(array, copy=True) for array in arrays]
         if len(self.dtypes) == 1:
             return [xp.concat(arrays, axis=None)]  # axis=None: flattened
         groups = [[] for _ in self.dtypes]
@@ -49,8 +57,8 @@ class ParameterLayout:
 
     def split(self, flats):
         """Each slot's array from the flat buffers (views where the backend has views)."""
-        if not self.places:
-            return []
+        if not self.places or not self.flat:
+            return list(flats)
         xp = namespace(flats[0])
         return [xp.reshape(flats[group][start:stop], shape)
                 for group, start, stop, shape in self.places]
@@ -65,11 +73,21 @@ class ParameterLayout:
             setattr(layer, name, value)
 
     def same_parameters(self, other: ParameterLayout) -> bool:
-        """True when ``other`` lays out the same layers' parameters with the same shapes."""
-        return (self.places == other.places and self.dtypes == other.dtypes
+        """True when ``other`` holds the same layers' parameters with the same shapes and dtypes
+        (flat or not)."""
+        return (self.shapes() == other.shapes()
                 and [name for _, name in self.slots] == [name for _, name in other.slots]
                 and all(mine() is theirs for mine, (theirs, _) in zip(self._layers,
                                                                        other.slots)))
+
+    def shapes(self):
+        """Each slot's ``(shape, dtype name)``."""
+        return [(shape, self.dtypes[group]) for group, _, _, shape in self.places]
+
+    def relaid(self, groups, other: ParameterLayout):
+        """``groups`` (arrays laid out by ``other``, holding the same parameters) laid out by
+        this layout."""
+        return groups if other.flat == self.flat else self.flatten(other.split(groups))
 
     def __len__(self):
         return len(self.slots)

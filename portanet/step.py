@@ -106,7 +106,8 @@ class TrainStep:
     - :meth:`update` ``(params, grads, optimizer_state, scalars) -> (params, optimizer_state)``.
     - :meth:`whole`: both in one call, for a single process.
 
-    ``params``/``grads`` are flat buffers (one per dtype, see :class:`ParameterLayout`). The
+    ``params``/``grads`` are laid out by :attr:`layout` (flat buffers, one per dtype, unless
+    ``flat=False``: one array per parameter, for compiled steps; see :class:`ParameterLayout`). The
     update consumes the parameters, gradients and optimizer state it is given (compiled: donated
     buffers; eager: overwritten in place where arrays are mutable): callers use the results.
     ``pure=False`` (for eager runs) leaves the arrays of the last call on the layers instead of
@@ -115,8 +116,9 @@ class TrainStep:
     shape when compiled.
     """
 
-    def __init__(self, network, optimizer, accuracy=False, pure=True):
+    def __init__(self, network, optimizer, accuracy=False, pure=True, flat=True):
         self.pure = pure  # restore the layers after each call (needed under a compiler)
+        self.flat = flat  # parameters in flat buffers (else one array each, see ParameterLayout)
         self.optimizer = optimizer
         self.loss_with_prime = losses_module.with_prime(network.loss, network.loss_prime)
         self.accuracy = accuracy  # sums also count the batch's correctly classified samples
@@ -125,7 +127,7 @@ class TrainStep:
 
     def _use(self, layers):
         self.layers = layers
-        self.layout = ParameterLayout(parameter_slots(layers))
+        self.layout = ParameterLayout(parameter_slots(layers), self.flat)
         self._last_split = ([], [])
         self.buffers = buffer_slots(layers)
         self.backward = backward_chain(layers, self.optimizer.learning_rate)

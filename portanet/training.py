@@ -162,19 +162,23 @@ class Loop:
             f"{tutorial_style!r} updates its own weights (the tutorial's backward_propagation)")
         self.compiler = compilers.choose(get_backend(), compile, reason)
         self.accuracy = accuracy
-        self.layout = ParameterLayout(parameter_slots(network.layers))
+        eager = self.compiler is compilers.EAGER
+        # flat parameter buffers for eager steps and for MPI (one gradient buffer to sum);
+        # compiled steps of one process: one array per parameter (see ParameterLayout)
+        flat = eager or world.size > 1
+        self.layout = ParameterLayout(parameter_slots(network.layers), flat)
         self.buffers = buffer_slots(network.layers)
         cached = shared_cache(network, self.compiler)
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
-               accuracy)
+               accuracy, flat)
         self.step = cached(("train", *key), lambda: TrainStep(
-            network, optimizer, accuracy, pure=self.compiler is not compilers.EAGER))
+            network, optimizer, accuracy, pure=not eager, flat=flat))
         self.run_step = cached(("train-run", *key, world),
                                lambda: world.step_runner(self.step, self.compiler))
         layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
-        self.flatten = cached(("flatten", self.compiler.name), lambda: compilers.compiled(
+        self.flatten = cached(("flatten", self.compiler.name, flat), lambda: compilers.compiled(
             self.compiler, layout.flatten, "gathering the parameters"))
-        self.split = cached(("split", self.compiler.name), lambda: compilers.compiled(
+        self.split = cached(("split", self.compiler.name, flat), lambda: compilers.compiled(
             self.compiler, layout.split, "splitting the parameters"))
         self.stop_requested = False
 

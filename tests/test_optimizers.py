@@ -11,6 +11,7 @@ import portanet
 from portanet import FCLayer, InputError, Network
 from portanet.activations import tanh, tanh_prime
 from portanet.backend import to_numpy
+from portanet.parameters import ParameterLayout
 from portanet.losses import mse, mse_prime
 from portanet.optimizers import (
     SGD,
@@ -295,3 +296,29 @@ def test_network_trains_with_adam(optimizer):
                       optimizer=optimizer(), verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_state_follows_its_parameters_between_flat_and_per_parameter_layouts():
+    """Eager steps keep parameters in flat buffers, compiled steps one array per parameter; an
+    optimizer used by both (a fit eagerly, then one compiled) carries its moments over."""
+    params, grads = problem()
+
+    def train(layouts_flat):
+        layer = FakeLayer(**{name: on_backend(p) for name, p in zip(SHAPES, params)})
+        slots = [(layer, name) for name in SHAPES]
+        optimizer = Adam(0.05)
+        for flat, step_grads in zip(layouts_flat, grads):
+            layout = ParameterLayout(slots, flat=flat)
+            values = layout.gather()
+            state = optimizer.state_for(layout, values)
+            assert len(state) == (1 if flat else len(SHAPES))
+            values, optimizer.state = optimizer.apply(
+                values, layout.flatten([on_backend(g) for g in step_grads]), state,
+                optimizer.scalars())
+            optimizer.iterations += 1
+            layout.assign(values)
+        return [to_numpy(getattr(layer, name)) for name in SHAPES]
+
+    mixed = train([True, True, False, False, True, False])
+    for got, want in zip(mixed, train([True] * STEPS)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
