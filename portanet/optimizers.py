@@ -2,8 +2,9 @@
 
 An optimizer updates whole flat buffers (:class:`portanet.parameters.ParameterLayout`: one per
 dtype, every parameter a piece of it), so an eager step costs a handful of array passes for the
-whole network (compiled steps give it one array per parameter; the compiler fuses those). :meth:`Optimizer.apply` takes parameters, gradients, state and the step's scalars
-(learning rate, bias corrections) and returns the new parameters and state. It *consumes* the
+whole network (compiled steps give it one array per parameter; the compiler fuses those).
+:meth:`Optimizer.apply` takes parameters, gradients, state and the step's scalars (learning
+rate, bias corrections) and returns the new parameters and state. It *consumes* the
 parameters, gradients and state it is given: the updates are written with in-place operators, so
 on backends whose arrays are mutable (NumPy, torch, CuPy, array-api-strict) they overwrite those
 buffers (as a plain training loop does, and as ``jax.jit`` does with donated buffers), while on
