@@ -124,3 +124,12 @@ def test_freed_memory_is_kept_unless_the_user_says_otherwise(monkeypatch):
     monkeypatch.delenv("PORTANET_KEEP_FREED_MEMORY")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")  # the user tuned glibc already
     assert backend_module.keep_freed_memory() is False
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_sum_rows_sums_the_first_axis(backend, keepdims):
+    values = np.arange(24, dtype=np.float64).reshape(4, 3, 2) - 7.5
+    got = backend_module.sum_rows(backend.asarray(values, "float64"), keepdims=keepdims)
+    assert_backend_array(got, backend, "float64")
+    np.testing.assert_array_equal(backend_module.to_numpy(got),
+                                  values.sum(axis=0, keepdims=keepdims))

@@ -2,7 +2,7 @@
 :class:`FCLayer`."""
 
 from .. import initializers
-from ..backend import get_backend, namespace
+from ..backend import get_backend, namespace, sum_rows
 from ..errors import InputError, ShapeError
 from .base import Layer
 
@@ -24,7 +24,7 @@ def affine_grads(x, weights, bias_shape, grad_output, need_input=True):
         rows = xp.reshape(x, (-1, x.shape[-1]))
     # one row (batch 1): an outer product, which BLAS does about twice as slowly as a matmul
     grad_weights = rows.T * flat_grad if flat_grad.shape[0] == 1 else rows.T @ flat_grad
-    grad_bias = xp.sum(flat_grad, axis=0, keepdims=len(bias_shape) == 2)  # the tutorial's (1, n)
+    grad_bias = sum_rows(flat_grad, keepdims=len(bias_shape) == 2)  # the tutorial's (1, n) bias
     if grad_bias.shape != bias_shape:
         grad_bias = xp.reshape(grad_bias, bias_shape)
     grad_input = grad_output @ weights.T if need_input else None

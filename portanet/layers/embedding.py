@@ -3,7 +3,7 @@
 from array_api_compat import device
 
 from .. import initializers
-from ..backend import namespace, rng
+from ..backend import namespace, rng, sum_rows
 from ..backend.compilers import is_traced
 from ..errors import InputError, ShapeError
 from .base import Layer
@@ -121,7 +121,7 @@ class PositionalEmbedding(Layer):
 
     def backward_params(self, grad_output):
         xp = namespace(grad_output)
-        used = xp.sum(grad_output, axis=0)
+        used = sum_rows(grad_output)
         rest = self.context - used.shape[0]
         if rest:
             used = xp.concat([used, xp.zeros((rest, self.dim), dtype=used.dtype,

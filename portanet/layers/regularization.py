@@ -1,6 +1,6 @@
 """Regularisation layers: Dropout, batch normalisation and layer normalisation."""
 
-from ..backend import dtype_name, get_backend, namespace, rng
+from ..backend import dtype_name, get_backend, namespace, rng, sum_rows
 from ..errors import InputError, ShapeError
 from .base import Layer
 
@@ -185,8 +185,8 @@ class LayerNorm(Layer):
     def backward_params(self, grad_output):
         xp = namespace(grad_output)
         rows = (-1, self.dim)
-        self.grads = {"gamma": xp.sum(xp.reshape(grad_output * self.normalized, rows), axis=0),
-                      "beta": xp.sum(xp.reshape(grad_output, rows), axis=0)}
+        self.grads = {"gamma": sum_rows(xp.reshape(grad_output * self.normalized, rows)),
+                      "beta": sum_rows(xp.reshape(grad_output, rows))}
 
     def config(self):
         return {"dim": self.dim, "epsilon": self.epsilon}
