@@ -18,7 +18,7 @@ import copy
 import functools
 
 from . import losses as losses_module
-from .backend import get_backend, namespace, take_rows
+from .backend import get_backend, namespace, take_rows, writes_into
 from .layers.base import is_native, trainable, walk, walk_shapes
 from .metrics import accuracy
 from .parameters import ParameterLayout
@@ -111,7 +111,9 @@ class TrainStep:
     update consumes the parameters, gradients and optimizer state it is given (compiled: donated
     buffers; eager: overwritten in place where arrays are mutable): callers use the results.
     ``pure=False`` (for eager runs) leaves the arrays of the last call on the layers instead of
-    restoring the layers after each call, which costs time on small batches.
+    restoring the layers after each call, which costs time on small batches; there the layers
+    may write their gradients straight into the step's own flat gradient buffer (see
+    :class:`EagerPlaces`), which the next call reuses.
     ``traces`` counts how many times the Python body ran: every step when eager, once per batch
     shape when compiled.
     """
@@ -128,7 +130,7 @@ class TrainStep:
     def _use(self, layers):
         self.layers = layers
         self.layout = ParameterLayout(parameter_slots(layers), self.flat)
-        self._last_split = ([], [])
+        self._places = None  # EagerPlaces of the last eager call
         self.buffers = buffer_slots(layers)
         self.backward = backward_chain(layers, self.optimizer.learning_rate)
         # Random draws are made ahead of the step, from the layers' input shapes; with
@@ -156,9 +158,12 @@ class TrainStep:
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
         x, y = select(batch)
-        pieces = self.layout.split(params) if self.pure else self._pieces(params)
+        eager = None if self.pure else self._eager_places(params)
+        pieces = self.layout.split(params) if eager is None else eager.pieces
         assignments = [*zip(self.layout.slots, pieces), *zip(self.buffers, buffers),
                        *zip(((layer, "noise") for layer in self.random_layers), noise)]
+        if eager is not None:
+            assignments += eager.grad_places
         with lent(self.layers, assignments) if self.pure else given(assignments):
             out = forward(self.layers, x, training=True)
             loss, grad = self.loss_with_prime(y, out)
@@ -166,7 +171,8 @@ class TrainStep:
                 grad = grad * share
             for step in self.backward:
                 grad = step(grad)
-            grads = self.layout.flatten([layer.grads[name] for layer, name in self.layout.slots])
+            grads = [layer.grads[name] for layer, name in self.layout.slots]
+            grads = self.layout.flatten(grads) if eager is None else eager.gathered(grads)
             new_buffers = [getattr(layer, name) for layer, name in self.buffers]
         sums = loss * x.shape[0]
         if self.accuracy:
@@ -174,14 +180,14 @@ class TrainStep:
             sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
         return grads, new_buffers, sums
 
-    def _pieces(self, params):
-        """``layout.split(params)``, or the last call's pieces while ``params`` are the same
-        buffers (eager steps: the optimizer updates them in place where arrays are mutable)."""
-        last, pieces = self._last_split
-        if len(last) != len(params) or any(a is not b for a, b in zip(last, params)):
-            pieces = self.layout.split(params)
-            self._last_split = (list(params), pieces)
-        return pieces
+    def _eager_places(self, params):
+        """The :class:`EagerPlaces` of ``params``, made again only when they are other buffers
+        than the last call's (eager steps update them in place where arrays are mutable)."""
+        places = self._places
+        if places is None or len(places.params) != len(params) or any(
+                a is not b for a, b in zip(places.params, params)):
+            places = self._places = EagerPlaces(self.layout, params)
+        return places
 
     def update(self, params, grads, optimizer_state, scalars):
         self.traces += 1
@@ -195,6 +201,37 @@ class TrainStep:
         self.traces -= 1  # one step, one trace
         params, optimizer_state = self.update(params, grads, optimizer_state, scalars)
         return params, buffers, optimizer_state, total + sums
+
+
+class EagerPlaces:
+    """Where an eager step's arrays live, for parameters ``params`` laid out by ``layout``:
+    each parameter's piece of them (:attr:`pieces`) and, on backends whose layers can write
+    into arrays (:func:`portanet.backend.writes_into`), a flat gradient buffer of the same
+    layout whose pieces the layers are pointed at (:attr:`grad_places`, assignments of
+    ``Layer.grad_places``), so the gradients need no gathering copy."""
+
+    def __init__(self, layout, params):
+        self.params = list(params)
+        self.pieces = layout.split(params)
+        self.layout = layout
+        in_place = bool(layout.flat and params and writes_into(params[0]))
+        self.grad_buffers = [namespace(p).zeros_like(p) for p in params] if in_place else []
+        self.grad_pieces = layout.split(self.grad_buffers) if in_place else []
+        per_layer = {}
+        for (layer, name), piece in zip(layout.slots, self.grad_pieces):
+            per_layer.setdefault(layer, {})[name] = piece
+        self.grad_places = [((layer, "grad_places"), places)
+                            for layer, places in per_layer.items()]
+
+    def gathered(self, grads):
+        """The flat gradient buffers holding ``grads`` (one per slot): only the gradients that
+        a layer did not write into its place are copied there."""
+        if not self.grad_buffers:
+            return self.layout.flatten(grads)
+        for grad, piece in zip(grads, self.grad_pieces):
+            if grad is not piece:
+                piece[...] = grad
+        return list(self.grad_buffers)
 
 
 class Batches:

@@ -133,3 +133,26 @@ def test_sum_rows_sums_the_first_axis(backend, keepdims):
     assert_backend_array(got, backend, "float64")
     np.testing.assert_array_equal(backend_module.to_numpy(got),
                                   values.sum(axis=0, keepdims=keepdims))
+
+
+def test_matmul_and_sum_rows_write_into_an_array_that_fits(backend):
+    gen = np.random.default_rng(0)
+    a, b = gen.normal(size=(3, 4)), gen.normal(size=(4, 2))
+    xa, xb = backend.asarray(a, "float64"), backend.asarray(b, "float64")
+    in_place = backend_module.writes_into(xa)
+    assert in_place == (backend.name == "numpy")
+    for compute, expected, fits in (
+            (lambda out: backend_module.matmul(xa, xb, out), a @ b, (3, 2)),
+            (lambda out: backend_module.sum_rows(xa, False, out), a.sum(axis=0), (4,)),
+            (lambda out: backend_module.sum_rows(xa, True, out), a.sum(axis=0, keepdims=True),
+             (1, 4))):
+        out = backend.zeros(fits, "float64")
+        got = compute(out)
+        assert (got is out) == in_place
+        np.testing.assert_allclose(backend_module.to_numpy(got), expected, rtol=1e-12)
+        for other in (backend.zeros((5, 5), "float64"), backend.zeros(fits, "float32")):
+            got = compute(other)  # the wrong shape or dtype: a new array, ``other`` untouched
+            assert got is not other
+            assert_backend_array(got, backend, "float64")
+            np.testing.assert_allclose(backend_module.to_numpy(got), expected, rtol=1e-12)
+            assert not np.any(backend_module.to_numpy(other))

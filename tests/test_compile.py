@@ -13,16 +13,19 @@ from portanet import (
     BatchNorm,
     CompileWarning,
     Conv2D,
+    Dense,
     Dropout,
     FCLayer,
     Flatten,
     InputError,
     Layer,
+    LayerNorm,
     MaxPool2D,
     Network,
     training,
 )
-from portanet.backend import compilers, to_numpy
+from portanet import step as step_module
+from portanet.backend import compilers, to_numpy, writes_into
 from portanet.optimizers import SGD, Adam, cosine_decay
 
 STEPS = 20
@@ -227,6 +230,36 @@ def test_layers_keep_no_arrays_of_the_step(backend):
         assert set(vars(layer)) - before[id(layer)] <= {"training", "scale"}, layer
         for name in layer.params + layer.buffers:
             assert_backend_array(getattr(layer, name), backend, "float32")
+
+
+def test_eager_gradients_written_in_place_equal_the_pure_steps(backend):
+    """Layers that write their gradients into the eager step's flat gradient buffer (Dense and
+    LayerNorm on NumPy) and layers that do not (Conv2D, BatchNorm) give the gradients of the
+    pure step, call after call (the buffer is reused)."""
+    portanet.set_seed(5)
+    net = Network([Conv2D(1, 2, 3, input_shape=(1, 5, 5)), ActivationLayer("tanh"),
+                   BatchNorm(2), Flatten(), Dense(18, 6), LayerNorm(6), Dense(6, 3)],
+                  dtype="float64")
+    net.use("softmax_crossentropy")
+    optimizer = SGD(0.1)
+    eager = step_module.TrainStep(net, optimizer, pure=False)
+    pure = step_module.TrainStep(net, optimizer, pure=True)
+    params = eager.layout.gather()
+    buffers = [getattr(layer, name) for layer, name in eager.buffers]
+    gen = np.random.default_rng(1)
+    first = None
+    for _ in range(3):
+        batch = (backend.asarray(gen.normal(size=(4, 1, 5, 5)), "float64"),
+                 backend.asarray(np.eye(3)[gen.integers(0, 3, 4)], "float64"))
+        grads, _, _ = eager.gradients(params, buffers, batch, None, [])
+        got = [to_numpy(g).copy() for g in grads]
+        expected, _, _ = pure.gradients(params, buffers, batch, None, [])
+        for mine, theirs in zip(got, expected):
+            np.testing.assert_allclose(mine, to_numpy(theirs), rtol=1e-12, atol=1e-14)
+        first = first or grads
+        if writes_into(params[0]):  # the same buffer each call, the Dense gradients in it
+            assert grads[0] is first[0]
+            assert np.shares_memory(to_numpy(grads[0]), to_numpy(net.layers[-1].grads["weights"]))
 
 
 # -- optimizer state belongs to its network ----------------------------------------------------

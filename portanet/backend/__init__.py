@@ -86,12 +86,36 @@ def take_rows(x, rows):
     return namespace(x).take(x, rows, axis=0)
 
 
-def sum_rows(x, keepdims=False):
+def _writable(out, shape, dtype) -> bool:
+    """True when ``out`` is a NumPy array that can take a result of ``shape`` and ``dtype``."""
+    return type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
+
+
+def matmul(a, b, out=None):
+    """``a @ b``; of NumPy matrices, written into ``out`` when it is given and has the result's
+    shape and dtype (a layer puts a gradient straight into its piece of the training step's flat
+    gradient buffer, see :attr:`portanet.layers.Layer.grad_places`). Otherwise a new array."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == b.ndim == 2
+            and a.dtype == b.dtype and _writable(out, (a.shape[0], b.shape[1]), a.dtype)):
+        return np.matmul(a, b, out=out)
+    return a @ b
+
+
+def sum_rows(x, keepdims=False, out=None):
     """The sum of ``x`` over its first axis; on NumPy straight through the ``add`` ufunc, as
-    ``np.sum`` itself ends up doing (its Python wrapper costs more than summing a small batch)."""
+    ``np.sum`` itself ends up doing (its Python wrapper costs more than summing a small batch),
+    and into ``out`` as :func:`matmul` does."""
     if type(x) is np.ndarray:
-        return np.add.reduce(x, axis=0, keepdims=keepdims)
+        shape = (1, *x.shape[1:]) if keepdims else x.shape[1:]
+        return np.add.reduce(x, axis=0, keepdims=keepdims,
+                             out=out if _writable(out, shape, x.dtype) else None)
     return namespace(x).sum(x, axis=0, keepdims=keepdims)
+
+
+def writes_into(array) -> bool:
+    """True when :func:`matmul` and :func:`sum_rows` can write results into arrays like
+    ``array`` (NumPy's)."""
+    return type(array) is np.ndarray
 
 
 _current: Backend | None = None

@@ -90,8 +90,10 @@ class SelfAttention(Layer):
 
     def _backward(self, grad_output, need_input):
         xp = namespace(grad_output)
+        places = self.grad_places
         grad_context, out_weights, out_bias = affine_grads(
-            self.context, self.out_weights, (self.dim,), grad_output)
+            self.context, self.out_weights, (self.dim,), grad_output,
+            out=(places.get("out_weights"), places.get("out_bias")))
         grad_heads = self._split_heads(grad_context)
         grad_v = xp.matrix_transpose(self.attention) @ grad_heads
         grad_scores = GRADIENTS_FROM_OUTPUT["softmax"](
@@ -100,7 +102,8 @@ class SelfAttention(Layer):
         grad_k = xp.matrix_transpose(grad_scores) @ self.q
         grad_qkv = xp.concat([self._merge_heads(g) for g in (grad_q, grad_k, grad_v)], axis=-1)
         grad_input, qkv_weights, qkv_bias = affine_grads(
-            self.input, self.qkv_weights, (3 * self.dim,), grad_qkv, need_input)
+            self.input, self.qkv_weights, (3 * self.dim,), grad_qkv, need_input,
+            (places.get("qkv_weights"), places.get("qkv_bias")))
         self.grads = {"qkv_weights": qkv_weights, "qkv_bias": qkv_bias,
                       "out_weights": out_weights, "out_bias": out_bias}
         return grad_input

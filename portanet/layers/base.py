@@ -2,6 +2,7 @@
 
 import functools
 import inspect
+import types
 
 from ..backend import dtype_name, get_backend, namespace, to_numpy
 from ..errors import ShapeError
@@ -28,6 +29,10 @@ class Layer:
     buffers: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
     random = False  # True for layers that use random draws in training (see ``draw``)
+    # Where an eager training step would like the parameter gradients, ``{name: array}``
+    # (pieces of its flat gradient buffer, on NumPy): a layer may compute them into those
+    # arrays (``portanet.backend.matmul``/``sum_rows`` with ``out``) to save the step a copy.
+    grad_places = types.MappingProxyType({})
 
     def __init__(self):
         self.input = None

@@ -2,7 +2,7 @@
 :class:`FCLayer`."""
 
 from .. import initializers
-from ..backend import get_backend, namespace, sum_rows
+from ..backend import get_backend, matmul, namespace, sum_rows
 from ..errors import InputError, ShapeError
 from .base import Layer
 
@@ -14,17 +14,19 @@ def affine(x, weights, bias):
     return out
 
 
-def affine_grads(x, weights, bias_shape, grad_output, need_input=True):
+def affine_grads(x, weights, bias_shape, grad_output, need_input=True, out=(None, None)):
     """``(grad input or None, grad weights, grad bias)`` of :func:`affine`; the batch and
-    any other leading axes are summed over."""
+    any other leading axes are summed over. ``out``: arrays to write the weights' and bias'
+    gradients into where the backend can (see :attr:`Layer.grad_places`)."""
     xp = namespace(grad_output)
     flat_grad, rows = grad_output, x
     if x.ndim != 2:  # sequences: every position is a row
         flat_grad = xp.reshape(grad_output, (-1, grad_output.shape[-1]))
         rows = xp.reshape(x, (-1, x.shape[-1]))
     # one row (batch 1): an outer product, which BLAS does about twice as slowly as a matmul
-    grad_weights = rows.T * flat_grad if flat_grad.shape[0] == 1 else rows.T @ flat_grad
-    grad_bias = sum_rows(flat_grad, keepdims=len(bias_shape) == 2)  # the tutorial's (1, n) bias
+    grad_weights = (rows.T * flat_grad if flat_grad.shape[0] == 1
+                    else matmul(rows.T, flat_grad, out[0]))
+    grad_bias = sum_rows(flat_grad, len(bias_shape) == 2, out[1])  # the tutorial's (1, n) bias
     if grad_bias.shape != bias_shape:
         grad_bias = xp.reshape(grad_bias, bias_shape)
     grad_input = grad_output @ weights.T if need_input else None
@@ -84,8 +86,10 @@ class Dense(Layer):
         self._backward(grad_output, need_input=False)
 
     def _backward(self, grad_output, need_input):
-        grad_input, weights, bias = affine_grads(self.input, self.weights, self.bias_shape(),
-                                                 grad_output, need_input)
+        places = self.grad_places
+        grad_input, weights, bias = affine_grads(
+            self.input, self.weights, self.bias_shape(), grad_output, need_input,
+            (places.get("weights"), places.get("bias")))
         self.grads = {"weights": weights, "bias": bias}
         return grad_input
 

@@ -185,8 +185,10 @@ class LayerNorm(Layer):
     def backward_params(self, grad_output):
         xp = namespace(grad_output)
         rows = (-1, self.dim)
-        self.grads = {"gamma": sum_rows(xp.reshape(grad_output * self.normalized, rows)),
-                      "beta": sum_rows(xp.reshape(grad_output, rows))}
+        places = self.grad_places
+        self.grads = {"gamma": sum_rows(xp.reshape(grad_output * self.normalized, rows),
+                                        out=places.get("gamma")),
+                      "beta": sum_rows(xp.reshape(grad_output, rows), out=places.get("beta"))}
 
     def config(self):
         return {"dim": self.dim, "epsilon": self.epsilon}
