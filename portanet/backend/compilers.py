@@ -8,9 +8,9 @@
 - ``False``: eager.
 
 JAX compiles with ``jax.jit`` (the step's state buffers donated, so XLA updates them in place).
-NumPy and array-api-strict have no compiler. torch and CuPy run eagerly for now: neither
-``torch.compile`` on the CPU nor CUDA graphs have been measured faster here (see the README's
-performance section). A function that fails to compile runs eagerly from then on, after one
+NumPy and array-api-strict have no compiler. torch and CuPy run eagerly for now: ``torch.compile``
+re-traced the step every call on the CPU, and CUDA graphs have not been measured on a GPU (see
+the guide's "Compiled training steps"). A function that fails to compile runs eagerly from then on, after one
 :class:`~portanet.errors.CompileWarning`, never giving a different result.
 """
 
