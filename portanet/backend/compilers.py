@@ -8,10 +8,11 @@
 - ``False``: eager.
 
 JAX compiles with ``jax.jit`` (the step's state buffers donated, so XLA updates them in place).
-NumPy and array-api-strict have no compiler. torch and CuPy run eagerly for now: ``torch.compile``
-re-traced the step every call on the CPU, and CUDA graphs have not been measured on a GPU (see
-the guide's "Compiled training steps"). A function that fails to compile runs eagerly from then on, after one
-:class:`~portanet.errors.CompileWarning`, never giving a different result.
+NumPy and array-api-strict have no compiler. torch and CuPy run eagerly for now:
+``torch.compile`` re-traced the step every call on the CPU, and CUDA graphs have not been
+measured on a GPU (see the guide's "Compiled training steps"). A function that fails to compile
+runs eagerly from then on, after one :class:`~portanet.errors.CompileWarning`, never giving a
+different result.
 """
 
 from __future__ import annotations
