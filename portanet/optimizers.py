@@ -177,7 +177,7 @@ class Optimizer:
         """
         layout = ParameterLayout(slots)
         params = layout.gather()
-        grads = layout.flatten([layer.grads[name] for layer, name in slots])
+        grads = layout.flatten_gradients([layer.grads[name] for layer, name in slots])
         state = self.state_for(layout, params)
         params, self.state = self.apply(params, grads, state, self.scalars())
         self.iterations += 1

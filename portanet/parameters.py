@@ -15,6 +15,7 @@ import math
 import weakref
 
 from .backend import dtype_name, namespace
+from .errors import ShapeError
 
 
 class ParameterLayout:
@@ -54,6 +55,23 @@ class ParameterLayout:
         for (group, *_), array in zip(self.places, arrays):
             groups[group].append(array)
         return [xp.concat(parts, axis=None) for parts in groups]  # axis=None: flattened
+
+    def flatten_gradients(self, grads):
+        """:meth:`flatten` of the gradients the layers left for the slots (one each), each
+        checked by :meth:`check_gradient`."""
+        for index, grad in enumerate(grads):
+            self.check_gradient(index, grad)
+        return self.flatten(grads)
+
+    def check_gradient(self, index, grad):
+        """ShapeError unless ``grad``, the gradient a layer left for slot ``index``, has its
+        parameter's shape."""
+        shape = self.places[index][3]
+        if tuple(grad.shape) != shape:
+            layer, name = self.slots[index]
+            raise ShapeError(f"{layer!r} left a gradient of shape {tuple(grad.shape)} for its "
+                             f"parameter {name!r} of shape {shape}: its backward must give each "
+                             "parameter's gradient the parameter's shape")
 
     def split(self, flats):
         """Each slot's array from the flat buffers (views where the backend has views)."""

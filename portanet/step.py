@@ -172,7 +172,8 @@ class TrainStep:
             for step in self.backward:
                 grad = step(grad)
             grads = [layer.grads[name] for layer, name in self.layout.slots]
-            grads = self.layout.flatten(grads) if eager is None else eager.gathered(grads)
+            grads = (self.layout.flatten_gradients(grads) if eager is None
+                     else eager.gathered(grads))
             new_buffers = [getattr(layer, name) for layer, name in self.buffers]
         sums = loss * x.shape[0]
         if self.accuracy:
@@ -227,9 +228,10 @@ class EagerPlaces:
         """The flat gradient buffers holding ``grads`` (one per slot): only the gradients that
         a layer did not write into its place are copied there."""
         if not self.grad_buffers:
-            return self.layout.flatten(grads)
-        for grad, piece in zip(grads, self.grad_pieces):
+            return self.layout.flatten_gradients(grads)
+        for index, (grad, piece) in enumerate(zip(grads, self.grad_pieces)):
             if grad is not piece:
+                self.layout.check_gradient(index, grad)
                 piece[...] = grad
         return list(self.grad_buffers)
 

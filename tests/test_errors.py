@@ -1,5 +1,7 @@
 """Bad input gets a clear portanet error that names the problem and the fix."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -189,3 +191,40 @@ def test_a_probability_loss_on_raw_scores_is_refused_when_fit_starts(loss):
             call()
     net.add(ActivationLayer("softmax"))
     assert net.fit(X, y, epochs=1, verbose=0).epoch == [1]
+
+
+class Doubled(portanet.Layer):
+    """A user layer whose backward leaves a bias gradient of the wrong (broadcastable) shape."""
+
+    params = ("scale", "bias")
+
+    def __init__(self):
+        super().__init__()
+        backend = portanet.get_backend()
+        self.scale = backend.asarray(np.ones((1, 3)), "float32")
+        self.bias = backend.asarray(np.zeros((1, 3)), "float32")
+
+    def forward(self, x, training=False):
+        self.input = x
+        return x * self.scale + self.bias
+
+    def backward(self, grad_output):
+        xp = portanet.backend.namespace(grad_output)
+        self.grads = {"scale": xp.sum(grad_output * self.input, axis=0, keepdims=True),
+                      "bias": xp.sum(grad_output)}  # a scalar, not (1, 3)
+        return grad_output * self.scale
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_gradient_of_the_wrong_shape_is_named(backend, compile):
+    net = Network([FCLayer(4, 3), Doubled()])
+    net.use("mse")
+    before = [layer.get_weights() for layer in net.layers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", portanet.CompileWarning)  # backends without a compiler
+        with pytest.raises(portanet.ShapeError, match=r"Doubled\(\).*'bias' of shape \(1, 3\)"):
+            net.fit(np.ones((8, 4)), np.ones((8, 3)), epochs=1, batch_size=4, verbose=0,
+                    compile=compile)
+    for layer, weights in zip(net.layers, before):  # nothing was updated
+        for now, then in zip(layer.get_weights(), weights):
+            np.testing.assert_array_equal(now, then)
