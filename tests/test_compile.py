@@ -13,13 +13,11 @@ from portanet import (
     BatchNorm,
     CompileWarning,
     Conv2D,
-    Dense,
     Dropout,
     FCLayer,
     Flatten,
     InputError,
     Layer,
-    LayerNorm,
     MaxPool2D,
     Network,
     training,
@@ -233,33 +231,31 @@ def test_layers_keep_no_arrays_of_the_step(backend):
 
 
 def test_eager_gradients_written_in_place_equal_the_pure_steps(backend):
-    """Layers that write their gradients into the eager step's flat gradient buffer (Dense and
-    LayerNorm on NumPy) and layers that do not (Conv2D, BatchNorm) give the gradients of the
-    pure step, call after call (the buffer is reused)."""
+    """Layers that write their gradients into the eager step's flat gradient buffer (FCLayer on
+    NumPy) and layers that do not (Conv2D, BatchNorm) give the gradients of the pure step, call
+    after call (the buffer is reused)."""
     portanet.set_seed(5)
-    net = Network([Conv2D(1, 2, 3, input_shape=(1, 5, 5)), ActivationLayer("tanh"),
-                   BatchNorm(2), Flatten(), Dense(18, 6), LayerNorm(6), Dense(6, 3)],
-                  dtype="float64")
-    net.use("softmax_crossentropy")
-    optimizer = SGD(0.1)
+    net, optimizer, batch = cnn("float64")
     eager = step_module.TrainStep(net, optimizer, pure=False)
     pure = step_module.TrainStep(net, optimizer, pure=True)
     params = eager.layout.gather()
     buffers = [getattr(layer, name) for layer, name in eager.buffers]
-    gen = np.random.default_rng(1)
     first = None
-    for _ in range(2):
-        batch = (backend.asarray(gen.normal(size=(4, 1, 5, 5)), "float64"),
-                 backend.asarray(np.eye(3)[gen.integers(0, 3, 4)], "float64"))
-        grads, _, _ = eager.gradients(params, buffers, batch, None, [])
+    for seed in (1, 2):
+        x, y = data("cnn-batchnorm-dropout", batch)
+        x = np.roll(x, seed, axis=0)  # another batch each call
+        batch_arrays = tuple(backend.asarray(a, "float64") for a in (x, y))
+        noise = eager.draw(x.shape[1:], batch, "float64")  # the same dropout masks for both
+        grads, _, _ = eager.gradients(params, buffers, batch_arrays, None, noise)
         got = [to_numpy(g).copy() for g in grads]
-        expected, _, _ = pure.gradients(params, buffers, batch, None, [])
+        expected, _, _ = pure.gradients(params, buffers, batch_arrays, None, noise)
         for mine, theirs in zip(got, expected):
             np.testing.assert_allclose(mine, to_numpy(theirs), rtol=1e-12, atol=1e-14)
         first = first or grads
-        if writes_into(params[0]):  # the same buffer each call, the Dense gradients in it
+        if writes_into(params[0]):  # the same buffer each call, the FCLayer's gradients in it
             assert grads[0] is first[0]
-            assert np.shares_memory(to_numpy(grads[0]), to_numpy(net.layers[-1].grads["weights"]))
+            assert np.shares_memory(to_numpy(grads[0]),
+                                    to_numpy(net.layers[-1].grads["weights"]))
 
 
 # -- optimizer state belongs to its network ----------------------------------------------------
