@@ -13,7 +13,8 @@ class Layer:
 
     A layer computes ``forward(x, training)`` and, from the gradient of the loss with respect
     to its output, ``backward(grad_output)`` returns the gradient with respect to its input and
-    leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them);
+    leaves the gradients of its parameters in ``self.grads`` (an optimizer applies them, and
+    during ``fit`` may overwrite them in place: the training step owns them);
     ``backward_params(grad_output)`` does only the latter, for the first layer of a network.
     Parameters are array attributes named in ``params``; ``buffers`` names arrays that are
     state but not trained (running statistics). Both are saved with the network. A container
