@@ -218,11 +218,11 @@ class EagerPlaces:
         in_place = bool(layout.flat and params and writes_into(params[0]))
         self.grad_buffers = [namespace(p).zeros_like(p) for p in params] if in_place else []
         self.grad_pieces = layout.split(self.grad_buffers) if in_place else []
-        per_layer = {}
+        per_layer = {}  # by id: a user's layer need not be hashable
         for (layer, name), piece in zip(layout.slots, self.grad_pieces):
-            per_layer.setdefault(layer, {})[name] = piece
+            per_layer.setdefault(id(layer), (layer, {}))[1][name] = piece
         self.grad_places = [((layer, "grad_places"), places)
-                            for layer, places in per_layer.items()]
+                            for layer, places in per_layer.values()]
 
     def gathered(self, grads):
         """The flat gradient buffers holding ``grads`` (one per slot): only the gradients that

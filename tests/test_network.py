@@ -208,6 +208,36 @@ class TutorialDense(Layer):
         return input_error
 
 
+class ComparableScale(Layer):
+    """A user layer that defines ``__eq__``, which makes its instances unhashable."""
+
+    params = ("factor",)
+
+    def __init__(self, size):
+        super().__init__()
+        self.factor = portanet.get_backend().asarray(np.full(size, 0.5), "float32")
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.factor.shape == other.factor.shape
+
+    def forward(self, x, training=False):
+        self.input = x
+        return x * self.factor
+
+    def backward(self, grad_output):
+        self.grads = {"factor": namespace(grad_output).sum(grad_output * self.input, axis=0)}
+        return grad_output * self.factor
+
+
+def test_an_unhashable_user_layer_trains(backend):
+    net = Network([FCLayer(3, 2), ComparableScale(2), ComparableScale(2)])
+    net.use("mse")
+    x = np.random.default_rng(0).random((16, 3))
+    history = net.fit(x, x[:, :2], epochs=5, batch_size=4, learning_rate=0.1, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert not np.allclose(net.layers[1].get_weights()[0], 0.5)
+
+
 def test_tutorial_style_layer_plugs_in_and_matches_fclayer():
     ours = tutorial_net((2, 3, 1), dtype="float64")
     first, *rest = ours.layers
