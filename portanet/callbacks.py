@@ -8,11 +8,12 @@ lines. A callback stops training by setting ``self.network.stop_training = True`
 ``model.stop_training``); training ends after the current batch (set in a batch hook) or epoch,
 and ``history.stop_reason`` says why (a callback may set it before setting the flag).
 
-The network's layers hold the current weights in ``on_epoch_end`` and ``on_train_end`` (during
-an epoch the training loop holds them). Under MPI every rank runs the callbacks with the same
-epoch values (summed over the ranks), so decisions made from them agree; only rank 0 writes
-files. A callback that stops training from a batch hook must decide alike on every rank.
-"""
+The network's layers hold the current weights in ``on_epoch_end`` and ``on_train_end``, and in
+the batch hooks where a callback has any (the training loop then hands the layers a copy of the
+weights after every batch; otherwise only after every epoch). Under MPI every rank runs the
+callbacks with the same epoch values (summed over the ranks), so decisions made from them agree;
+only rank 0 writes files. A callback that stops training from a batch hook must decide alike on
+every rank. """
 
 from __future__ import annotations
 
@@ -76,6 +77,13 @@ class CallbackList:
 
     def __bool__(self):
         return bool(self.callbacks)
+
+    def has_batch_hooks(self) -> bool:
+        """True if a callback overrides on_batch_begin or on_batch_end (the layers then get
+        the current weights after every batch)."""
+        return any(type(callback).on_batch_begin is not Callback.on_batch_begin
+                   or type(callback).on_batch_end is not Callback.on_batch_end
+                   for callback in self.callbacks)
 
     def bind(self, network, optimizer, history, world):
         for callback in self.callbacks:

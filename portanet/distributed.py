@@ -22,7 +22,6 @@ gives each rank the GPU of its local rank (see :func:`portanet.backend.local_ran
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import math
 import os
@@ -31,7 +30,6 @@ import time
 import traceback
 
 from .backend import (
-    compilers,
     cuda_buffer,
     dtype_name,
     get_backend,
@@ -39,13 +37,10 @@ from .backend import (
     host_empty,
     namespace,
     share_cpu_cores,
-    step_threads,
     to_numpy,
 )
 from .errors import DistributedError, InputError, TrainingError
-from .layers.base import walk
-from .step import is_native, zeros_like_all
-from .threads import SplitGradients, splittable
+from .layers.base import is_native, walk
 
 DEFAULT_TIMEOUT = 300.0
 SPIN_SECONDS = 0.01  # how long a wait for the other ranks polls without sleeping
@@ -131,30 +126,6 @@ class SingleProcess:
         """``(sum over the ranks of the flat gradient buffers grads, whether any rank asked to
         stop)``."""
         return grads, stop
-
-    def step_runner(self, step, compiler):
-        """A function running one training step of ``step`` (a :class:`TrainStep`):
-        ``(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
-        wants_stop) -> (params, buffers, optimizer_state, total, stop)``: ``total`` sums the
-        batches' losses, ``batch`` comes from :class:`portanet.step.Batches`, ``rows`` is its
-        number of rows, ``share`` this rank's part of the global batch, ``wants_stop()`` this
-        rank's wish to stop (Ctrl-C), asked once the batch's gradients are known; ``stop`` is
-        whether any rank wished it. One process compiles the step whole; run eagerly, it may
-        split large batches between threads (see :mod:`portanet.threads`)."""
-        whole = step.whole
-        threads = step_threads(get_backend().name) if compiler is compilers.EAGER else 1
-        if threads > 1 and splittable(step):
-            whole = functools.partial(whole, gradients=SplitGradients(step, threads))
-        whole = compilers.compiled(compiler, whole, "the training step",
-                                   donate=(0, 1, 2))  # not the loss total: one zero serves all
-
-        def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
-                wants_stop):
-            return (*whole(params, buffers, optimizer_state, total, batch, scalars, noise),
-                    wants_stop())
-
-        run.parts = [whole]  # what was compiled (each may have fallen back to eager)
-        return run
 
 
 SINGLE = SingleProcess()
@@ -311,30 +282,6 @@ class World(SingleProcess):
         self.comm_seconds += time.perf_counter() - started
         self.steps += 1
         return totals, wants_stop
-
-    def step_runner(self, step, compiler):
-        """The step in two compiled halves, gradients then update, with the allreduce between
-        them (see :meth:`SingleProcess.step_runner`)."""
-        if self.size == 1:
-            return super().step_runner(step, compiler)
-        gradients = compilers.compiled(compiler, step.gradients, "the gradient step",
-                                       donate=(1,))
-        update = compilers.compiled(compiler, step.update, "the optimizer update",
-                                    donate=(0, 1, 2))
-
-        def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
-                wants_stop):
-            if rows:
-                grads, buffers, sums = gradients(params, buffers, batch, share, noise)
-                total = total + sums
-            else:  # none of this batch is this rank's: it adds nothing
-                grads = zeros_like_all(params)
-            grads, stop = self.reduce_gradients(grads, wants_stop())
-            params, optimizer_state = update(params, grads, optimizer_state, scalars)
-            return params, buffers, optimizer_state, total, stop
-
-        run.parts = [gradients, update]
-        return run
 
     def average_buffers(self, layers):
         """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""

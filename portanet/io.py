@@ -37,16 +37,26 @@ def _name_of(function, registry, what):
                          "function, derivative), here and in the program that loads")
 
 
-def _keyed(layers, prefix=""):
+def _keyed(layers, prefix="", seen=None):
     """``(key, layer)`` for ``layers`` and the sublayers of containers: keys "0", "1", ...
-    and "1.0", "1.0.2", ... inside containers (weights are saved as ``key/name``)."""
+    and "1.0", "1.0.2", ... inside containers (weights are saved as ``key/name``). A layer used
+    at several places comes once, at its first place."""
+    seen = {} if seen is None else seen
     for index, layer in enumerate(layers):
         key = f"{prefix}{index}"
+        if id(layer) in seen:
+            continue
+        seen[id(layer)] = key
         yield key, layer
-        yield from _keyed(getattr(layer, "sublayers", ()), key + ".")
+        yield from _keyed(getattr(layer, "sublayers", ()), key + ".", seen)
 
 
-def _describe_layer(key, layer) -> dict:
+def _describe_layer(key, layer, seen) -> dict:
+    """The JSON-able description of ``layer`` at ``key``; ``{"shared": first key}`` where a
+    layer already described (``seen``: id -> key) is used again."""
+    if id(layer) in seen:
+        return {"shared": seen[id(layer)]}
+    seen[id(layer)] = key
     kind = type(layer).__name__
     if LAYERS.get(kind) is not type(layer):
         raise ModelFileError(f"layer {key} ({kind}) is not a registered portanet layer and "
@@ -57,15 +67,18 @@ def _describe_layer(key, layer) -> dict:
         config = {"activation": _name_of(layer.activation, ACTIVATIONS, "activation")}
     spec = {"type": kind, "config": config, "weights": list(layer.params + layer.buffers)}
     if getattr(layer, "sublayers", ()):
-        spec["sublayers"] = [_describe_layer(f"{key}.{index}", sublayer)
+        spec["sublayers"] = [_describe_layer(f"{key}.{index}", sublayer, seen)
                              for index, sublayer in enumerate(layer.sublayers)]
     return spec
 
 
 def describe(network) -> dict:
     """The JSON-able description of ``network`` (architecture, loss, dtype, metadata); a
-    container's layers are described in its ``sublayers``."""
-    layers = [_describe_layer(str(index), layer) for index, layer in enumerate(network.layers)]
+    container's layers are described in its ``sublayers``, a layer used again as
+    ``{"shared": key of its first use}``."""
+    seen = {}
+    layers = [_describe_layer(str(index), layer, seen)
+              for index, layer in enumerate(network.layers)]
     loss = _name_of(network.loss, LOSSES, "loss") if network.loss is not None else None
     scaler = network.scaler.config() if network.scaler is not None else None
     return {"format": FORMAT, "version": VERSION, "dtype": network._working_dtype(),
@@ -203,16 +216,21 @@ def _read(path):
     return header, arrays
 
 
-def _build(path, key, spec, arrays, dtype):
+def _build(path, key, spec, arrays, dtype, built):
     """The layer ``spec`` describes (with its sublayers), in ``dtype``, its weights set from
-    ``arrays``."""
+    ``arrays``; ``built`` (key -> layer) gives shared layers back."""
+    if "shared" in spec:
+        if spec["shared"] not in built:
+            raise ModelFileError(f"{path}: layer {key} shares layer {spec['shared']!r}, which "
+                                 "comes before it nowhere in the file")
+        return built[spec["shared"]]
     if spec["type"] not in LAYERS:
         raise ModelFileError(f"{path}: layer {key} has unknown type {spec['type']!r}: "
                              "if it is your own layer, register its class with "
                              "portanet.register_layer before loading")
     kind = LAYERS[spec["type"]]
     if "sublayers" in spec:
-        layer = kind.from_sublayers([_build(path, f"{key}.{index}", sub, arrays, dtype)
+        layer = kind.from_sublayers([_build(path, f"{key}.{index}", sub, arrays, dtype, built)
                                      for index, sub in enumerate(spec["sublayers"])],
                                     **spec["config"])
     else:
@@ -222,6 +240,7 @@ def _build(path, key, spec, arrays, dtype):
     if missing:
         raise ModelFileError(f"{path}: weights {missing} of layer {key} are missing")
     layer.set_weights([arrays[f"{key}/{name}"] for name in spec["weights"]])
+    built[key] = layer
     return layer
 
 
@@ -231,9 +250,10 @@ def load(path):
 
     header, arrays = _read(path)
     network = Network(dtype=header["dtype"])
+    built = {}
     try:
         for index, spec in enumerate(header["layers"]):
-            network.add(_build(path, str(index), spec, arrays, header["dtype"]))
+            network.add(_build(path, str(index), spec, arrays, header["dtype"], built))
     except ModelFileError:
         raise
     except (PortanetError, KeyError, TypeError) as exc:

@@ -16,9 +16,9 @@ from .backend import (
     to_numpy,
 )
 from .errors import InputError, ShapeError
-from .layers.base import Layer, walk, walk_shapes
+from .layers.base import Layer, Pass, not_pure, unique, walk, walk_shapes
 from .metrics import accuracy
-from .step import Inference, forward, is_native
+from .step import Inference
 from .training import History  # noqa: F401  (its old home: portanet.network.History)
 
 PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
@@ -100,7 +100,8 @@ class Network:
 
     # -- running ----------------------------------------------------------------------------
     def _forward(self, x, training):
-        return forward(self.layers, x, training)
+        """``x`` through the layers with the weights they hold (eager, nothing kept)."""
+        return Pass.of(self.layers, training).output(self.layers, x)
 
     def _cached(self, key, make):
         """``make()``, made once per ``key`` and per layers (their identity and settings)."""
@@ -189,15 +190,13 @@ class Network:
             widest = max([math.prod(shape) for _, shape in self._shapes() if shape is not None]
                          + [math.prod(rows.shape[1:])])
             batch_size = max(1, PREDICT_VALUES // widest)
-        tutorial_style = next((layer for layer in self.layers if not is_native(layer)), None)
-        compiler = compilers.choose(get_backend(), "auto", tutorial_style and "tutorial-style "
-                                    "layers keep weights the compiler cannot see")
+        compiler = compilers.choose(get_backend(), "auto", not_pure(self.layers))
         inference = self._cached(("inference", compiler.name), lambda: Inference(self.layers))
-        # compiled once for all networks alike: it runs its first network's layers with the
-        # weights it is given, this network's
+        # compiled once for all networks alike: it depends only on the architecture and the
+        # weights it is given
         run = training.shared_cache(self, compiler)(
-            ("inference-run", compiler.name),
-            lambda: compilers.compiled(compiler, inference, "the inference forward pass"))
+            ("inference-run", compiler.name), lambda net: compilers.compiled(
+                compiler, Inference(net.layers), "the inference forward pass"))
         weights = inference.weights()
         parts = [run(weights, rows[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
         return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)
@@ -266,18 +265,23 @@ class Network:
         """Print each layer, its per-sample output shape and parameter count, and the totals;
         the layers of a container follow it, indented. Shapes start from ``input_shape`` (per
         sample, e.g. ``(context,)`` for a language model), else from the first layer that
-        declares one; "?" where neither says."""
-        rows, total = [], 0
+        declares one; "?" where neither says. A layer used at several places is marked
+        "(shared)" after its first use; its parameters count once in the total."""
+        rows, seen = [], set()
         start = None if input_shape is None else tuple(input_shape)
         for layer, depth, shape in walk_shapes(self.layers, start):
             if shape is not None and isinstance(layer, Layer):
                 shape = layer.output_shape(shape)
-            count = sum(math.prod(getattr(part, name).shape) for part in walk([layer])
+            count = sum(math.prod(getattr(part, name).shape) for part in unique(walk([layer]))
                         for name in getattr(part, "params", ()))
-            total += count if depth == 0 else 0
             name = type(layer).__name__ if getattr(layer, "sublayers", ()) else repr(layer)
+            if id(layer) in seen:
+                name += " (shared)"
+            seen.add(id(layer))
             rows.append(("  " * depth + name, "?" if shape is None else str(tuple(shape)),
                          count))
+        total = sum(math.prod(getattr(layer, name).shape) for layer in unique(walk(self.layers))
+                    for name in getattr(layer, "params", ()))
         width = max([len(r[0]) for r in rows] + [5])
         lines = [f"{'layer':<{width}}  {'output shape':<16}{'params':>10}"]
         lines += [f"{name:<{width}}  {out:<16}{count:>10,}" for name, out, count in rows]

@@ -1,97 +1,59 @@
 """One training step, and the inference forward pass, as pure functions of arrays.
 
-Layers keep their one ``forward``/``backward``, which read parameters from the layer and leave
-gradients on it. :class:`TrainStep` turns them into pure functions: the arrays a step depends on
-(flat parameter buffers, buffers such as running statistics, optimizer state, the batch, the
-step's scalars, random draws) come in as arguments and the new ones go out as results. Inside,
-the arrays are given to the layers for the duration of the call and every layer's attributes are
-put back afterwards, so no call leaves anything behind on a layer, and a compiler (``jax.jit``)
-can trace the function once per batch shape. The same functions run eagerly on every backend;
-there the optimizer overwrites the parameter and state buffers it is given where arrays are
-mutable (as ``jax.jit`` reuses donated buffers), so callers always continue from the results.
+Layers compute pure functions of the arrays they are given (:meth:`portanet.Layer.apply`), so
+the step is too: the arrays it depends on (parameters, buffers such as running statistics,
+optimizer state, the batch, the step's scalars, random draws) come in as arguments and the new
+ones go out as results, and nothing is written on a layer. A compiler (``jax.jit``) traces it
+once per batch shape; threads may run it at once. Run eagerly, the optimizer overwrites the
+parameter and state buffers it is given where arrays are mutable (as ``jax.jit`` reuses donated
+buffers), so callers always continue from the results.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import functools
-
 from . import losses as losses_module
 from .backend import get_backend, namespace, take_rows, writes_into
-from .layers.base import is_native, trainable, walk, walk_shapes
+from .errors import InputError
+from .layers.base import (
+    EMPTY,
+    WEIGHTS_LOCK,
+    Pass,
+    first_to_learn,
+    is_native,
+    unique,
+    walk,
+    walk_shapes,
+)
 from .metrics import accuracy
 from .parameters import ParameterLayout
 
 
-def forward(layers, x, training):
-    """Run ``x`` through ``layers`` (tutorial-style layers through forward_propagation)."""
-    for layer in layers:
-        x = layer.forward(x, training) if is_native(layer) else layer.forward_propagation(x)
-    return x
-
-
-def backward_chain(layers, learning_rate):
-    """Backpropagation as calls ``grad -> grad``, from the last layer down to the first one
-    with something to learn.
-
-    Layers before that one have no parameters, so nothing needs their gradients, and it computes
-    only its parameter gradients. Layers in the tutorial's style update themselves at
-    ``learning_rate``.
-    """
-    first = next((index for index, layer in enumerate(layers)
-                  if not is_native(layer) or trainable(layer)), len(layers))
-    steps = []
-    for index in range(len(layers) - 1, first - 1, -1):
-        layer = layers[index]
-        if not is_native(layer):
-            steps.append(functools.partial(layer.backward_propagation,
-                                           learning_rate=learning_rate))
-        else:
-            steps.append(layer.backward_params if index == first else layer.backward)
-    return steps
-
-
-PLAIN = (bool, int, float, str)  # attribute values a step may leave on a layer
-
-
-@contextlib.contextmanager
-def lent(layers, values):
-    """Set ``(layer, name) -> value`` on the layers for the block; afterwards every native layer
-    of ``layers`` has the arrays (and other objects) it had before: nothing the call computed
-    stays behind on a layer (under a compiler those would be tracers). Plain Python values
-    (numbers, strings: counters, flags) that the layers set are kept."""
-    saved = [(layer, dict(vars(layer))) for layer in walk(layers) if is_native(layer)]
-    try:
-        for (layer, name), value in values:
-            setattr(layer, name, value)
-        yield
-    finally:
-        for layer, attributes in saved:
-            kept = {name: value for name, value in vars(layer).items()
-                    if isinstance(value, PLAIN)}
-            vars(layer).clear()
-            vars(layer).update(attributes)
-            vars(layer).update(kept)
-
-
-def given(values):
-    """Set ``(layer, name) -> value`` on the layers, and leave them (and whatever the block
-    stores on the layers) there: the cheap form of :func:`lent` for eager steps."""
-    for (layer, name), value in values:
-        setattr(layer, name, value)
-    return contextlib.nullcontext()
-
-
 def parameter_slots(layers):
-    """``(layer, name)`` of every parameter the optimizer updates."""
-    return [(layer, name) for layer in walk(layers) if is_native(layer) for name in layer.params]
+    """``(layer, name)`` of every parameter the optimizer updates (a layer used at several
+    places once)."""
+    return [(layer, name) for layer in unique(walk(layers)) if is_native(layer)
+            for name in layer.params]
 
 
 def buffer_slots(layers):
     """``(layer, name)`` of every buffer (state that is not trained, e.g. running statistics)."""
-    return [(layer, name) for layer in walk(layers) if is_native(layer)
+    return [(layer, name) for layer in unique(walk(layers)) if is_native(layer)
             for name in layer.buffers]
+
+
+def keyed(slots):
+    """``slots`` as ``(id(layer), name)``: how a :class:`Pass` finds each layer's arrays."""
+    return [(id(layer), name) for layer, name in slots]
+
+
+def states(keys, *values):
+    """``{id(layer): {name: array}}`` for :class:`Pass` from ``keys`` (see :func:`keyed`) and
+    the arrays of each group of ``values``, in key order."""
+    found = {}
+    for group_keys, arrays in zip(keys, values):
+        for (key, name), array in zip(group_keys, arrays):
+            found.setdefault(key, {})[name] = array
+    return found
 
 
 class TrainStep:
@@ -100,9 +62,9 @@ class TrainStep:
     - :meth:`gradients` ``(params, buffers, batch, share, noise) -> (grads, buffers,
       sums)``: forward, loss and backward on one batch (see :class:`Batches`); ``sums`` is the
       batch's summed loss, or ``[summed loss, correct samples]`` with ``accuracy``. ``share``
-      (or None) scales the loss gradient: an MPI rank's part of the global batch. ``noise``
-      holds the random draws of the layers in :attr:`random_layers` (dropout masks), made on
-      the host by :meth:`draw`.
+      (or None) scales the loss gradient: a part of the whole batch (an MPI rank's, a thread's).
+      ``noise`` holds the random draws of the layers, in the order they run (dropout masks),
+      made on the host by :meth:`draw`.
     - :meth:`update` ``(params, grads, optimizer_state, scalars) -> (params, optimizer_state)``.
     - :meth:`whole`: both in one call, for a single process.
 
@@ -110,76 +72,80 @@ class TrainStep:
     ``flat=False``: one array per parameter, for compiled steps; see :class:`ParameterLayout`). The
     update consumes the parameters, gradients and optimizer state it is given (compiled: donated
     buffers; eager: overwritten in place where arrays are mutable): callers use the results.
-    ``pure=False`` (for eager runs) leaves the arrays of the last call on the layers instead of
-    restoring the layers after each call, which costs time on small batches; there the layers
-    may write their gradients straight into the step's own flat gradient buffer (see
-    :class:`EagerPlaces`), which the next call reuses.
+    ``eager=True`` (steps that are not compiled) lets layers write their gradients straight
+    into a flat gradient buffer the step keeps from call to call (see :class:`EagerPlaces`).
     ``traces`` counts how many times the Python body ran: every step when eager, once per batch
     shape when compiled.
     """
 
-    def __init__(self, network, optimizer, accuracy=False, pure=True, flat=True):
-        self.pure = pure  # restore the layers after each call (needed under a compiler)
-        self.flat = flat  # parameters in flat buffers (else one array each, see ParameterLayout)
+    def __init__(self, network, optimizer, accuracy=False, eager=False, flat=True):
+        self.eager, self.flat = eager, flat
         self.optimizer = optimizer
         self.loss_with_prime = losses_module.with_prime(network.loss, network.loss_prime)
         self.accuracy = accuracy  # sums also count the batch's correctly classified samples
         self.traces = 0
-        self._use(list(network.layers))
-
-    def _use(self, layers):
-        self.layers = layers
-        self.layout = ParameterLayout(parameter_slots(layers), self.flat)
+        self.layers = list(network.layers)
+        self.layout = ParameterLayout(parameter_slots(self.layers), self.flat)
+        self.buffers = buffer_slots(self.layers)
+        self._keys = (keyed(self.layout.slots), keyed(self.buffers))
         self._places = None  # EagerPlaces of the last eager call
-        self.buffers = buffer_slots(layers)
-        self.backward = backward_chain(layers, self.optimizer.learning_rate)
+        self.first = first_to_learn(self.layers)  # backward goes no further down
         # Random draws are made ahead of the step, from the layers' input shapes; with
         # tutorial-style layers (shapes unknown, eager only) layers draw during forward instead.
-        native = all(is_native(layer) for layer in layers)
-        self.random_layers = [layer for layer in walk(layers) if native and layer.random]
-
-    def twin(self):
-        """This step over its own copy of the layers, restoring them after each call: for
-        another thread to run at the same time."""
-        twin = copy.copy(self)
-        twin.pure = True
-        twin._use(copy.deepcopy(self.layers))
-        return twin
+        self.draws_ahead = all(is_native(layer) for layer in self.layers)
+        self.random_layers = [layer for layer in walk(self.layers)
+                              if self.draws_ahead and layer.random]
 
     def draw(self, sample_shape, rows, dtype):
         """This step's random draws for a batch of ``rows`` samples of ``sample_shape``,
-        drawn on the host in layer order and moved to the backend."""
+        drawn on the host in the order the layers run and moved to the backend."""
         if not self.random_layers:
             return []
         return [get_backend().asarray(layer.draw((rows, *shape)), dtype)
                 for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
-                if layer in self.random_layers]
+                if layer.random and is_native(layer)]
 
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
+        return self.part_gradients(params, buffers, batch, share, noise,
+                                   self._eager_places(params) if self.eager else None)
+
+    def part_gradients(self, params, buffers, batch, share, noise, places=None):
+        """:meth:`gradients` without counting a trace, and without ``places`` (an
+        :class:`EagerPlaces`) new gradient arrays: what threads computing parts of one batch
+        run at once (see :mod:`portanet.threads`)."""
         x, y = select(batch)
-        eager = None if self.pure else self._eager_places(params)
-        pieces = self.layout.split(params) if eager is None else eager.pieces
-        assignments = [*zip(self.layout.slots, pieces), *zip(self.buffers, buffers),
-                       *zip(((layer, "noise") for layer in self.random_layers), noise)]
-        if eager is not None:
-            assignments += eager.grad_places
-        with lent(self.layers, assignments) if self.pure else given(assignments):
-            out = forward(self.layers, x, training=True)
-            loss, grad = self.loss_with_prime(y, out)
-            if share is not None:
-                grad = grad * share
-            for step in self.backward:
-                grad = step(grad)
-            grads = [layer.grads[name] for layer, name in self.layout.slots]
-            grads = (self.layout.flatten_gradients(grads) if eager is None
-                     else eager.gathered(grads))
-            new_buffers = [getattr(layer, name) for layer, name in self.buffers]
+        pieces = self.layout.split(params) if places is None else places.pieces
+        run = Pass(states(self._keys, pieces, buffers), True,
+                   noise if self.draws_ahead else None,
+                   EMPTY if places is None else places.places, self.optimizer.learning_rate)
+        out, backprop = run.chain(self.layers, x, self.first)
+        loss, grad = self.loss_with_prime(y, out)
+        if share is not None:
+            grad = grad * share
+        backprop(grad, need_input=False)
+        grads = self._gradients_of(run)
+        grads = (self.layout.flatten_gradients(grads) if places is None
+                 else places.gathered(grads))
+        new_buffers = [run.states[key][name] for key, name in self._keys[1]]
         sums = loss * x.shape[0]
         if self.accuracy:
             xp = namespace(out)
             sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
         return grads, new_buffers, sums
+
+    def _gradients_of(self, run):
+        """Each slot's gradient from the pass ``run``; InputError naming a parameter that its
+        layer left no gradient for."""
+        try:
+            return [run.grads[key][name] for key, name in self._keys[0]]
+        except KeyError:
+            for layer, name in self.layout.slots:
+                if name not in run.grads.get(id(layer), EMPTY):
+                    raise InputError(f"{layer!r} left no gradient for its parameter {name!r}: "
+                                     "its backward must give one for every name in params") \
+                        from None
+            raise
 
     def _eager_places(self, params):
         """The :class:`EagerPlaces` of ``params``, made again only when they are other buffers
@@ -187,7 +153,7 @@ class TrainStep:
         places = self._places
         if places is None or len(places.params) != len(params) or any(
                 a is not b for a, b in zip(places.params, params)):
-            places = self._places = EagerPlaces(self.layout, params)
+            places = self._places = EagerPlaces(self.layout, params, self.layers)
         return places
 
     def update(self, params, grads, optimizer_state, scalars):
@@ -208,21 +174,24 @@ class EagerPlaces:
     """Where an eager step's arrays live, for parameters ``params`` laid out by ``layout``:
     each parameter's piece of them (:attr:`pieces`) and, on backends whose layers can write
     into arrays (:func:`portanet.backend.writes_into`), a flat gradient buffer of the same
-    layout whose pieces the layers are pointed at (:attr:`grad_places`, assignments of
-    ``Layer.grad_places``), so the gradients need no gathering copy."""
+    layout whose pieces the layers are offered (:attr:`places`, for :meth:`Pass.place`), so
+    the gradients need no gathering copy. A layer used at several places of ``layers`` is
+    offered none: its gradients are summed."""
 
-    def __init__(self, layout, params):
+    def __init__(self, layout, params, layers):
         self.params = list(params)
         self.pieces = layout.split(params)
         self.layout = layout
         in_place = bool(layout.flat and params and writes_into(params[0]))
         self.grad_buffers = [namespace(p).zeros_like(p) for p in params] if in_place else []
         self.grad_pieces = layout.split(self.grad_buffers) if in_place else []
-        per_layer = {}  # by id: a user's layer need not be hashable
+        uses = {}
+        for layer in walk(layers):
+            uses[id(layer)] = uses.get(id(layer), 0) + 1
+        self.places = {}
         for (layer, name), piece in zip(layout.slots, self.grad_pieces):
-            per_layer.setdefault(id(layer), (layer, {}))[1][name] = piece
-        self.grad_places = [((layer, "grad_places"), places)
-                            for layer, places in per_layer.values()]
+            if uses[id(layer)] == 1:
+                self.places.setdefault(id(layer), {})[name] = piece
 
     def gathered(self, grads):
         """The flat gradient buffers holding ``grads`` (one per slot): only the gradients that
@@ -288,18 +257,22 @@ def zeros_like_all(arrays):
 
 class Inference:
     """The inference forward pass of ``layers`` as a pure function
-    ``(weights, x) -> output``, ``weights`` being every parameter and buffer in layer order."""
+    ``(weights, x) -> output``, ``weights`` being every parameter and buffer in layer order
+    (:meth:`weights` reads them from the layers)."""
 
     def __init__(self, layers):
         self.layers = list(layers)
-        self.slots = [(layer, name) for layer in walk(self.layers) if is_native(layer)
+        self.slots = [(layer, name) for layer in unique(walk(self.layers)) if is_native(layer)
                       for name in layer.params + layer.buffers]
+        self._keys = keyed(self.slots)
         self.traces = 0
 
     def weights(self):
-        return [getattr(layer, name) for layer, name in self.slots]
+        """The layers' weights now: those of one completed training step, never a mix (see
+        :data:`portanet.layers.base.WEIGHTS_LOCK`)."""
+        with WEIGHTS_LOCK:
+            return [getattr(layer, name) for layer, name in self.slots]
 
     def __call__(self, weights, x):
         self.traces += 1
-        with lent(self.layers, zip(self.slots, weights)):
-            return forward(self.layers, x, training=False)
+        return Pass(states([self._keys], weights)).output(self.layers, x)

@@ -20,7 +20,7 @@ import numpy as np
 from . import backend as backend_module
 from .backend import BACKENDS, compilers, get_backend, namespace, set_backend, set_seed, to_numpy
 from .errors import BackendError, InputError
-from .step import lent
+from .layers.base import Pass, not_pure, walk, weight_names
 
 __all__ = ["CheckError", "assert_gradient_close", "check_layer", "check_loss",
            "for_each_backend", "installed_backends", "numeric_gradient"]
@@ -73,14 +73,16 @@ def assert_gradient_close(analytic, numeric, what, rtol=1e-6, atol=1e-8):
 
 def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, training=True, seed=0,
                 rtol=1e-6, atol=1e-8, eps=1e-6):
-    """Check ``layer.backward`` against central finite differences, in float64, on the selected
-    backend: the input gradient, and the gradient of each parameter that ``backward`` leaves in
-    ``layer.grads`` (``params``: the names to check, default all of ``layer.params``);
-    ``backward_params`` must leave the same parameter gradients.
+    """Check a layer's backward pass against central finite differences, in float64, on the
+    selected backend: the input gradient, and the gradient of each parameter (``params``: the
+    names to check, default all of ``layer.params``) that the backprop of
+    :meth:`~portanet.Layer.apply` returns (for a layer in the stateful form, that ``backward``
+    leaves in ``layer.grads``); ``need_input=False`` (``backward_params``) must give the same
+    parameter gradients.
 
     The input is ``x`` (host data, samples first) or ``batch`` standard-normal samples of
     per-sample shape ``input_shape``; the scalar differentiated is a random linear functional
-    of the output. ``training`` is passed to ``forward``. Before every forward pass portanet is
+    of the output. ``training`` is the pass's training mode. Before every forward pass portanet is
     reseeded with ``seed`` (:func:`portanet.set_seed`), so a random layer such as Dropout draws
     the same mask each time. Parameters and buffers are cast to float64 for the check and put
     back afterwards. Where the backend compiles (JAX), the forward and backward passes run
@@ -101,35 +103,37 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
         raise InputError(f"{layer!r} has no parameters {unknown}: its params are {trained}")
     backend = get_backend()
     label = f"{layer!r} on {backend}"
-    saved = {name: getattr(layer, name) for name in trained + tuple(getattr(layer, "buffers", ()))}
-    for name, value in saved.items():
-        xp = namespace(value)
-        setattr(layer, name, xp.astype(value, xp.float64))
+    parts = list(walk([layer]))
+    as_float64 = {id(part): {name: namespace(value).astype(value, namespace(value).float64)
+                             for name in weight_names(part)
+                             for value in [getattr(part, name)]} for part in parts}
+    restore = {id(part): dict(vars(part)) for part in parts}  # stateful layers write on theirs
 
-    def lend(values):  # the layer's parameters set to values, for one pure call
-        return lent([layer], zip(((layer, name) for name in trained), values))
+    def run(values):  # a pass with the layer's parameters set to values
+        set_seed(seed)
+        states = {key: dict(arrays) for key, arrays in as_float64.items()}
+        states.setdefault(id(layer), {}).update(zip(trained, values))
+        return Pass(states, training)
 
     def output(point, values):
-        set_seed(seed)
-        with lend(values):
-            return layer.forward(point, training=training)
+        return run(values).output([layer], point)
 
     def analytic(method, point, values, weights):
-        """``method``'s result and the gradients it leaves in layer.grads, after a forward."""
-        set_seed(seed)
-        with lend(values):
-            layer.forward(point, training=training)
-            return getattr(layer, method)(weights), dict(getattr(layer, "grads", None) or {})
+        """``method``'s input gradient and parameter gradients, after a forward."""
+        this = run(values)
+        _, backprop = this.apply(layer, point)
+        grad_input, grads = backprop(weights, method == "backward")
+        return grad_input, dict(grads)
 
     # Compiled where the backend compiles (jax.jit: a few programs per check instead of one per
     # operation and shape, and finite differences hundreds of times faster); eager again if
     # the layer cannot be compiled (with one CompileWarning).
-    compiler = compilers.choose(backend)
+    compiler = compilers.choose(backend, "auto", not_pure([layer]))
     what = f"the gradient check of {layer!r}"  # one warning if the layer cannot compile
     forward = compilers.compiled(compiler, output, what)
     try:
         point = backend.asarray(x, "float64")
-        values = [getattr(layer, name) for name in trained]
+        values = [as_float64[id(layer)][name] for name in trained]
         weights = generator.normal(size=tuple(forward(point, values).shape))
         weights_on_backend = backend.asarray(weights, "float64")
 
@@ -141,8 +145,8 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
             run = compilers.compiled(compiler, functools.partial(analytic, method), what)
             result, grads = run(point, values, weights_on_backend)
             if set(grads) != set(trained):
-                raise CheckError(f"{label}: {method} left gradients for "
-                                 f"{sorted(grads)} in layer.grads; its params are {trained}")
+                raise CheckError(f"{label}: {method} gave gradients for {sorted(grads)}; its "
+                                 f"params are {trained}")
             return result, grads
 
         grad_input, grads = gradients("backward")
@@ -159,14 +163,15 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
             numeric = numeric_gradient(at_param, to_numpy(values[k]), eps)
             assert_gradient_close(grads[name], numeric,
                                   f"{label}: the gradient of parameter {name!r}", rtol, atol)
-        _, only_params = gradients("backward_params")
+        _, only_params = gradients("backward_params")  # need_input=False
         for name in names:
             assert_gradient_close(only_params[name], to_numpy(grads[name]),
                                   f"{label}: backward_params's gradient of {name!r} (against "
                                   "backward's)", rtol, atol)
     finally:
-        for name, value in saved.items():
-            setattr(layer, name, value)
+        for part in parts:
+            vars(part).clear()
+            vars(part).update(restore[id(part)])
 
 
 def check_loss(loss, loss_prime, y_true, y_pred, *, rtol=1e-6, atol=1e-8, eps=1e-6):

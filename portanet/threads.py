@@ -2,13 +2,12 @@
 threads.
 
 NumPy runs each element-wise operation on one core, but lets other threads run meanwhile: the
-rows of a large batch, split between threads (each with its own copy of the layers, BLAS on one
-core each), keep every core busy. Each part's gradient is scaled by its share of the batch, the
-flat gradient buffers and the loss sums are added up, and one update follows, so a split step
-equals the whole-batch step up to rounding. Only networks of built-in layers without buffers are
-split (BatchNorm's batch statistics would change with the split), and only batches that carry
-enough element-wise work (see :meth:`SplitGradients.parts`).
-"""
+rows of a large batch, split between threads (each running the same pure step on its rows, BLAS
+on one core each), keep every core busy. Each part's gradient is scaled by its share of the
+batch, the flat gradient buffers and the loss sums are added up, and one update follows, so a
+split step equals the whole-batch step up to rounding. Only networks of built-in layers without
+buffers are split (BatchNorm's batch statistics would change with the split), and only batches
+that carry enough element-wise work (see :meth:`SplitGradients.parts`). """
 
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ class SplitGradients:
 
     def __init__(self, step, threads):
         self.step, self.threads = step, threads
-        self.twins, self.pool = [], None  # made at the first split
+        self.pool = None  # made at the first split
         self.parameters = sum(step.layout.sizes)
         self._values = {}  # layer input values per sample, by sample shape
 
@@ -60,24 +59,23 @@ class SplitGradients:
         parts = self.parts(x)
         if parts == 1:
             return self.step.gradients(params, buffers, batch, share, noise)
+        self.step.traces += 1
         if self.pool is None:
-            self.twins = [self.step.twin() for _ in range(self.threads - 1)]
             self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="portanet-step")
         rows = x.shape[0]
         bounds = [rows * k // parts for k in range(parts + 1)]
 
-        def part(step, lo, hi):  # random draws have the batch's rows first
-            return step.gradients(params, buffers, (x[lo:hi, ...], y[lo:hi, ...]),
-                                  (hi - lo) / rows * (1 if share is None else share),
-                                  [draws[lo:hi, ...] for draws in noise])
+        def part(lo, hi):  # random draws have the batch's rows first
+            return self.step.part_gradients(params, buffers, (x[lo:hi, ...], y[lo:hi, ...]),
+                                            (hi - lo) / rows * (1 if share is None else share),
+                                            [draws[lo:hi, ...] for draws in noise])
 
         with blas_threads(1):
-            others = [self.pool.submit(part, twin, lo, hi)
-                      for twin, lo, hi in zip(self.twins, bounds[1:], bounds[2:])]
+            others = [self.pool.submit(part, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
             try:
-                results = [part(self.step, bounds[0], bounds[1])]
+                results = [part(bounds[0], bounds[1])]
             finally:
-                wait(others)  # the twins' layers are busy until then
+                wait(others)  # BLAS goes back to all cores only after them
             results += [future.result() for future in others]
         add = functools.partial(functools.reduce, operator.add)
         grads = [add(dtype_grads) for dtype_grads in zip(*(r[0] for r in results))]

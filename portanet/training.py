@@ -11,6 +11,8 @@ path for MPI.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import math
 import signal
 import threading
@@ -25,14 +27,16 @@ from .backend import (
     is_host_data,
     namespace,
     rng,
+    step_threads,
     to_numpy,
 )
 from .callbacks import CallbackList
 from .errors import InputError, TrainingError
-from .layers.base import is_builtin, walk
+from .layers.base import WEIGHTS_LOCK, is_builtin, not_pure, walk
 from .parameters import ParameterLayout
 from .progress import Progress
-from .step import Batches, TrainStep, buffer_slots, is_native, lent, parameter_slots
+from .step import Batches, TrainStep, buffer_slots, parameter_slots, zeros_like_all
+from .threads import SplitGradients, splittable
 
 
 class History:
@@ -76,10 +80,30 @@ def _check_count(label, value, low):
         raise InputError(f"{label} must be an integer >= {low}, got {value!r}")
 
 
+_FITTING: set = set()  # id() of the networks being trained: one fit at a time each
+_FITTING_LOCK = threading.Lock()
+
+
 def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
         optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
         distributed=False, compile="auto", metrics=(), callbacks=None):
     """:meth:`portanet.Network.fit` (see there)."""
+    with _FITTING_LOCK:
+        if id(network) in _FITTING:
+            raise TrainingError("fit is already running on this network (in another thread, or "
+                                "a callback called fit): wait for it to end, or train a copy")
+        _FITTING.add(id(network))
+    try:
+        return _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
+                    optimizer, validation_data, validation_split, verbose, distributed, compile,
+                    metrics, callbacks)
+    finally:
+        with _FITTING_LOCK:
+            _FITTING.discard(id(network))
+
+
+def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, optimizer,
+         validation_data, validation_split, verbose, distributed, compile, metrics, callbacks):
     world = distributed_module.resolve(distributed)
     with world.together():
         inputs.check_ready(network, need_loss=True)
@@ -114,53 +138,105 @@ def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shu
 
 
 _SHARED: dict = {}  # compiled functions of networks alike (see shared_cache)
+_ARCHITECTURES: dict = {}  # what they are made from, by structure
 
 
 def _structure(network):
     """A key naming what a compiled step of ``network`` computes, or None unless every layer is
-    a built-in one (with built-in activations), whose type, settings and shapes say it all."""
-    parts = []
-    for layer in walk(network.layers):
+    a built-in one (with built-in activations), whose type, settings, shapes and places (a
+    layer used again names its first place) say it all."""
+    parts, places = [], {}
+    for index, layer in enumerate(walk(network.layers)):
         if not is_builtin(layer):
             return None
         shapes = tuple((tuple(getattr(layer, name).shape), dtype_name(getattr(layer, name)))
                        for name in layer.params + layer.buffers)
-        parts.append((type(layer), repr(layer), shapes))
+        parts.append((type(layer), repr(layer), shapes, places.setdefault(id(layer), index)))
     return tuple(parts)
 
 
 def shared_cache(network, compiler):
     """Where compiled functions of ``network`` are kept: shared by every network of the same
     built-in layers (their settings say all they compute: one compilation serves them all),
-    else the network's own cache. ``cached(key, make)`` returns ``make()``, made once."""
+    else the network's own cache. ``cached(key, make)`` returns ``make(net)``, made once:
+    ``net`` is ``network`` itself for its own cache, and for the shared one an architecture
+    that is none of the networks sharing it (copies of the first one's layers)."""
     structure = None if compiler is compilers.EAGER else _structure(network)
     if structure is None:
-        return network._cached
+        return lambda key, make: network._cached(key, lambda: make(network))
 
     def cached(key, make):
         key = (key, structure)
         if key not in _SHARED:
-            _SHARED[key] = make()
+            if structure not in _ARCHITECTURES:
+                architecture = copy.copy(network)
+                architecture.layers, architecture._cache = copy.deepcopy(network.layers), {}
+                _ARCHITECTURES[structure] = architecture
+            _SHARED[key] = make(_ARCHITECTURES[structure])
         return _SHARED[key]
 
     return cached
+
+
+def compose(step, compiler, world):
+    """One training step of ``step`` (a :class:`TrainStep`) as the loop runs it:
+    ``(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share, wants_stop)
+    -> (params, buffers, optimizer_state, total, stop)``. ``total`` sums the batches' losses,
+    ``batch`` comes from :class:`portanet.step.Batches`, ``rows`` is its number of rows,
+    ``share`` this process's part of the global batch, ``wants_stop()`` this process's wish to
+    stop (Ctrl-C), asked once the batch's gradients are known; ``stop`` is whether any process
+    wished it.
+
+    In one process the step is one function, compiled whole by ``compiler``; across the ranks
+    of ``world`` it is two, gradients then update, with the world's gradient sum between them.
+    Eager steps may split large batches between threads (see :mod:`portanet.threads`).
+    """
+    gradients = step.gradients
+    threads = step_threads(get_backend().name) if compiler is compilers.EAGER else 1
+    if threads > 1 and splittable(step):
+        gradients = SplitGradients(step, threads)
+    if world.size == 1:
+        whole = compilers.compiled(compiler, functools.partial(step.whole, gradients=gradients),
+                                   "the training step", donate=(0, 1, 2))  # not the total
+
+        def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
+                wants_stop):
+            return (*whole(params, buffers, optimizer_state, total, batch, scalars, noise),
+                    wants_stop())
+
+        run.parts = [whole]  # what was compiled (each may have fallen back to eager)
+        return run
+    gradients = compilers.compiled(compiler, gradients, "the gradient step", donate=(1,))
+    update = compilers.compiled(compiler, step.update, "the optimizer update", donate=(0, 1, 2))
+
+    def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
+            wants_stop):
+        if rows:
+            grads, buffers, sums = gradients(params, buffers, batch, share, noise)
+            total = total + sums
+        else:  # none of this batch is this rank's: it adds nothing
+            grads = zeros_like_all(params)
+        grads, stop = world.reduce_gradients(grads, wants_stop())
+        params, optimizer_state = update(params, grads, optimizer_state, scalars)
+        return params, buffers, optimizer_state, total, stop
+
+    run.parts = [gradients, update]
+    return run
 
 
 class Loop:
     """Trains ``network`` with ``optimizer`` in ``world``, the step compiled as ``compile`` says.
 
     During a fit the loop holds the training state (flat parameters, buffers, optimizer state)
-    and hands it to the step; the network's layers and the optimizer get it back when fit ends
-    (Ctrl-C and errors included), and after every epoch where validation or other MPI ranks
-    need it.
+    and hands it to the step; nothing is written on the layers meanwhile. The network's layers
+    and the optimizer get copies of it when fit ends (Ctrl-C and errors included), after every
+    epoch where validation, callbacks or other MPI ranks need it, and after every batch where a
+    callback has batch hooks: one step's weights at a time (see :meth:`_give_back`).
     """
 
     def __init__(self, network, optimizer, world, compile="auto", accuracy=False):
         self.network, self.optimizer, self.world = network, optimizer, world
-        tutorial_style = next((layer for layer in network.layers if not is_native(layer)), None)
-        reason = None if tutorial_style is None else (
-            f"{tutorial_style!r} updates its own weights (the tutorial's backward_propagation)")
-        self.compiler = compilers.choose(get_backend(), compile, reason)
+        self.compiler = compilers.choose(get_backend(), compile, not_pure(network.layers))
         self.accuracy = accuracy
         eager = self.compiler is compilers.EAGER
         # flat parameter buffers for eager steps and for MPI (one gradient buffer to sum);
@@ -171,14 +247,14 @@ class Loop:
         cached = shared_cache(network, self.compiler)
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
                accuracy, flat)
-        self.step = cached(("train", *key), lambda: TrainStep(
-            network, optimizer, accuracy, pure=not eager, flat=flat))
+        self.step = cached(("train", *key), lambda net: TrainStep(
+            net, optimizer, accuracy, eager=eager, flat=flat))
         self.run_step = cached(("train-run", *key, world),
-                               lambda: world.step_runner(self.step, self.compiler))
+                               lambda net: compose(self.step, self.compiler, world))
         layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
-        self.flatten = cached(("flatten", self.compiler.name, flat), lambda: compilers.compiled(
-            self.compiler, layout.flatten, "gathering the parameters"))
-        self.split = cached(("split", self.compiler.name, flat), lambda: compilers.compiled(
+        self.flatten = cached(("flatten", self.compiler.name, flat), lambda net: (
+            compilers.compiled(self.compiler, layout.flatten, "gathering the parameters")))
+        self.split = cached(("split", self.compiler.name, flat), lambda net: compilers.compiled(
             self.compiler, layout.split, "splitting the parameters"))
         self.stop_requested = False
 
@@ -200,9 +276,8 @@ class Loop:
                  optimizer.state_for(self.layout, params)]
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
         zero = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
-        with self._interruptible(), contextlib.ExitStack() as layers_back:
-            # eager steps leave their arrays on the layers; a fit as a whole leaves none
-            layers_back.enter_context(lent(network.layers, ()))
+        every_batch = callbacks.has_batch_hooks()  # they may look at the layers' weights
+        with self._interruptible():
             try:
                 for epoch in range(1, epochs + 1):
                     callbacks.on_epoch_begin(epoch)
@@ -225,6 +300,8 @@ class Loop:
                         optimizer.iterations += 1
                         seen = stop
                         progress.batch_done(batch)
+                        if every_batch:
+                            self._give_back(state)
                         callbacks.on_batch_end(batch)
                         if interrupted or network.stop_training:
                             break
@@ -251,7 +328,6 @@ class Loop:
                         progress.message(f"stopped after epoch {epoch}: {history.stop_reason}")
                         break
             finally:
-                layers_back.close()
                 self._give_back(state)
                 history.step_traces = step.traces - traces
                 fell_back = any(getattr(part, "failed", False) for part in self.run_step.parts)
@@ -261,13 +337,19 @@ class Loop:
         return history
 
     def _give_back(self, state):
-        """Hand the current parameters, buffers and optimizer state to the layers and the
-        optimizer (a compiled step may have consumed the arrays they held before)."""
+        """Hand copies of the current parameters, buffers and optimizer state to the layers and
+        the optimizer, all at once (under WEIGHTS_LOCK): the step goes on updating its own
+        arrays (in place, or donated to a compiled step), and a predict in another thread
+        reads one step's weights."""
         params, buffers, optimizer_state = state
-        for (layer, name), value in zip(self.layout.slots, self.split(params)):
-            setattr(layer, name, value)
-        for (layer, name), value in zip(self.buffers, buffers):
-            setattr(layer, name, value)
+        xp = namespace(*params, *buffers) if params or buffers else None
+        params = self.split([xp.asarray(p, copy=True) for p in params])
+        buffers = [xp.asarray(b, copy=True) for b in buffers]
+        with WEIGHTS_LOCK:
+            for (layer, name), value in zip(self.layout.slots, params):
+                setattr(layer, name, value)
+            for (layer, name), value in zip(self.buffers, buffers):
+                setattr(layer, name, value)
         self.optimizer.state = optimizer_state
 
     def _epoch_values(self, epoch, total, seen, validation):

@@ -146,6 +146,9 @@ def test_networks_alike_share_one_compiled_prediction_with_their_own_weights(bac
     predictions = [first.predict(x), second.predict(x)]
     compiled = [key for key in training._SHARED if key[0][0] == "inference-run"]
     assert len(compiled) == (1 if has_compiler(backend) else 0)
+    ours = {id(layer) for layer in first.layers + second.layers}  # made from neither network
+    assert not any(id(layer) in ours for architecture in training._ARCHITECTURES.values()
+                   for layer in architecture.layers)
     monkeypatch.setenv("PORTANET_COMPILE", "0")  # each network's own forward, eagerly
     for net, predicted in zip((first, second), predictions):
         np.testing.assert_allclose(predicted, net.predict(x), rtol=1e-5, atol=1e-6)
@@ -161,12 +164,9 @@ def test_backend_auto_compiles_only_where_measured_faster(backend):
 class HostNumberLayer(Layer):
     """Scales by a number it reads back to the host: fine eagerly, not traceable by jax.jit."""
 
-    def forward(self, x, training=False):
-        self.scale = 1.0 + 0.0 * float(to_numpy(x).sum())
-        return x * self.scale
-
-    def backward(self, grad_output):
-        return grad_output * self.scale
+    def apply(self, state, x, run):
+        scale = 1.0 + 0.0 * float(to_numpy(x).sum())
+        return x * scale, lambda grad_output, need_input=True: (grad_output * scale, {})
 
 
 def test_a_step_that_cannot_compile_runs_eagerly_after_one_warning(backend):
@@ -187,7 +187,9 @@ def test_a_step_that_cannot_compile_runs_eagerly_after_one_warning(backend):
     assert "eager" in str(caught[0].message)
     assert history.compiled == "eager"
     x, _ = data("modern-mlp", 4)
-    np.testing.assert_allclose(compiled.predict(x), eager.predict(x), rtol=1e-12)
+    with warnings.catch_warnings():  # compiling predict fails the same way (said once)
+        warnings.simplefilter("ignore", CompileWarning)
+        np.testing.assert_allclose(compiled.predict(x), eager.predict(x), rtol=1e-12)
 
 
 def test_compile_settings_are_checked(monkeypatch):
@@ -236,8 +238,8 @@ def test_eager_gradients_written_in_place_equal_the_pure_steps(backend):
     after call (the buffer is reused)."""
     portanet.set_seed(5)
     net, optimizer, batch = cnn("float64")
-    eager = step_module.TrainStep(net, optimizer, pure=False)
-    pure = step_module.TrainStep(net, optimizer, pure=True)
+    eager = step_module.TrainStep(net, optimizer, eager=True)
+    pure = step_module.TrainStep(net, optimizer, eager=False)
     params = eager.layout.gather()
     buffers = [getattr(layer, name) for layer, name in eager.buffers]
     first = None
@@ -252,10 +254,11 @@ def test_eager_gradients_written_in_place_equal_the_pure_steps(backend):
         for mine, theirs in zip(got, expected):
             np.testing.assert_allclose(mine, to_numpy(theirs), rtol=1e-12, atol=1e-14)
         first = first or grads
-        if writes_into(params[0]):  # the same buffer each call, the FCLayer's gradients in it
+        if writes_into(params[0]):  # the same buffer each call, the FCLayer's places in it
             assert grads[0] is first[0]
-            assert np.shares_memory(to_numpy(grads[0]),
-                                    to_numpy(net.layers[-1].grads["weights"]))
+            places = eager._places.places[id(net.layers[-1])]
+            assert all(np.shares_memory(to_numpy(grads[0]), to_numpy(place))
+                       for place in places.values())
 
 
 # -- optimizer state belongs to its network ----------------------------------------------------

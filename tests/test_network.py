@@ -304,10 +304,10 @@ def test_predict_goes_in_passes_that_bound_layer_outputs(monkeypatch):
     whole = net.predict(x)
     np.testing.assert_allclose(net.predict(x, batch_size=3), whole, rtol=1e-5, atol=1e-6)
     passes = []
-    forward = step_module.forward
+    call = step_module.Inference.__call__
     monkeypatch.setenv("PORTANET_COMPILE", "0")  # every pass runs the Python forward
-    monkeypatch.setattr(step_module, "forward", lambda layers, rows, training:
-                        passes.append(rows.shape[0]) or forward(layers, rows, training))
+    monkeypatch.setattr(step_module.Inference, "__call__", lambda self, weights, rows:
+                        passes.append(rows.shape[0]) or call(self, weights, rows))
     monkeypatch.setattr(network_module, "PREDICT_VALUES", 8)  # widest output: 4 values a row
     np.testing.assert_allclose(net.predict(x), whole, rtol=1e-5, atol=1e-6)
     assert passes == [2, 2, 2, 2, 2]

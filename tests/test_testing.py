@@ -21,7 +21,7 @@ from portanet.testing import (
 
 
 class Scale(Layer):
-    """The README's own layer: ``x * factor``, with optional deliberate mistakes."""
+    """The docs' own layer: ``x * factor``, with optional deliberate mistakes."""
 
     params = ("factor",)
 
@@ -29,6 +29,19 @@ class Scale(Layer):
         super().__init__()
         self.factor = portanet.get_backend().asarray(np.linspace(0.5, 1.5, features))
         self.factor_error, self.input_error = factor_error, input_error
+
+    def apply(self, state, x, run):
+        factor = state["factor"]
+
+        def backprop(grad_output, need_input=True):
+            xp = namespace(grad_output)
+            grads = {"factor": self.factor_error * xp.sum(grad_output * x, axis=0)}
+            return self.input_error * grad_output * factor, grads
+        return x * factor, backprop
+
+
+class StatefulScale(Scale):
+    """Scale in the stateful form (forward/backward keeping the input on the layer)."""
 
     def forward(self, x, training=False):
         self.input = x
@@ -46,26 +59,35 @@ def test_a_correct_layer_passes_and_is_left_as_it_was(backend):
     check_layer(layer, (4,))
     assert layer.weights is weights and layer.weights.dtype == backend.xp.float32
     check_layer(Scale(5), (5,), batch=2)
+    stateful = StatefulScale(5)
+    before = dict(vars(stateful))
+    check_layer(stateful, (5,), batch=2)
+    assert vars(stateful) == before  # nothing it stored during the check stays
+    with pytest.raises(CheckError, match="gradient of parameter 'factor'"):
+        check_layer(StatefulScale(3, factor_error=1.01), (3,))
 
 
 class Clipped(Scale):
     """Scale whose forward reads a value on the host: it cannot be traced by a compiler."""
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         if float(to_numpy(x).max()) > 100:
             raise AssertionError("unexpected input")
-        return super().forward(x, training)
+        return super().apply(state, x, run)
 
 
 def test_finite_differences_run_compiled_where_the_backend_compiles(backend, monkeypatch):
     traces = []
-    forward = Scale.forward
-    monkeypatch.setattr(Scale, "forward", lambda self, x, training=False: traces.append(1)
-                        or forward(self, x, training))
+    apply = Scale.apply
+    monkeypatch.setattr(Scale, "apply", lambda self, state, x, run: traces.append(1)
+                        or apply(self, state, x, run))
     check_layer(Scale(3), (3,), batch=4)  # 12 + 3 points, 2 forward passes each
     # compiled: one trace of the forward pass and one for each backward method's forward
     expected = 1 + 2 if backend.name == "jax" else 1 + 30 + 2
     assert len(traces) == expected
+    traces.clear()
+    check_layer(StatefulScale(3), (3,), batch=4)  # the stateful form: always eagerly
+    assert not traces
 
 
 def test_a_layer_that_cannot_compile_is_checked_eagerly(backend, recwarn):
@@ -96,17 +118,18 @@ def test_a_wrong_input_gradient_is_named_input(backend):
 
 def test_missing_or_inconsistent_parameter_gradients():
     class NoGrads(Scale):
-        def backward(self, grad_output):
-            super().backward(grad_output)
-            self.grads = {}
-            return grad_output * self.factor
+        def apply(self, state, x, run):
+            out, backprop = super().apply(state, x, run)
+            return out, lambda grad, need_input=True: (backprop(grad, need_input)[0], {})
 
-    with pytest.raises(CheckError, match=r"backward left gradients for \[\] .* \('factor',\)"):
+    with pytest.raises(CheckError, match=r"backward gave gradients for \[\]; .* \('factor',\)"):
         check_layer(NoGrads(2), (2,))
 
     class Inconsistent(Scale):
-        def backward_params(self, grad_output):
-            super().backward(2 * grad_output)
+        def apply(self, state, x, run):
+            out, backprop = super().apply(state, x, run)
+            return out, lambda grad, need_input=True: backprop(
+                grad if need_input else 2 * grad, need_input)
 
     with pytest.raises(CheckError, match="backward_params's gradient of 'factor'"):
         check_layer(Inconsistent(2), (2,))
@@ -118,8 +141,9 @@ def test_random_layers_are_checked_with_one_mask():
     check_layer(Dropout(0.5), (8,), batch=4)  # a new mask per forward would fail here
 
     class Forgetful(Dropout):  # a mask that does not reach backward
-        def backward(self, grad_output):
-            return grad_output
+        def apply(self, state, x, run):
+            out, _ = super().apply(state, x, run)
+            return out, lambda grad, need_input=True: (grad, {})
 
     with pytest.raises(CheckError, match="gradient of the input"):
         check_layer(Forgetful(0.5), (8,), batch=4)

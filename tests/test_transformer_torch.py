@@ -125,10 +125,12 @@ def data(torch, samples=4, t=5):
 
 
 def gradients(net, optimizer, x, y):
-    """The loss and the gradients of one training step, left on the layers (``layer.grads``)
-    as the eager training loop leaves them."""
-    step = TrainStep(net, optimizer, pure=False)
-    _, _, sums = step.gradients(step.layout.gather(), [], (x, y), None, [])
+    """The loss of one training step; its gradients put on the layers (``layer.grads``), where
+    ``Optimizer.step`` takes them."""
+    step = TrainStep(net, optimizer)
+    grads, _, sums = step.gradients(step.layout.gather(), [], (x, y), None, [])
+    for (layer, name), grad in zip(step.layout.slots, step.layout.split(grads)):
+        layer.grads[name] = grad
     return float(sums) / x.shape[0]
 
 

@@ -94,7 +94,7 @@ def _writable(out, shape, dtype) -> bool:
 def matmul(a, b, out=None):
     """``a @ b``; of NumPy matrices, written into ``out`` when it is given and has the result's
     shape and dtype (a layer puts a gradient straight into its piece of the training step's flat
-    gradient buffer, see :attr:`portanet.layers.Layer.grad_places`). Otherwise a new array."""
+    gradient buffer, see :meth:`portanet.layers.base.Pass.place`). Otherwise a new array."""
     if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == b.ndim == 2
             and a.dtype == b.dtype and _writable(out, (a.shape[0], b.shape[1]), a.dtype)):
         return np.matmul(a, b, out=out)

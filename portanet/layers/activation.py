@@ -5,7 +5,7 @@ from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT, WITH_PRIME
 from ..backend import namespace
 from ..errors import InputError
 from ..numpy import call_user_function
-from .base import Layer
+from .base import EMPTY, Layer
 
 
 class ActivationLayer(Layer):
@@ -39,25 +39,25 @@ class ActivationLayer(Layer):
                         and activation.__module__ == activations.__name__)
         self.gradient_from_output = GRADIENTS_FROM_OUTPUT.get(name) if self.builtin else None
         self.with_prime = WITH_PRIME.get(name) if self.builtin else None
-        self.derivative = None
 
-    def forward(self, x, training=False):
-        self.input = x
-        self.derivative = None
-        if training and self.with_prime is not None:
-            self.output, self.derivative = self.with_prime(x)
+    def apply(self, state, x, run):
+        derivative = None
+        if run.training and self.with_prime is not None:
+            out, derivative = self.with_prime(x)
         else:
-            self.output = (self.activation(x) if self.builtin
-                           else call_user_function(self.activation, x))
-        return self.output
+            out = self.activation(x) if self.builtin else call_user_function(self.activation, x)
 
-    def backward(self, grad_output):
+        def backprop(grad_output, need_input=True):
+            return self._input_gradient(x, out, derivative, grad_output), EMPTY
+        return out, backprop
+
+    def _input_gradient(self, x, out, derivative, grad_output):
         if self.gradient_from_output is not None:
-            return self.gradient_from_output(self.output, grad_output)
-        if self.derivative is not None:
-            return grad_output * self.derivative
-        derivative = (self.activation_prime(self.input) if self.builtin
-                      else call_user_function(self.activation_prime, self.input))
+            return self.gradient_from_output(out, grad_output)
+        if derivative is not None:
+            return grad_output * derivative
+        derivative = (self.activation_prime(x) if self.builtin
+                      else call_user_function(self.activation_prime, x))
         if derivative.ndim == grad_output.ndim + 1:
             xp = namespace(derivative)
             row = xp.expand_dims(grad_output, axis=-2)

@@ -62,11 +62,11 @@ class SelfAttention(Layer):
         n, _, t, _ = x.shape
         return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (n, t, self.dim))
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
         d = self.dim
-        qkv = affine(x, self.qkv_weights, self.qkv_bias)
+        qkv = affine(x, state["qkv_weights"], state["qkv_bias"])
         q, k, v = (self._split_heads(qkv[..., i * d:(i + 1) * d]) for i in range(3))
         q = q * (1.0 / math.sqrt(d // self.heads))  # scaled here: q is smaller than the scores
         scores = q @ xp.matrix_transpose(k)
@@ -76,37 +76,27 @@ class SelfAttention(Layer):
             # -inf added where a key is later than its query: one pass, no new array
             scores += xp.where(allowed, xp.asarray(0.0, dtype=scores.dtype, device=device(x)),
                                xp.asarray(-math.inf, dtype=scores.dtype, device=device(x)))
-        self.input, self.q, self.k, self.v = x, q, k, v
-        self.attention = softmax(scores)
-        self.context = self._merge_heads(self.attention @ v)
-        self.output = affine(self.context, self.out_weights, self.out_bias)
-        return self.output
+        attention = softmax(scores)
+        context = self._merge_heads(attention @ v)
 
-    def backward(self, grad_output):
-        return self._backward(grad_output, need_input=True)
-
-    def backward_params(self, grad_output):
-        self._backward(grad_output, need_input=False)
-
-    def _backward(self, grad_output, need_input):
-        xp = namespace(grad_output)
-        places = self.grad_places
-        grad_context, out_weights, out_bias = affine_grads(
-            self.context, self.out_weights, (self.dim,), grad_output,
-            out=(places.get("out_weights"), places.get("out_bias")))
-        grad_heads = self._split_heads(grad_context)
-        grad_v = xp.matrix_transpose(self.attention) @ grad_heads
-        grad_scores = GRADIENTS_FROM_OUTPUT["softmax"](
-            self.attention, grad_heads @ xp.matrix_transpose(self.v))
-        grad_q = (grad_scores @ self.k) * (1.0 / math.sqrt(self.dim // self.heads))
-        grad_k = xp.matrix_transpose(grad_scores) @ self.q
-        grad_qkv = xp.concat([self._merge_heads(g) for g in (grad_q, grad_k, grad_v)], axis=-1)
-        grad_input, qkv_weights, qkv_bias = affine_grads(
-            self.input, self.qkv_weights, (3 * self.dim,), grad_qkv, need_input,
-            (places.get("qkv_weights"), places.get("qkv_bias")))
-        self.grads = {"qkv_weights": qkv_weights, "qkv_bias": qkv_bias,
-                      "out_weights": out_weights, "out_bias": out_bias}
-        return grad_input
+        def backprop(grad_output, need_input=True):
+            grad_context, out_weights, out_bias = affine_grads(
+                context, state["out_weights"], (d,), grad_output,
+                out=(run.place(self, "out_weights"), run.place(self, "out_bias")))
+            grad_heads = self._split_heads(grad_context)
+            grad_v = xp.matrix_transpose(attention) @ grad_heads
+            grad_scores = GRADIENTS_FROM_OUTPUT["softmax"](
+                attention, grad_heads @ xp.matrix_transpose(v))
+            grad_q = (grad_scores @ k) * (1.0 / math.sqrt(d // self.heads))
+            grad_k = xp.matrix_transpose(grad_scores) @ q
+            grad_qkv = xp.concat([self._merge_heads(g) for g in (grad_q, grad_k, grad_v)],
+                                 axis=-1)
+            grad_input, qkv_weights, qkv_bias = affine_grads(
+                x, state["qkv_weights"], (3 * d,), grad_qkv, need_input,
+                (run.place(self, "qkv_weights"), run.place(self, "qkv_bias")))
+            return grad_input, {"qkv_weights": qkv_weights, "qkv_bias": qkv_bias,
+                                "out_weights": out_weights, "out_bias": out_bias}
+        return affine(context, state["out_weights"], state["out_bias"]), backprop
 
     def config(self):
         return {"dim": self.dim, "heads": self.heads, "causal": self.causal, "init": self.init}

@@ -1,12 +1,13 @@
 """Containers that are layers: a sequence of layers, and a residual connection around one.
 
-A container's ``sublayers`` run one after another on its input; the training step, saving and
-``Network.summary`` walk them (:func:`portanet.layers.base.walk`), so parameters, buffers and
-random draws of nested layers are found wherever they sit. Containers nest.
+A container's ``sublayers`` run one after another on its input; its ``apply`` composes theirs
+(:meth:`portanet.layers.base.Pass.chain`). The training step, saving and ``Network.summary`` walk
+them (:func:`portanet.layers.base.walk`), so parameters, buffers and random draws of nested
+layers are found wherever they sit. Containers nest, and may be used at several places.
 """
 
 from ..errors import InputError, ShapeError
-from .base import Layer, is_native, trainable
+from .base import EMPTY, Layer, first_to_learn, is_native
 
 
 class Container(Layer):
@@ -46,30 +47,15 @@ class Sequential(Container):
         if isinstance(layers, Layer) or not layers:
             raise InputError(f"Sequential takes a non-empty list of layers, got {layers!r}")
         super().__init__(layers)
+        self.first = first_to_learn(self.sublayers)  # backward goes no further down
 
     def output_shape(self, input_shape):
         for layer in self.sublayers:
             input_shape = layer.output_shape(input_shape)
         return input_shape
 
-    def forward(self, x, training=False):
-        for layer in self.sublayers:
-            x = layer.forward(x, training)
-        return x
-
-    def backward(self, grad_output):
-        for layer in reversed(self.sublayers):
-            grad_output = layer.backward(grad_output)
-        return grad_output
-
-    def backward_params(self, grad_output):
-        """Down to the first sublayer with parameters, which computes only theirs."""
-        first = next((i for i, layer in enumerate(self.sublayers) if trainable(layer)), None)
-        if first is None:
-            return
-        for layer in reversed(self.sublayers[first + 1:]):
-            grad_output = layer.backward(grad_output)
-        self.sublayers[first].backward_params(grad_output)
+    def apply(self, state, x, run):
+        return run.chain(self.sublayers, x, self.first)
 
 
 class Residual(Container):
@@ -91,14 +77,12 @@ class Residual(Container):
                              f"{self.block!r} turns {tuple(input_shape)} into {tuple(shape)}")
         return shape
 
-    def forward(self, x, training=False):
-        out = self.block.forward(x, training)
+    def apply(self, state, x, run):
+        out, block_backprop = run.chain([self.block], x)
         if tuple(out.shape) != tuple(x.shape):
             self.output_shape(tuple(x.shape[1:]))
-        return x + out
 
-    def backward(self, grad_output):
-        return grad_output + self.block.backward(grad_output)
-
-    def backward_params(self, grad_output):
-        self.block.backward_params(grad_output)
+        def backprop(grad_output, need_input=True):
+            grad_input, _ = block_backprop(grad_output, need_input)
+            return (grad_output + grad_input if need_input else None), EMPTY
+        return x + out, backprop

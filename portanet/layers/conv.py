@@ -125,7 +125,7 @@ class Conv2D(Layer):
                 for i in range(kh) for j in range(kw)
                 for start in [(i // sh) * geometry["width"] + j]]
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         check_4d(self, x)
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
@@ -142,62 +142,64 @@ class Conv2D(Layer):
         planes = [xp.reshape(planes[:, :, :, r, :], (c, n, rows * width)) for r in range(sh)]
         patches = xp.stack([planes[plane][..., index] for plane, index in self._offsets(g)],
                            axis=1)
-        self.input, self.geometry = x, g
-        self.patches = xp.reshape(patches, (c * kh * kw, math.prod(patches.shape[2:])))
-        kernel = xp.reshape(self.weights, (self.out_channels, c * kh * kw))
-        out = kernel @ self.patches
-        out += xp.reshape(self.bias, (self.out_channels, 1))
+        patches = xp.reshape(patches, (c * kh * kw, math.prod(patches.shape[2:])))
+        weights = state["weights"]
+        kernel = xp.reshape(weights, (self.out_channels, c * kh * kw))
+        out = kernel @ patches
+        out += xp.reshape(state["bias"], (self.out_channels, 1))
         out_h, out_w = g["out"]
         out = xp.reshape(out, (self.out_channels, n, out_h, g["grid_w"]))[..., :out_w]
-        self.output = xp.permute_dims(out, (1, 0, 2, 3))
-        return self.output
 
-    def _on_grid(self, grad_output):
+        def backprop(grad_output, need_input=True):
+            if not need_input:
+                return None, self._params_only_grads(patches, g, weights, grad_output)
+            grad = self._on_grid(grad_output, g, patches)
+            grads = self._weight_grads(patches, grad, weights)
+            return self._input_grad(x, g, kernel, grad), grads
+        return xp.permute_dims(out, (1, 0, 2, 3)), backprop
+
+    def _on_grid(self, grad_output, g, patches):
         """``grad_output`` as (out_channels, N*grid positions), zeros in the extra columns."""
         xp = namespace(grad_output)
-        grid_w, out_w = self.geometry["grid_w"], self.geometry["out"][1]
+        grid_w, out_w = g["grid_w"], g["out"][1]
         grad = xp.permute_dims(grad_output, (1, 0, 2, 3))
         if grid_w > out_w:
             grad = xpx.pad(grad, ((0, 0), (0, 0), (0, 0), (0, grid_w - out_w)), xp=xp)
-        return xp.reshape(grad, (self.out_channels, self.patches.shape[1]))
+        return xp.reshape(grad, (self.out_channels, patches.shape[1]))
 
-    def _weight_grads(self, patches, grad):
+    def _weight_grads(self, patches, grad, weights):
         """Weight and bias gradients from the patches and the output gradient, both with one
         column per output position."""
         xp = namespace(grad)
         # (patches @ grad^T)^T rather than grad @ patches^T: the same on NumPy and torch, about
         # three times faster on JAX's CPU backend.
         grad_kernel = xp.matrix_transpose(patches @ xp.matrix_transpose(grad))
-        self.grads = {"weights": xp.reshape(grad_kernel, tuple(self.weights.shape)),
-                      "bias": xp.sum(grad, axis=1)}
+        return {"weights": xp.reshape(grad_kernel, tuple(weights.shape)),
+                "bias": xp.sum(grad, axis=1)}
 
-    def backward_params(self, grad_output):
+    def _params_only_grads(self, patches, g, weights, grad_output):
         """Weight and bias gradients only. When the patches have fewer rows than the output has
         channels (a first layer), the patches drop the grid's extra columns rather than the
         gradient gaining them: the smaller copy."""
         xp = namespace(grad_output)
-        (out_h, out_w), grid_w = self.geometry["out"], self.geometry["grid_w"]
-        rows = self.patches.shape[0]
+        (out_h, out_w), grid_w = g["out"], g["grid_w"]
+        rows = patches.shape[0]
         if grid_w == out_w or rows >= self.out_channels:
-            self._weight_grads(self.patches, self._on_grid(grad_output))
-            return
-        patches = xp.reshape(self.patches, (rows, -1, out_h, grid_w))[..., :out_w]
+            return self._weight_grads(patches, self._on_grid(grad_output, g, patches), weights)
+        patches = xp.reshape(patches, (rows, -1, out_h, grid_w))[..., :out_w]
         grad = xp.permute_dims(grad_output, (1, 0, 2, 3))
-        self._weight_grads(xp.reshape(patches, (rows, -1)),
-                           xp.reshape(grad, (self.out_channels, -1)))
+        return self._weight_grads(xp.reshape(patches, (rows, -1)),
+                                  xp.reshape(grad, (self.out_channels, -1)), weights)
 
-    def backward(self, grad_output):
-        xp = namespace(grad_output)
-        grad = self._on_grid(grad_output)
-        self._weight_grads(self.patches, grad)
-        n, c, h, w = self.input.shape
+    def _input_grad(self, x, g, kernel, grad):
+        """The input gradient from the output gradient on the grid: each kernel offset's share
+        goes back to the strided slice it was read from."""
+        xp = namespace(grad)
+        n, c, h, w = x.shape
         kh, kw = self.kernel_size
         sh = self.stride[0]
-        g = self.geometry
         rows, width, (keep_h, keep_w) = g["rows"], g["width"], g["keep"]
-        kernel = xp.reshape(self.weights, (self.out_channels, c * kh * kw))
         grad_patches = xp.reshape(xp.matrix_transpose(kernel) @ grad, (c, kh * kw, n, -1))
-        # Each kernel offset's share goes back to the strided slice it was read from.
         planes = [xp.zeros((c, n, rows * width), dtype=grad.dtype, device=device(grad))
                   for _ in range(sh)]
         for k, (plane, index) in enumerate(self._offsets(g)):

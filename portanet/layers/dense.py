@@ -17,7 +17,7 @@ def affine(x, weights, bias):
 def affine_grads(x, weights, bias_shape, grad_output, need_input=True, out=(None, None)):
     """``(grad input or None, grad weights, grad bias)`` of :func:`affine`; the batch and
     any other leading axes are summed over. ``out``: arrays to write the weights' and bias'
-    gradients into where the backend can (see :attr:`Layer.grad_places`)."""
+    gradients into where the backend can (see :meth:`portanet.layers.base.Pass.place`)."""
     xp = namespace(grad_output)
     flat_grad, rows = grad_output, x
     if x.ndim != 2:  # sequences: every position is a row
@@ -71,27 +71,18 @@ class Dense(Layer):
                              f"got per-sample shape {shape}")
         return (*shape[:-1], self.output_size)
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         if x.ndim < 2 or x.shape[-1] != self.input_size or (
                 self.input_shape is not None and x.ndim != len(self.input_shape) + 1):
             self.output_shape(tuple(x.shape[1:]))
-        self.input = x
-        self.output = affine(x, self.weights, self.bias)
-        return self.output
+        weights = state["weights"]
 
-    def backward(self, grad_output):
-        return self._backward(grad_output, need_input=True)
-
-    def backward_params(self, grad_output):
-        self._backward(grad_output, need_input=False)
-
-    def _backward(self, grad_output, need_input):
-        places = self.grad_places
-        grad_input, weights, bias = affine_grads(
-            self.input, self.weights, self.bias_shape(), grad_output, need_input,
-            (places.get("weights"), places.get("bias")))
-        self.grads = {"weights": weights, "bias": bias}
-        return grad_input
+        def backprop(grad_output, need_input=True):
+            grad_input, grad_weights, grad_bias = affine_grads(
+                x, weights, self.bias_shape(), grad_output, need_input,
+                (run.place(self, "weights"), run.place(self, "bias")))
+            return grad_input, {"weights": grad_weights, "bias": grad_bias}
+        return affine(x, weights, state["bias"]), backprop
 
     def config(self):
         return {"input_size": self.input_size, "output_size": self.output_size, "init": self.init}

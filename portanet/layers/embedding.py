@@ -61,25 +61,19 @@ class Embedding(Layer):
                 raise InputError(f"{self!r}: token ids must lie in [0, {self.vocabulary}), got "
                                  f"ids from {low} to {high}")
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
+        """The input gradient is None: ids have none."""
         self.check_ids(x)
         xp = namespace(x)
-        self.input = x
-        rows = xp.take(self.weights, xp.reshape(x, (-1,)), axis=0)
-        self.output = xp.reshape(rows, (*x.shape, self.dim))
-        return self.output
+        rows = xp.take(state["weights"], xp.reshape(x, (-1,)), axis=0)
 
-    def backward(self, grad_output):
-        """Only the weights' gradient: ids have none (returns None)."""
-        self.backward_params(grad_output)
-
-    def backward_params(self, grad_output):
-        xp = namespace(grad_output)
-        ids = xp.reshape(self.input, (-1, 1))
-        vocabulary = xp.arange(self.vocabulary, dtype=ids.dtype, device=device(ids))
-        one_hot = xp.astype(ids == vocabulary, grad_output.dtype)
-        self.grads = {"weights": xp.matrix_transpose(one_hot)
-                      @ xp.reshape(grad_output, (-1, self.dim))}
+        def backprop(grad_output, need_input=True):
+            ids = xp.reshape(x, (-1, 1))
+            vocabulary = xp.arange(self.vocabulary, dtype=ids.dtype, device=device(ids))
+            one_hot = xp.astype(ids == vocabulary, grad_output.dtype)
+            return None, {"weights": xp.matrix_transpose(one_hot)
+                          @ xp.reshape(grad_output, (-1, self.dim))}
+        return xp.reshape(rows, (*x.shape, self.dim)), backprop
 
     def config(self):
         return {"vocabulary": self.vocabulary, "dim": self.dim}
@@ -109,24 +103,18 @@ class PositionalEmbedding(Layer):
                              f"got {shape[0]}: give shorter sequences or make a longer table")
         return shape
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         self.output_shape(tuple(x.shape[1:]))
-        self.input = x
-        self.output = x + self.weights[:x.shape[1], :]
-        return self.output
 
-    def backward(self, grad_output):
-        self.backward_params(grad_output)
-        return grad_output
-
-    def backward_params(self, grad_output):
-        xp = namespace(grad_output)
-        used = sum_rows(grad_output)
-        rest = self.context - used.shape[0]
-        if rest:
-            used = xp.concat([used, xp.zeros((rest, self.dim), dtype=used.dtype,
-                                              device=device(used))], axis=0)
-        self.grads = {"weights": used}
+        def backprop(grad_output, need_input=True):
+            xp = namespace(grad_output)
+            used = sum_rows(grad_output)
+            rest = self.context - used.shape[0]
+            if rest:
+                used = xp.concat([used, xp.zeros((rest, self.dim), dtype=used.dtype,
+                                                  device=device(used))], axis=0)
+            return grad_output, {"weights": used}
+        return x + state["weights"][:x.shape[1], :], backprop
 
     def config(self):
         return {"context": self.context, "dim": self.dim}

@@ -4,7 +4,7 @@ import array_api_extra as xpx
 
 from ..backend import namespace
 from ..errors import ShapeError
-from .base import Layer
+from .base import EMPTY, Layer
 from .conv import NCHW, check_4d, pair, unpair
 
 
@@ -69,43 +69,38 @@ class MaxPool2D(_Pool2D):
     comparisons then read contiguous memory instead of strided windows.
     """
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         xp = namespace(x)
-        self.windows = xp.stack([x[index] for index in self._windows(x)])
-        self.input, self.output = x, xp.max(self.windows, axis=0)
-        return self.output
+        windows = xp.stack([x[index] for index in self._windows(x)])
+        out = xp.max(windows, axis=0)
 
-    def backward(self, grad_output):
-        xp = namespace(grad_output)
-        x = self.input
-        grad = self._blank(x)
-        free = None  # windows whose maximum has not had the gradient yet
-        for k, index in enumerate(self._windows(x)):
-            hit = self.windows[k, ...] == self.output
-            if free is not None:
-                hit = hit & free
-            if k < self.windows.shape[0] - 1:
-                free = ~hit if free is None else free ^ hit  # hit is within free
-            grad = self._put(grad, index, grad_output * xp.astype(hit, grad_output.dtype))
-        return grad
+        def backprop(grad_output, need_input=True):
+            grad = self._blank(x)
+            free = None  # windows whose maximum has not had the gradient yet
+            for k, index in enumerate(self._windows(x)):
+                hit = windows[k, ...] == out
+                if free is not None:
+                    hit = hit & free
+                if k < windows.shape[0] - 1:
+                    free = ~hit if free is None else free ^ hit  # hit is within free
+                grad = self._put(grad, index, grad_output * xp.astype(hit, grad_output.dtype))
+            return grad, EMPTY
+        return out, backprop
 
 
 class AvgPool2D(_Pool2D):
     """Mean of each window; ``stride`` defaults to ``pool_size``."""
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         windows = self._windows(x)
         out = x[windows[0]]
         for index in windows[1:]:
             out = out + x[index]
-        self.input = x
-        self.output = out / len(windows)
-        return self.output
 
-    def backward(self, grad_output):
-        windows = self._windows(self.input)
-        share = grad_output / len(windows)
-        grad = self._blank(self.input)
-        for index in windows:
-            grad = self._put(grad, index, share)
-        return grad
+        def backprop(grad_output, need_input=True):
+            share = grad_output / len(windows)
+            grad = self._blank(x)
+            for index in windows:
+                grad = self._put(grad, index, share)
+            return grad, EMPTY
+        return out / len(windows), backprop

@@ -2,7 +2,7 @@
 
 from ..backend import dtype_name, get_backend, namespace, rng, sum_rows
 from ..errors import InputError, ShapeError
-from .base import Layer
+from .base import EMPTY, Layer
 
 
 class Dropout(Layer):
@@ -18,7 +18,6 @@ class Dropout(Layer):
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise InputError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
         self.rate = rate
-        self.mask = self.noise = None
 
     @property
     def random(self):
@@ -29,17 +28,16 @@ class Dropout(Layer):
         keep = rng().random(tuple(input_shape)) >= self.rate
         return keep / (1.0 - self.rate)
 
-    def forward(self, x, training=False):
-        self.input = x
-        self.mask = None
-        if training and self.random:
-            self.mask = self.noise if self.noise is not None else \
-                get_backend().asarray(self.draw(x.shape), dtype_name(x))
-        self.output = x if self.mask is None else x * self.mask
-        return self.output
+    def apply(self, state, x, run):
+        mask = None
+        if run.training and self.random:
+            mask = run.noise()
+            if mask is None:
+                mask = get_backend().asarray(self.draw(x.shape), dtype_name(x))
 
-    def backward(self, grad_output):
-        return grad_output if self.mask is None else grad_output * self.mask
+        def backprop(grad_output, need_input=True):
+            return (grad_output if mask is None else grad_output * mask), EMPTY
+        return (x if mask is None else x * mask), backprop
 
     def config(self):
         return {"rate": self.rate}
@@ -102,36 +100,35 @@ class BatchNorm(Layer):
             return (0,), (1, self.num_features)
         return (0, 2, 3), (1, self.num_features, 1, 1)
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         xp = namespace(x)
         axes, shape = self._axes(x)
+        training = run.training
         if training:
             mean = xp.mean(x, axis=axes, keepdims=True)
             var = xp.mean((x - mean) ** 2, axis=axes, keepdims=True)
-            keep, dtype = self.momentum, self.running_mean.dtype
-            self.running_mean = (keep * self.running_mean
-                                 + (1 - keep) * xp.astype(xp.reshape(mean, (-1,)), dtype))
-            self.running_var = (keep * self.running_var
-                                + (1 - keep) * xp.astype(xp.reshape(var, (-1,)), dtype))
+            keep, dtype = self.momentum, state["running_mean"].dtype
+            state["running_mean"] = (keep * state["running_mean"]
+                                     + (1 - keep) * xp.astype(xp.reshape(mean, (-1,)), dtype))
+            state["running_var"] = (keep * state["running_var"]
+                                    + (1 - keep) * xp.astype(xp.reshape(var, (-1,)), dtype))
         else:
-            mean = xp.reshape(self.running_mean, shape)
-            var = xp.reshape(self.running_var, shape)
-        self.input, self.training = x, training
-        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        self.normalized = (x - mean) * self.inv_std
-        self.output = self.normalized * xp.reshape(self.gamma, shape) + xp.reshape(self.beta,
-                                                                                   shape)
-        return self.output
+            mean = xp.reshape(state["running_mean"], shape)
+            var = xp.reshape(state["running_var"], shape)
+        inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        normalized = (x - mean) * inv_std
+        gamma = xp.reshape(state["gamma"], shape)
 
-    def backward(self, grad_output):
-        xp = namespace(grad_output)
-        axes, shape = self._axes(grad_output)
-        self.grads = {"gamma": xp.sum(grad_output * self.normalized, axis=axes),
-                      "beta": xp.sum(grad_output, axis=axes)}
-        grad_normalized = grad_output * xp.reshape(self.gamma, shape)
-        if not self.training:
-            return grad_normalized * self.inv_std
-        return _standardized_backward(grad_normalized, self.normalized, self.inv_std, axes)
+        def backprop(grad_output, need_input=True):
+            grads = {"gamma": xp.sum(grad_output * normalized, axis=axes),
+                     "beta": xp.sum(grad_output, axis=axes)}
+            if not need_input:
+                return None, grads
+            grad_normalized = grad_output * gamma
+            if not training:
+                return grad_normalized * inv_std, grads
+            return _standardized_backward(grad_normalized, normalized, inv_std, axes), grads
+        return normalized * gamma + xp.reshape(state["beta"], shape), backprop
 
     def config(self):
         return {"num_features": self.num_features, "momentum": self.momentum,
@@ -162,33 +159,28 @@ class LayerNorm(Layer):
                              f"per-sample shape {shape}")
         return shape
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         xp = namespace(x)
         if x.ndim < 2 or x.shape[-1] != self.dim:
             self.output_shape(tuple(x.shape[1:]))
         mean = xp.mean(x, axis=-1, keepdims=True)
-        centered = x - mean
-        self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True)
-                                     + self.epsilon)
-        self.input = x
-        centered *= self.inv_std
-        self.normalized = centered
-        self.output = self.normalized * self.gamma
-        self.output += self.beta
-        return self.output
+        normalized = x - mean
+        inv_std = 1.0 / xp.sqrt(xp.mean(normalized * normalized, axis=-1, keepdims=True)
+                                + self.epsilon)
+        normalized *= inv_std  # in place on the new array (rebinding on JAX)
+        gamma = state["gamma"]
+        out = normalized * gamma
+        out += state["beta"]
 
-    def backward(self, grad_output):
-        self.backward_params(grad_output)
-        return _standardized_backward(grad_output * self.gamma, self.normalized, self.inv_std,
-                                      (-1,))
-
-    def backward_params(self, grad_output):
-        xp = namespace(grad_output)
-        rows = (-1, self.dim)
-        places = self.grad_places
-        self.grads = {"gamma": sum_rows(xp.reshape(grad_output * self.normalized, rows),
-                                        out=places.get("gamma")),
-                      "beta": sum_rows(xp.reshape(grad_output, rows), out=places.get("beta"))}
+        def backprop(grad_output, need_input=True):
+            rows = (-1, self.dim)
+            grads = {"gamma": sum_rows(xp.reshape(grad_output * normalized, rows),
+                                       out=run.place(self, "gamma")),
+                     "beta": sum_rows(xp.reshape(grad_output, rows), out=run.place(self, "beta"))}
+            if not need_input:
+                return None, grads
+            return _standardized_backward(grad_output * gamma, normalized, inv_std, (-1,)), grads
+        return out, backprop
 
     def config(self):
         return {"dim": self.dim, "epsilon": self.epsilon}

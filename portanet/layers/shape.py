@@ -4,7 +4,7 @@ import math
 
 from ..backend import namespace
 from ..errors import InputError, ShapeError
-from .base import Layer
+from .base import EMPTY, Layer
 
 
 class Flatten(Layer):
@@ -13,13 +13,17 @@ class Flatten(Layer):
     def output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
-    def forward(self, x, training=False):
-        self.input = x
-        self.output = namespace(x).reshape(x, (x.shape[0], math.prod(x.shape[1:])))
-        return self.output
+    def apply(self, state, x, run):
+        return namespace(x).reshape(x, (x.shape[0], math.prod(x.shape[1:]))), _unshaper(x)
 
-    def backward(self, grad_output):
-        return namespace(grad_output).reshape(grad_output, tuple(self.input.shape))
+
+def _unshaper(x):
+    """The backprop of a reshape of ``x``: the output gradient in ``x``'s shape."""
+    shape = tuple(x.shape)
+
+    def backprop(grad_output, need_input=True):
+        return namespace(grad_output).reshape(grad_output, shape), EMPTY
+    return backprop
 
 
 class Reshape(Layer):
@@ -52,14 +56,9 @@ class Reshape(Layer):
                              f"({size} values) to {self.target_shape} ({known} values)")
         return self.target_shape
 
-    def forward(self, x, training=False):
+    def apply(self, state, x, run):
         shape = self.output_shape(tuple(x.shape[1:]))
-        self.input = x
-        self.output = namespace(x).reshape(x, (x.shape[0], *shape))
-        return self.output
-
-    def backward(self, grad_output):
-        return namespace(grad_output).reshape(grad_output, tuple(self.input.shape))
+        return namespace(x).reshape(x, (x.shape[0], *shape)), _unshaper(x)
 
     def config(self):
         return {"target_shape": list(self.target_shape)}
