@@ -40,7 +40,7 @@ from .backend import (
     to_numpy,
 )
 from .errors import DistributedError, InputError, TrainingError
-from .layers.base import is_native, walk
+from .layers.base import is_native, unique, walk
 
 DEFAULT_TIMEOUT = 300.0
 SPIN_SECONDS = 0.01  # how long a wait for the other ranks polls without sleeping
@@ -252,13 +252,14 @@ class World(SingleProcess):
         if tutorial_style:
             raise InputError(f"{tutorial_style[0]!r} updates its own weights (the tutorial's "
                              "backward_propagation), which distributed training cannot "
-                             "average: write it with forward/backward instead")
-        sizes = [math.prod(getattr(layer, name).shape) for layer in walk(network.layers)
+                             "average: write it with apply() instead")
+        layers = unique(walk(network.layers))
+        sizes = [math.prod(getattr(layer, name).shape) for layer in layers
                  for name in layer.params + layer.buffers]
         self.agree(training_samples=x.shape[0], input_values=math.prod(x.shape[1:]),
                    target_values=math.prod(y.shape[1:]), batch_size=batch_size,
                    weight_arrays=len(sizes), weights=sum(sizes))
-        for layer in walk(network.layers):
+        for layer in layers:
             weights = layer.get_weights()
             if weights:
                 layer.set_weights([self.broadcast(w, f"the broadcast of {layer!r}'s weights")
@@ -285,7 +286,7 @@ class World(SingleProcess):
 
     def average_buffers(self, layers):
         """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""
-        for layer in walk(layers):
+        for layer in unique(walk(layers)):
             for name in getattr(layer, "buffers", ()):
                 total = self._allreduce(getattr(layer, name), f"averaging {layer!r}.{name}")
                 setattr(layer, name, total / self.size)

@@ -191,22 +191,27 @@ def compose(step, compiler, world):
     of ``world`` it is two, gradients then update, with the world's gradient sum between them.
     Eager steps may split large batches between threads (see :mod:`portanet.threads`).
     """
+    if world.size > 1:  # the ranks of a node share its cores already: no threads
+        return _two_halves(step, compiler, world)
     gradients = step.gradients
     threads = step_threads(get_backend().name) if compiler is compilers.EAGER else 1
     if threads > 1 and splittable(step):
         gradients = SplitGradients(step, threads)
-    if world.size == 1:
-        whole = compilers.compiled(compiler, functools.partial(step.whole, gradients=gradients),
-                                   "the training step", donate=(0, 1, 2))  # not the total
+    whole = compilers.compiled(compiler, functools.partial(step.whole, gradients=gradients),
+                               "the training step", donate=(0, 1, 2))  # not the loss total
 
-        def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
-                wants_stop):
-            return (*whole(params, buffers, optimizer_state, total, batch, scalars, noise),
-                    wants_stop())
+    def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
+            wants_stop):
+        return (*whole(params, buffers, optimizer_state, total, batch, scalars, noise),
+                wants_stop())
 
-        run.parts = [whole]  # what was compiled (each may have fallen back to eager)
-        return run
-    gradients = compilers.compiled(compiler, gradients, "the gradient step", donate=(1,))
+    run.parts = [whole]  # what was compiled (each may have fallen back to eager)
+    return run
+
+
+def _two_halves(step, compiler, world):
+    """:func:`compose` across MPI ranks: gradients, the world's sum, update."""
+    gradients = compilers.compiled(compiler, step.gradients, "the gradient step", donate=(1,))
     update = compilers.compiled(compiler, step.update, "the optimizer update", donate=(0, 1, 2))
 
     def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
@@ -251,11 +256,12 @@ class Loop:
             net, optimizer, accuracy, eager=eager, flat=flat))
         self.run_step = cached(("train-run", *key, world),
                                lambda net: compose(self.step, self.compiler, world))
-        layout = self.step.layout  # gathering and splitting it: compiled too (fewer programs)
-        self.flatten = cached(("flatten", self.compiler.name, flat), lambda net: (
-            compilers.compiled(self.compiler, layout.flatten, "gathering the parameters")))
-        self.split = cached(("split", self.compiler.name, flat), lambda net: compilers.compiled(
-            self.compiler, layout.split, "splitting the parameters"))
+        layout = self.step.layout  # gathering and splitting it: compiled too on JAX
+        helpers = self.compiler if self.compiler.small_programs else compilers.EAGER
+        self.flatten = cached(("flatten", helpers.name, flat), lambda net: compilers.compiled(
+            helpers, layout.flatten, "gathering the parameters"))
+        self.split = cached(("split", helpers.name, flat), lambda net: compilers.compiled(
+            helpers, layout.split, "splitting the parameters"))
         self.stop_requested = False
 
     def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None):

@@ -72,7 +72,8 @@ def test_custom_functions_cannot_be_saved(tmp_path):
 
 
 class Scale(portanet.Layer):
-    """A user's layer, written portably: one learned factor per feature."""
+    """A user's layer in the stateful form (storing its input): one learned factor per
+    feature."""
 
     params = ("factor",)
 
@@ -94,6 +95,26 @@ class Scale(portanet.Layer):
         return {"features": self.features}
 
 
+class PureScale(portanet.Layer):
+    """Scale written in the documented pure form."""
+
+    params = ("factor",)
+    config = Scale.config
+
+    def __init__(self, features):
+        super().__init__()
+        self.features = features
+        self.factor = portanet.get_backend().asarray(np.linspace(0.5, 1.5, features))
+
+    def apply(self, state, x, run):
+        factor = state["factor"]
+
+        def backprop(grad_output, need_input=True):
+            xp = portanet.backend.namespace(grad_output)
+            return grad_output * factor, {"factor": xp.sum(grad_output * x, axis=0)}
+        return x * factor, backprop
+
+
 def swish(x):
     return x * portanet.activations.sigmoid(x)
 
@@ -103,18 +124,20 @@ def swish_prime(x):
     return s + x * s * (1 - s)
 
 
-@pytest.fixture
-def registered():
-    """Scale and swish registered for one test (the registries are global)."""
-    portanet.register_layer(Scale)
+@pytest.fixture(params=[Scale, PureScale])
+def registered(request):
+    """A Scale layer (stateful or pure form) and swish registered for one test (the registries
+    are global)."""
+    portanet.register_layer(request.param)
     portanet.register_activation("swish", swish, swish_prime)
-    yield
-    del portanet.layers.LAYERS["Scale"], portanet.activations.ACTIVATIONS["swish"]
+    yield request.param
+    del portanet.layers.LAYERS[request.param.__name__]
+    del portanet.activations.ACTIVATIONS["swish"]
 
 
 def test_registered_custom_layers_and_functions_save_and_load_on_another_backend(
         backend, tmp_path, registered):
-    net = Network([FCLayer(4, 6), Scale(6), ActivationLayer("swish"), FCLayer(6, 3)])
+    net = Network([FCLayer(4, 6), registered(6), ActivationLayer("swish"), FCLayer(6, 3)])
     net.use("softmax_crossentropy")
     x = np.random.default_rng(1).normal(size=(10, 4))
     net.fit(x, np.arange(10) % 3, epochs=2, batch_size=5, verbose=0)
@@ -122,10 +145,12 @@ def test_registered_custom_layers_and_functions_save_and_load_on_another_backend
     path = net.save(tmp_path / "custom.npz")
     portanet.set_backend("numpy")
     loaded = portanet.load(path)
-    assert isinstance(loaded.layers[1], Scale) and loaded.layers[2].activation is swish
+    assert type(loaded.layers[1]) is registered and loaded.layers[2].activation is swish
+    assert np.any(loaded.layers[1].get_weights()[0] != np.linspace(0.5, 1.5, 6))  # trained
     np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(portanet.InputError, match="another layer is registered as 'Scale'"):
-        portanet.register_layer(type("Scale", (portanet.Layer,), {}))
+    taken = f"another layer is registered as '{registered.__name__}'"
+    with pytest.raises(portanet.InputError, match=taken):
+        portanet.register_layer(type(registered.__name__, (portanet.Layer,), {}))
 
 
 def test_bad_save_paths_name_the_fix(tmp_path, monkeypatch):

@@ -7,12 +7,11 @@
 - ``True``: compile wherever the backend has a compiler (one warning where it has none);
 - ``False``: eager.
 
-JAX compiles with ``jax.jit`` (the step's state buffers donated, so XLA updates them in place).
-NumPy and array-api-strict have no compiler. torch and CuPy run eagerly for now:
-``torch.compile`` re-traced the step every call on the CPU, and CUDA graphs have not been
-measured on a GPU (see the guide's "Compiled training steps"). A function that fails to compile
-runs eagerly from then on, after one :class:`~portanet.errors.CompileWarning`, never giving a
-different result.
+JAX compiles with ``jax.jit`` (the step's state buffers donated, so XLA updates them in place);
+torch with ``torch.compile`` of a graph traced once per argument signature
+(:class:`TorchCompile`; CUDA graphs on CUDA). NumPy, array-api-strict and CuPy have no
+compiler. A function that fails to compile runs eagerly from then on, after one
+:class:`~portanet.errors.CompileWarning`, never giving a different result.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ class Compiler:
     """The eager "compiler": returns functions unchanged."""
 
     name = "eager"
+    small_programs = False  # worth compiling small helpers (each eager operation costs a lot)
 
     def compile(self, function, donate=()):
         """``function`` compiled; ``donate`` names arguments whose buffers it may reuse."""
@@ -40,19 +40,93 @@ class Compiler:
 
 class JaxJit(Compiler):
     name = "jax.jit"
+    small_programs = True  # eager JAX compiles every operation for each new shape anyway
 
     def compile(self, function, donate=()):
         return sys.modules["jax"].jit(function, donate_argnums=donate)
+
+
+class TorchCompile(Compiler):
+    """``torch.compile`` of a graph traced once per argument signature, as ``jax.jit`` traces.
+
+    TorchDynamo would trace the step's Python itself and guard on the Python state it reads;
+    instead the function runs once per signature (the structure of its arguments, their shapes,
+    dtypes and devices) on fake tensors under ``make_fx``, which records its tensor operations
+    as one graph whatever Python computed them, and that graph is compiled (inductor; on CUDA
+    with ``mode="reduce-overhead"``: CUDA graphs, the inputs copied into static buffers).
+    Python numbers among the arguments (the step's learning rate, where a batch starts) become
+    0-d tensors, so a new value is not a new trace."""
+
+    name = "torch.compile"
+
+    def compile(self, function, donate=()):
+        return TracedBySignature(function)
+
+
+class TracedBySignature:
+    """``function`` traced and compiled once per argument signature (see :class:`TorchCompile`)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.programs = {}  # signature -> (compiled graph, output structure)
+
+    def __call__(self, *args):
+        torch = sys.modules["torch"]
+        leaves, structure = torch.utils._pytree.tree_flatten(args)
+        device = next((leaf.device for leaf in leaves if isinstance(leaf, torch.Tensor)), None)
+        inputs, constants = [], []  # tensors (numbers made 0-d tensors); anything else
+        for leaf in leaves:
+            if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+                leaf = torch.tensor(leaf, device=device, dtype=torch.float64
+                                    if isinstance(leaf, float) else torch.int64)
+            (inputs if isinstance(leaf, torch.Tensor) else constants).append(leaf)
+        signature = (structure, tuple(map(repr, constants)),
+                     tuple((tensor.shape, tensor.dtype, tensor.device) for tensor in inputs))
+        if signature not in self.programs:
+            self.programs[signature] = self._trace(structure, leaves, inputs)
+        program, outputs = self.programs[signature]
+        if device is not None and device.type == "cuda":  # the last step's outputs are inputs
+            torch.compiler.cudagraph_mark_step_begin()
+        return torch.utils._pytree.tree_unflatten(program(*inputs), outputs)
+
+    def _trace(self, structure, leaves, inputs):
+        """The compiled graph of ``function`` for arguments ``leaves`` (``inputs`` among them
+        as 0-d tensors or tensors), and the structure of its outputs."""
+        torch = sys.modules["torch"]
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        pytree, found = torch.utils._pytree, {}
+        tensor_at = [isinstance(leaf, (torch.Tensor, int, float)) and not isinstance(leaf, bool)
+                     for leaf in leaves]
+
+        def flat(*tensors):
+            given = iter(tensors)
+            args = [next(given) if is_tensor else leaf
+                    for leaf, is_tensor in zip(leaves, tensor_at)]
+            result = self.function(*pytree.tree_unflatten(args, structure))
+            out_leaves, found["outputs"] = pytree.tree_flatten(result)
+            return out_leaves
+
+        graph = make_fx(flat, tracing_mode="fake")(*inputs)
+        mode = "reduce-overhead" if inputs and inputs[0].device.type == "cuda" else None
+        return torch.compile(graph, fullgraph=True, dynamic=False, mode=mode), found["outputs"]
 
 
 def is_traced(array) -> bool:
     """True while ``array`` is a placeholder a compiler traces (its values are unknown, so
     checks of values must wait for eager use)."""
     jax = sys.modules.get("jax")
-    return jax is not None and isinstance(array, jax.core.Tracer)
+    if jax is not None and isinstance(array, jax.core.Tracer):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(array, torch.Tensor):
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(array)
 
 
-COMPILERS = {"jax": JaxJit}
+COMPILERS = {"jax": JaxJit, "torch": TorchCompile}
 EAGER = Compiler()
 _warned: set = set()
 

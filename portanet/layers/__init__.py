@@ -6,7 +6,7 @@
 
 from .activation import ActivationLayer
 from .attention import SelfAttention
-from .base import Layer
+from .base import Layer, Pass
 from .containers import Residual, Sequential
 from .conv import Conv2D
 from .dense import Dense, FCLayer
@@ -22,4 +22,4 @@ LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPoo
 
 __all__ = ["LAYERS", "ActivationLayer", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
            "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm", "MaxPool2D",
-           "PositionalEmbedding", "Reshape", "Residual", "SelfAttention", "Sequential"]
+           "Pass", "PositionalEmbedding", "Reshape", "Residual", "SelfAttention", "Sequential"]
