@@ -267,6 +267,23 @@ class RMSprop(Optimizer):
                 "weight_decay": self.weight_decay}
 
 
+def _without_subnormals(moment):
+    """``moment`` with its subnormal values made 0 (in place where arrays are mutable).
+
+    A moment decays toward 0 where the gradient stays 0 (the weights of a dead ReLU unit: Adam's
+    first moment shrinks by ``beta_1`` a step) and turns subnormal, and arithmetic on subnormal
+    numbers is many times slower on Intel CPUs: the modern MLP's epoch grew from 1.1 s to 2.6 s
+    over four epochs as half its first moment went subnormal. Adding and taking away ``shift``
+    (``2**-102`` in float32) rounds values of its order to multiples of the smallest normal
+    number: subnormal ones to 0 or to plus or minus that number, and values above ``2**-78``
+    (float32) not at all; nothing that matters to ``m / (sqrt(v) + eps)``."""
+    info = namespace(moment).finfo(moment.dtype)
+    shift = 2 * info.smallest_normal / info.eps
+    moment += shift
+    moment -= shift
+    return moment
+
+
 class Adam(Optimizer):
     """Adam with bias-corrected moments (Kingma & Ba); ``weight_decay`` is L2 in the gradient."""
 
@@ -306,10 +323,12 @@ class Adam(Optimizer):
         change = grad - first
         change *= 1 - self.beta_1
         first += change
+        first = _without_subnormals(first)
         change = grad * grad
         change -= second
         change *= 1 - self.beta_2
         second += change
+        second = _without_subnormals(second)
         denominator = namespace(second).sqrt(second)
         denominator += scalars["epsilon_hat"]
         return first / denominator, (first, second)

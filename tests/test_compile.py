@@ -180,6 +180,24 @@ def test_networks_alike_share_one_compiled_prediction_with_their_own_weights(bac
     assert not np.allclose(predictions[0], predictions[1])
 
 
+def test_compiled_prediction_is_traced_once_per_batch_shape(backend, monkeypatch):
+    net = modern_mlp("float64")[0]
+    x, _ = data("modern-mlp", 10)
+    monkeypatch.setenv("PORTANET_COMPILE", "0")
+    expected = net.predict(x)
+    training._SHARED.clear()
+    monkeypatch.setenv("PORTANET_COMPILE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)  # backends without a compiler say so
+        outputs = [net.predict(x), net.predict(x), net.predict(x[:3])]
+    for output in outputs:
+        np.testing.assert_allclose(output, expected[:len(output)], rtol=1e-12, atol=1e-14)
+    compiled = [run for key, run in training._SHARED.items() if key[0][0] == "inference-run"]
+    assert len(compiled) == has_compiler(backend)
+    if compiled:  # the Python forward ran once per batch shape
+        assert compiled[0].eager.traces == 2 and not compiled[0].failed
+
+
 def test_backend_auto_compiles_only_where_measured_faster(backend):
     history = train("tutorial", "float64", compile="auto")[1]
     expected = (backend.name, compilers.device_kind(backend)) in compilers.AUTO

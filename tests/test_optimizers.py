@@ -322,3 +322,26 @@ def test_state_follows_its_parameters_between_flat_and_per_parameter_layouts():
     mixed = train([True, True, False, False, True, False])
     for got, want in zip(mixed, train([True] * STEPS)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_moments_reach_zero_instead_of_subnormal_numbers(dtype, backend):
+    """Where the gradient stays 0, Adam's moments decay; values that would turn subnormal (which
+    Intel CPUs compute many times slower) become 0 or a small multiple of the smallest normal
+    number, and every other value is exactly what the update computes."""
+    tiny = np.finfo(dtype).tiny
+    first = np.array([1.05 * tiny, -1.05 * tiny, 1e-3, -0.25, 0.0], dtype=dtype)
+    second = np.array([1.0005 * tiny, 1e-6, 2.0, 1.0005 * tiny, 0.0], dtype=dtype)
+    expected = [old + (0 - old) * np.asarray(1 - beta, dtype)  # the update's own arithmetic
+                for old, beta in ((first, 0.9), (second, 0.999))]
+    optimizer = portanet.optimizers.Adam(0.1)
+    state = [(on_backend(first, dtype), on_backend(second, dtype))]  # updated in place
+    zeros = on_backend(np.zeros(5), dtype)
+    _, (moments,) = optimizer.apply([on_backend(np.ones(5), dtype)], [zeros], state,
+                                    optimizer.scalars())
+    for new, decayed in zip(moments, expected):
+        new = to_numpy(new)
+        assert not np.any((new != 0) & (np.abs(new) < tiny))  # no subnormal number left
+        normal = np.abs(decayed) >= tiny
+        np.testing.assert_array_equal(new[normal], decayed[normal])
+        assert np.all(np.abs(new[~normal]) <= 2 * tiny) and (~normal).sum() >= 1
