@@ -229,6 +229,7 @@ class SGD(Optimizer):
         velocity = state[0]
         velocity *= self.momentum
         velocity += grad
+        velocity = _without_subnormals(velocity)
         step = grad + self.momentum * velocity if self.nesterov else velocity
         param -= scalars["learning_rate"] * step
         return param, (velocity,)
@@ -255,6 +256,7 @@ class RMSprop(Optimizer):
         square = state[0]
         square *= self.rho
         square += (1 - self.rho) * grad * grad
+        square = _without_subnormals(square)
         denominator = namespace(square).sqrt(square)
         denominator += self.epsilon
         step = grad / denominator
@@ -268,11 +270,13 @@ class RMSprop(Optimizer):
 
 
 def _without_subnormals(moment):
-    """``moment`` with its subnormal values made 0 (in place where arrays are mutable).
+    """``moment`` (an optimizer's running average) with its subnormal values made 0 or normal,
+    in place where arrays are mutable.
 
-    A moment decays toward 0 where the gradient stays 0 (the weights of a dead ReLU unit: Adam's
-    first moment shrinks by ``beta_1`` a step) and turns subnormal, and arithmetic on subnormal
-    numbers is many times slower on Intel CPUs: the modern MLP's epoch grew from 1.1 s to 2.6 s
+    A running average decays toward 0 where the gradient stays 0 (the weights of a dead ReLU
+    unit: Adam's first moment shrinks by ``beta_1`` a step, momentum's velocity by
+    ``momentum``) and turns subnormal, and arithmetic on subnormal numbers is many times slower
+    on Intel CPUs: the modern MLP's epoch grew from 1.1 s to 2.6 s
     over four epochs as half its first moment went subnormal. Adding and taking away ``shift``
     (``2**-102`` in float32) rounds values of its order to multiples of the smallest normal
     number: subnormal ones to 0 or to plus or minus that number, and values above ``2**-78``

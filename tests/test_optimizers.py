@@ -324,22 +324,33 @@ def test_state_follows_its_parameters_between_flat_and_per_parameter_layouts():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
+DECAYS = {  # each optimizer's state after a step with a zero gradient, in its own arithmetic
+    "adam": lambda old, k: old + (0 - old) * (1 - np.asarray((0.9, 0.999)[k], old.dtype)),
+    "sgd": lambda old, k: old * np.asarray(0.9, old.dtype) + 0,
+    "rmsprop": lambda old, k: old * np.asarray(0.9, old.dtype) + 0,
+}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_adam_moments_reach_zero_instead_of_subnormal_numbers(dtype, backend):
-    """Where the gradient stays 0, Adam's moments decay; values that would turn subnormal (which
-    Intel CPUs compute many times slower) become 0 or a small multiple of the smallest normal
-    number, and every other value is exactly what the update computes."""
+@pytest.mark.parametrize("name", DECAYS)
+def test_optimizer_state_reaches_zero_instead_of_subnormal_numbers(name, dtype, backend):
+    """Where the gradient stays 0, running averages (Adam's moments, momentum, RMSprop's
+    squares) decay; values that would turn subnormal (which Intel CPUs compute many times
+    slower) become 0 or a small multiple of the smallest normal number, and every other value is
+    exactly what the update computes."""
     tiny = np.finfo(dtype).tiny
-    first = np.array([1.05 * tiny, -1.05 * tiny, 1e-3, -0.25, 0.0], dtype=dtype)
-    second = np.array([1.0005 * tiny, 1e-6, 2.0, 1.0005 * tiny, 0.0], dtype=dtype)
-    expected = [old + (0 - old) * np.asarray(1 - beta, dtype)  # the update's own arithmetic
-                for old, beta in ((first, 0.9), (second, 0.999))]
-    optimizer = portanet.optimizers.Adam(0.1)
-    state = [(on_backend(first, dtype), on_backend(second, dtype))]  # updated in place
+    values = [np.array([1.05 * tiny, -1.05 * tiny, 1e-3, -0.25, 0.0], dtype=dtype),
+              np.array([1.0005 * tiny, 1e-6, 2.0, 1.0005 * tiny, 0.0], dtype=dtype)]
+    optimizer = {"adam": portanet.optimizers.Adam(0.1),
+                 "sgd": portanet.optimizers.SGD(0.1, momentum=0.9),
+                 "rmsprop": portanet.optimizers.RMSprop(0.1, rho=0.9)}[name]
+    values = [np.abs(v) if name == "rmsprop" else v for v in values[:optimizer.state_buffers]]
+    expected = [DECAYS[name](old, k) for k, old in enumerate(values)]
+    state = [tuple(on_backend(v, dtype) for v in values)]  # updated in place
     zeros = on_backend(np.zeros(5), dtype)
-    _, (moments,) = optimizer.apply([on_backend(np.ones(5), dtype)], [zeros], state,
-                                    optimizer.scalars())
-    for new, decayed in zip(moments, expected):
+    _, (new_state,) = optimizer.apply([on_backend(np.ones(5), dtype)], [zeros], state,
+                                      optimizer.scalars())
+    for new, decayed in zip(new_state, expected):
         new = to_numpy(new)
         assert not np.any((new != 0) & (np.abs(new) < tiny))  # no subnormal number left
         normal = np.abs(decayed) >= tiny
