@@ -2,6 +2,7 @@
 backend; compile settings, fallbacks, and optimizer state that belongs to its network."""
 
 import functools
+import threading
 import warnings
 
 import numpy as np
@@ -196,6 +197,30 @@ def test_compiled_prediction_is_traced_once_per_batch_shape(backend, monkeypatch
     assert len(compiled) == has_compiler(backend)
     if compiled:  # the Python forward ran once per batch shape
         assert compiled[0].eager.traces == 2 and not compiled[0].failed
+
+
+def test_threads_that_first_predict_at_once_compile_once(backend, monkeypatch):
+    net = modern_mlp("float64")[0]
+    x, _ = data("modern-mlp", 10)
+    expected = net.predict(x)
+    training._SHARED.clear()
+    monkeypatch.setenv("PORTANET_COMPILE", "1")
+    outputs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)  # backends without a compiler say so
+        workers = [threading.Thread(target=lambda: outputs.append(net.predict(x)))
+                   for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(outputs) == 4
+    for output in outputs:
+        np.testing.assert_allclose(output, expected, rtol=1e-12, atol=1e-14)
+    compiled = [run for key, run in training._SHARED.items() if key[0][0] == "inference-run"]
+    if compiled:  # compiled without a failure; torch.compile (portanet's tracing): once
+        assert not compiled[0].failed
+        assert compiled[0].eager.traces == 1 or backend.name != "torch"
 
 
 def test_backend_auto_compiles_only_where_measured_faster(backend):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 
 from ..errors import CompileWarning, InputError, PortanetError
@@ -69,6 +70,8 @@ class TracedBySignature:
     def __init__(self, function):
         self.function = function
         self.programs = {}  # signature -> (compiled graph, output structure)
+        self.ready = set()  # signatures whose graph has run (it compiles on its first call)
+        self.first_calls = threading.Lock()  # one thread at a time traces and compiles
 
     def __call__(self, *args):
         torch = sys.modules["torch"]
@@ -82,12 +85,18 @@ class TracedBySignature:
             (inputs if isinstance(leaf, torch.Tensor) else constants).append(leaf)
         signature = (structure, tuple(map(repr, constants)),
                      tuple((tensor.shape, tensor.dtype, tensor.device) for tensor in inputs))
-        if signature not in self.programs:
-            self.programs[signature] = self._trace(structure, leaves, inputs)
-        program, outputs = self.programs[signature]
         if device is not None and device.type == "cuda":  # the last step's outputs are inputs
             torch.compiler.cudagraph_mark_step_begin()
-        return torch.utils._pytree.tree_unflatten(program(*inputs), outputs)
+        if signature in self.ready:
+            program, outputs = self.programs[signature]
+            return torch.utils._pytree.tree_unflatten(program(*inputs), outputs)
+        with self.first_calls:
+            if signature not in self.programs:
+                self.programs[signature] = self._trace(structure, leaves, inputs)
+            program, outputs = self.programs[signature]
+            result = program(*inputs)
+            self.ready.add(signature)
+        return torch.utils._pytree.tree_unflatten(result, outputs)
 
     def _trace(self, structure, leaves, inputs):
         """The compiled graph of ``function`` for arguments ``leaves`` (``inputs`` among them
