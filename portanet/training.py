@@ -235,8 +235,8 @@ class Loop:
     During a fit the loop holds the training state (flat parameters, buffers, optimizer state)
     and hands it to the step; nothing is written on the layers meanwhile. The network's layers
     and the optimizer get copies of it when fit ends (Ctrl-C and errors included), after every
-    epoch where validation, callbacks or other MPI ranks need it, and after every batch where a
-    callback has batch hooks: one step's weights at a time (see :meth:`_give_back`).
+    epoch, and after every batch where a callback has batch hooks: one step's weights at a time
+    (see :meth:`_give_back`).
     """
 
     def __init__(self, network, optimizer, world, compile="auto", accuracy=False):
@@ -311,10 +311,11 @@ class Loop:
                         callbacks.on_batch_end(batch)
                         if interrupted or network.stop_training:
                             break
-                    if validation is not None or world.size > 1 or callbacks:
-                        self._give_back(state)  # they need the layers' current weights
-                        world.average_buffers(network.layers)  # the ranks' running statistics
-                        state[1] = [getattr(layer, name) for layer, name in self.buffers]
+                    self._give_back(state)  # the layers hold every finished epoch's weights
+                    if world.size > 1:  # the ranks' running statistics, averaged on the layers
+                        world.average_buffers(network.layers)
+                        state[1] = [namespace(b).asarray(getattr(layer, name), copy=True)
+                                    for b, (layer, name) in zip(state[1], self.buffers)]
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
