@@ -23,22 +23,27 @@ from .layers.base import (
     unique,
     walk,
     walk_shapes,
+    weight_names,
 )
 from .metrics import accuracy
 from .parameters import ParameterLayout
 
 
-def parameter_slots(layers):
-    """``(layer, name)`` of every parameter the optimizer updates (a layer used at several
-    places once)."""
+def slots(layers, names=weight_names):
+    """``(layer, name)`` for each of ``names(layer)`` of every layer (a layer used at several
+    places once); by default every parameter and buffer."""
     return [(layer, name) for layer in unique(walk(layers)) if is_native(layer)
-            for name in layer.params]
+            for name in names(layer)]
+
+
+def parameter_slots(layers):
+    """``(layer, name)`` of every parameter the optimizer updates."""
+    return slots(layers, lambda layer: layer.params)
 
 
 def buffer_slots(layers):
     """``(layer, name)`` of every buffer (state that is not trained, e.g. running statistics)."""
-    return [(layer, name) for layer in unique(walk(layers)) if is_native(layer)
-            for name in layer.buffers]
+    return slots(layers, lambda layer: layer.buffers)
 
 
 def keyed(slots):
@@ -103,7 +108,7 @@ class TrainStep:
             return []
         return [get_backend().asarray(layer.draw((rows, *shape)), dtype)
                 for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
-                if layer.random and is_native(layer)]
+                if layer.random]
 
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
@@ -137,15 +142,14 @@ class TrainStep:
     def _gradients_of(self, run):
         """Each slot's gradient from the pass ``run``; InputError naming a parameter that its
         layer left no gradient for."""
-        try:
-            return [run.grads[key][name] for key, name in self._keys[0]]
-        except KeyError:
-            for layer, name in self.layout.slots:
-                if name not in run.grads.get(id(layer), EMPTY):
-                    raise InputError(f"{layer!r} left no gradient for its parameter {name!r}: "
-                                     "its backward must give one for every name in params") \
-                        from None
-            raise
+        grads = []
+        for (key, name), (layer, _) in zip(self._keys[0], self.layout.slots):
+            grad = run.grads.get(key, EMPTY).get(name)
+            if grad is None:
+                raise InputError(f"{layer!r} left no gradient for its parameter {name!r}: its "
+                                 "backward must give one for every name in params")
+            grads.append(grad)
+        return grads
 
     def _eager_places(self, params):
         """The :class:`EagerPlaces` of ``params``, made again only when they are other buffers
@@ -262,8 +266,7 @@ class Inference:
 
     def __init__(self, layers):
         self.layers = list(layers)
-        self.slots = [(layer, name) for layer in unique(walk(self.layers)) if is_native(layer)
-                      for name in layer.params + layer.buffers]
+        self.slots = slots(self.layers)
         self._keys = keyed(self.slots)
         self.traces = 0
 

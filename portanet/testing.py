@@ -104,9 +104,8 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
     backend = get_backend()
     label = f"{layer!r} on {backend}"
     parts = list(walk([layer]))
-    as_float64 = {id(part): {name: namespace(value).astype(value, namespace(value).float64)
-                             for name in weight_names(part)
-                             for value in [getattr(part, name)]} for part in parts}
+    as_float64 = {id(part): {name: _float64(getattr(part, name)) for name in weight_names(part)}
+                  for part in parts}
     restore = {id(part): dict(vars(part)) for part in parts}  # stateful layers write on theirs
 
     def run(values):  # a pass with the layer's parameters set to values
@@ -172,6 +171,11 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
         for part in parts:
             vars(part).clear()
             vars(part).update(restore[id(part)])
+
+
+def _float64(array):
+    xp = namespace(array)
+    return xp.astype(array, xp.float64)
 
 
 def check_loss(loss, loss_prime, y_true, y_pred, *, rtol=1e-6, atol=1e-8, eps=1e-6):
