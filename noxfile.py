@@ -5,7 +5,7 @@ Usage::
     nox                                   # every session (GPU ones skip without a CUDA GPU)
     nox -l                                # list the sessions
     nox -s "tests(backend='torch')"       # one backend: numpy, array_api_strict, torch, jax, cupy
-    nox -s lint                           # ruff
+    nox -s lint                           # ruff and the import contracts (import-linter)
     nox -s package                        # build, check and install the sdist and wheel
     nox -s docs                           # the documentation site (mkdocs --strict, into site/)
     nox -s notebook                       # run examples/tutorial.ipynb on NumPy
@@ -136,10 +136,13 @@ def tests(session, backend):
 
 @nox.session(allow_parallel=True)
 def lint(session):
-    """ruff check over the sources, tests, examples and this file."""
+    """ruff check over the sources, tests, examples and this file; the import contracts of
+    pyproject.toml (import-linter: rooms import only the rooms below them, array libraries
+    only in the backend and the host-side edges)."""
     if not isinstance(session.virtualenv, PassthroughEnv):
-        session.install("ruff")
+        session.install("ruff", "import-linter")
     session.run("ruff", "check", *[path for path in LINT_PATHS if (ROOT / path).exists()])
+    session.run("lint-imports")
 
 
 @nox.session(allow_parallel=True)

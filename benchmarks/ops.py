@@ -18,9 +18,10 @@ import sys
 import numpy as np
 
 import portanet
-import portanet.training
 from portanet.models import modern_mlp
 from portanet.optimizers import Adam
+from portanet.training import cache
+from portanet.training.step import Batches
 
 BATCH, STEPS = 128, 40
 # ATen operations that only make views or read metadata: no kernel launch on a GPU
@@ -66,11 +67,11 @@ def jax_counts():
     history = net.fit(x, y, epochs=1, batch_size=BATCH, optimizer=optimizer, verbose=0)
     if history.compiled == "eager":
         sys.exit("the step did not compile (PORTANET_COMPILE=0?)")
-    cached = list(net._cache.values()) + list(portanet.training._SHARED.values())
+    cached = list(net.cache.values()) + list(cache.SHARED.values())
     jitted = [value for value in cached if hasattr(value, "parts")][0].parts[0].compiled
     step = [value for value in cached if type(value).__name__ == "TrainStep"][0]
     params = step.layout.gather()
-    batches = __import__("portanet.step", fromlist=["Batches"]).Batches(
+    batches = Batches(
         *(portanet.get_backend().asarray(a) for a in (x, y)), indexed=True)
     batches.start_epoch(None)
     text = jitted.lower(params, [], optimizer.state, portanet.get_backend().asarray(0.0),

@@ -4,9 +4,13 @@ The same layers run on NumPy, CuPy, PyTorch, JAX and array-api-strict; pick one 
 ``PORTANET_BACKEND`` environment variable or :func:`set_backend`.
 """
 
-from . import callbacks, text
-from .backend import BACKENDS, get_backend, set_backend, set_seed
+import sys
+
+from . import callbacks
+from ._version import __version__
+from .backend import BACKENDS, get_backend, set_backend, set_seed, using_backend
 from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
+from .data import datasets, preprocessing, text
 from .errors import (
     BackendError,
     CompileWarning,
@@ -19,8 +23,6 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
-from .export import export_onnx
-from .io import load
 from .layers import (
     ActivationLayer,
     AvgPool2D,
@@ -40,10 +42,11 @@ from .layers import (
     SelfAttention,
     Sequential,
 )
-from .network import History, Network
+from .network import Network, load
 from .registry import register_activation, register_layer, register_loss
-
-__version__ = "0.1.0"
+from .saving.onnx import export_onnx
+from .training import world as distributed
+from .training.history import History
 
 __all__ = [
     "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "CompileWarning",
@@ -54,7 +57,12 @@ __all__ = [
     "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
     "ModelCheckpoint",
     "export_onnx",
-    "text",
+    "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
     "Sequential",
 ]
+
+# Modules that moved into packages keep their old import paths (``import portanet.datasets``):
+for _old, _module in {"datasets": datasets, "preprocessing": preprocessing, "text": text,
+                      "distributed": distributed}.items():
+    sys.modules[f"{__name__}.{_old}"] = _module

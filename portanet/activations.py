@@ -14,7 +14,8 @@ import math
 
 from array_api_compat import device
 
-from .backend import namespace
+from .backend import is_array, namespace
+from .errors import InputError
 
 
 def identity(x):
@@ -187,3 +188,24 @@ GRADIENTS_FROM_OUTPUT = {
     "softmax": softmax_vjp,
 }
 
+
+def call_user_function(function, *arrays):
+    """``function(*arrays)`` for a function the user wrote (an activation, a loss): a portanet
+    error naming it when it fails on these arrays' library, or returns another library's arrays
+    (NumPy calls on torch or JAX arrays), instead of a deep TypeError or a silent copy."""
+    xp = namespace(arrays[-1])
+    library = type(arrays[-1]).__module__.split(".")[0]
+    name = getattr(function, "__name__", repr(function))
+    advice = ("write it with portanet.numpy (import portanet.numpy as np) or with the namespace "
+              "of its arguments, so it runs on every backend")
+    try:
+        result = function(*arrays)
+    except (TypeError, AttributeError, RuntimeError) as exc:  # what foreign arrays raise
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise InputError(f"your function {name} failed on {library} arrays "
+                         f"({type(exc).__name__}: {detail}): {advice}") from exc
+    for value in result if isinstance(result, tuple) else (result,):
+        if is_array(value) and namespace(value) is not xp:
+            raise InputError(f"your function {name} returned a {type(value).__name__} for "
+                             f"{library} arrays: {advice}")
+    return result

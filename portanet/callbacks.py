@@ -2,7 +2,7 @@
 
 A callback subclasses :class:`Callback` and overrides the hooks it needs. Before training
 starts, ``fit`` sets on each callback ``network``, ``optimizer``, ``history`` (the
-:class:`portanet.History` being filled) and ``world`` (:mod:`portanet.distributed`: one process,
+:class:`portanet.History` being filled) and ``world`` (:mod:`portanet.training.world`: one process,
 or the ranks of an MPI job). Epochs are numbered from 1, as in ``history.epoch`` and the progress
 lines. A callback stops training by setting ``self.network.stop_training = True`` (Keras's
 ``model.stop_training``); training ends after the current batch (set in a batch hook) or epoch,
@@ -22,11 +22,12 @@ import math
 import os
 from pathlib import Path
 
+from ._checks import integer, non_negative, positive
 from .backend import namespace
 from .errors import InputError
-from .io import check_writable, describe
 from .layers.base import walk
-from .optimizers import _number, _positive
+from .saving.files import check_writable
+from .saving.format import describe
 
 
 class Callback:
@@ -131,7 +132,7 @@ class _Monitoring(Callback):
             raise InputError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.monitor = monitor
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
-        self.min_delta = _number("min_delta", min_delta, lambda v: v >= 0, "a number >= 0")
+        self.min_delta = non_negative("min_delta", min_delta)
         self.best, self.best_epoch = None, 0
 
     def on_train_begin(self, logs):
@@ -184,9 +185,7 @@ class EarlyStopping(_Monitoring):
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
                  restore_best_weights=False):
         super().__init__(monitor, mode, min_delta)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise InputError(f"patience must be an integer >= 0, got {patience!r}")
-        self.patience = patience
+        self.patience = integer("patience", patience, low=0)
         self.restore_best_weights = bool(restore_best_weights)
         self.wait, self.stopped_epoch, self.best_weights = 0, 0, None
 
@@ -293,7 +292,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch):
         rate = self.schedule(epoch - 1, self.optimizer.learning_rate)
-        self.optimizer.learning_rate = _positive(
+        self.optimizer.learning_rate = positive(
             f"the learning rate from the schedule (epoch {epoch - 1})", rate)
 
     def __repr__(self):

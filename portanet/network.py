@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import math
 
-from . import distributed as distributed_module
-from . import inputs, training
 from . import losses as losses_module
 from .activations import softmax
-from .backend import (
-    compilers,
-    dtype_name,
-    get_backend,
-    namespace,
-    to_numpy,
-)
-from .errors import InputError, ShapeError
-from .layers.base import Layer, Pass, not_pure, unique, walk, walk_shapes
-from .metrics import accuracy
-from .step import Inference
-from .training import History  # noqa: F401  (its old home: portanet.network.History)
-
-PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
+from .backend import dtype_name, namespace, to_numpy
+from .errors import InputError, ModelFileError, PortanetError, ShapeError
+from .layers.base import Layer, unique, walk, walk_shapes
+from .saving import format as saving
+from .training import evaluation, inputs, loop, world
 
 
 class Network:
@@ -48,8 +37,8 @@ class Network:
         self.loss_prime = None
         self.dtype = dtype
         self.metadata: dict = {}  # free-form JSON-able notes saved with the network
-        self.scaler = None  # a fitted portanet.preprocessing scaler applied to every input
-        self._cache: dict = {}  # steps and compiled functions, per layers and settings
+        self.scaler = None  # a fitted portanet.data.preprocessing scaler applied to every input
+        self.cache: dict = {}  # steps and compiled functions made for it (training.cache)
         self.stop_training = False  # set by a callback to end fit (portanet.callbacks)
         for layer in layers or ():
             self.add(layer)
@@ -83,7 +72,7 @@ class Network:
                              "or the name of a built-in loss")
         self.loss, self.loss_prime = loss, loss_prime
 
-    def _shapes(self):
+    def layer_shapes(self):
         """Yield each layer with its per-sample output shape (None where it is unknown)."""
         shape = None
         for layer in self.layers:
@@ -95,22 +84,13 @@ class Network:
 
     def output_shape(self):
         """Per-sample output shape of the network, or None where it is unknown."""
-        shapes = [shape for _, shape in self._shapes()]
+        shapes = [shape for _, shape in self.layer_shapes()]
         return shapes[-1] if shapes else None
 
     # -- running ----------------------------------------------------------------------------
-    def _forward(self, x, training):
-        """``x`` through the layers with the weights they hold (eager, nothing kept)."""
-        return Pass.of(self.layers, training).output(self.layers, x)
-
-    def _cached(self, key, make):
-        """``make()``, made once per ``key`` and per layers (their identity and settings)."""
-        key = (key, tuple((id(layer), repr(layer)) for layer in self.layers))
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
-
-    def _working_dtype(self) -> str:
+    def working_dtype(self) -> str:
+        """The dtype the network computes in: ``dtype`` when given, else its first
+        parameter's ("float32" without parameters)."""
         if self.dtype is not None:
             return self.dtype
         for layer in walk(self.layers):
@@ -124,7 +104,7 @@ class Network:
         for layer in walk(self.layers):
             if getattr(layer, "params", ()) or getattr(layer, "buffers", ()):
                 layer.set_weights(layer.get_weights())
-        self._cache.clear()
+        self.cache.clear()
         return self
 
     def predict(self, x, batch_size=None):
@@ -137,7 +117,7 @@ class Network:
         inputs.check_ready(self, need_loss=False)
         rows, host, tutorial = inputs.as_rows(self, x, "x", inputs=True)
         inputs.check_features(self, rows, "x")
-        out = self._predict_rows(rows, batch_size)
+        out = evaluation.predict_rows(self, rows, batch_size)
         if tutorial:
             out = namespace(out).reshape(out, (out.shape[0], 1, out.shape[1]))
         return to_numpy(out) if host else out
@@ -158,7 +138,7 @@ class Network:
         inputs.check_ready(self, need_loss=False)
         rows, host, _ = inputs.as_rows(self, x, "x", inputs=True)
         inputs.check_features(self, rows, "x")
-        out = self._predict_rows(rows, batch_size)
+        out = evaluation.predict_rows(self, rows, batch_size)
         xp = namespace(out)
         if probabilities:
             out = self._probabilities(out)
@@ -184,48 +164,18 @@ class Network:
             f"{getattr(self.loss, '__name__', None)}): use predict_classes for class indices, or "
             "train with net.use('softmax_crossentropy') for probabilities")
 
-    def _predict_rows(self, rows, batch_size=None):
-        n = rows.shape[0]
-        if batch_size is None:
-            widest = max([math.prod(shape) for _, shape in self._shapes() if shape is not None]
-                         + [math.prod(rows.shape[1:])])
-            batch_size = max(1, PREDICT_VALUES // widest)
-        compiler = compilers.choose(get_backend(), "auto", not_pure(self.layers))
-        inference = self._cached(("inference", compiler.name), lambda: Inference(self.layers))
-        # compiled once for all networks alike: it depends only on the architecture and the
-        # weights it is given
-        run = training.shared_cache(self, compiler)(
-            ("inference-run", compiler.name), lambda net: compilers.compiled(
-                compiler, Inference(net.layers), "the inference forward pass"))
-        weights = inference.weights()
-        parts = [run(weights, rows[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
-        return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)
-
     def evaluate(self, x, y, batch_size=None, distributed=False):
         """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats.
 
         ``distributed=True`` (under MPI, every rank holding all of ``x`` and ``y``) splits the
         samples over the ranks and sums their results: every rank gets the whole set's figures.
         """
-        world = distributed_module.resolve(distributed)
+        processes = world.resolve(distributed)
         inputs.check_ready(self, need_loss=True)
         inputs.check_loss_fits_output(self)
         x_rows, y_rows = inputs.pair(self, x, y)
-        loss, acc = self._score(x_rows, y_rows, batch_size, world)
+        loss, acc = evaluation.score(self, x_rows, y_rows, batch_size, processes)
         return {"loss": loss, "accuracy": acc}
-
-    def _score(self, x, y, batch_size=None, world=None):
-        """(mean loss, accuracy) over all rows, or over all ranks' shards of them."""
-        n = x.shape[0]
-        world = world or distributed_module.SINGLE
-        lo, hi = world.shard(0, n)
-        sums = [0.0, 0.0]
-        if hi > lo:
-            out = self._predict_rows(x[lo:hi, ...], batch_size)
-            sums = [float(self.loss(y[lo:hi, ...], out)) * (hi - lo),
-                    float(accuracy(y[lo:hi, ...], out)) * (hi - lo)]
-        sums = world.sum(sums, "the evaluation")
-        return sums[0] / n, sums[1] / n
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
@@ -256,7 +206,7 @@ class Network:
         computes its share of every batch, and all end with the same weights as one process
         training with the same ``batch_size`` would; only rank 0 prints.
         """
-        return training.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
+        return loop.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                             optimizer, validation_data, validation_split, verbose, distributed,
                             compile, metrics, callbacks)
 
@@ -285,15 +235,29 @@ class Network:
         width = max([len(r[0]) for r in rows] + [5])
         lines = [f"{'layer':<{width}}  {'output shape':<16}{'params':>10}"]
         lines += [f"{name:<{width}}  {out:<16}{count:>10,}" for name, out, count in rows]
-        lines.append(f"total trainable parameters: {total:,}   dtype: {self._working_dtype()}")
+        lines.append(f"total trainable parameters: {total:,}   dtype: {self.working_dtype()}")
         print_fn("\n".join(lines))
 
     def save(self, path):
         """Save architecture and weights to ``path`` (.npz or .safetensors, no pickle); read by
         portanet.load."""
-        from .io import save
-
-        return save(self, path)
+        return saving.save(self, path)
 
     def __repr__(self):
         return "Network(" + ", ".join(repr(layer) for layer in self.layers) + ")"
+
+
+def load(path) -> Network:
+    """Rebuild a network saved with :meth:`Network.save` on the current backend."""
+    header, layers = saving.read(path)
+    network = Network(dtype=header["dtype"])
+    try:
+        for layer in layers:
+            network.add(layer)
+    except PortanetError as exc:
+        raise ModelFileError(f"{path}: the saved layers do not fit together: {exc}") from None
+    if header["loss"] is not None:
+        network.use(header["loss"])
+    network.metadata = header.get("metadata") or {}
+    network.scaler = saving.scaler(header)
+    return network

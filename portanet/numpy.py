@@ -27,9 +27,8 @@ import math
 
 from array_api_compat import device as _device
 
-from .backend import get_backend
+from .backend import get_backend, is_array
 from .backend import namespace as _namespace
-from .errors import InputError
 
 _UNARY = ("abs", "ceil", "cos", "cosh", "exp", "expm1", "floor", "isfinite", "isnan", "log",
           "log1p", "log2", "log10", "negative", "round", "sign", "sin", "sinh", "sqrt", "square",
@@ -40,42 +39,16 @@ _BINARY = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide
 _REDUCTIONS = ("sum", "mean", "max", "min", "prod", "std", "var", "all", "any")
 
 
-def _is_array(value) -> bool:
-    return hasattr(value, "shape") and hasattr(value, "dtype")
-
-
-def call_user_function(function, *arrays):
-    """``function(*arrays)`` for a function the user wrote (an activation, a loss): a portanet
-    error naming it when it fails on these arrays' library, or returns another library's arrays
-    (NumPy calls on torch or JAX arrays), instead of a deep TypeError or a silent copy."""
-    xp = _namespace(arrays[-1])
-    library = type(arrays[-1]).__module__.split(".")[0]
-    name = getattr(function, "__name__", repr(function))
-    advice = ("write it with portanet.numpy (import portanet.numpy as np) or with the namespace "
-              "of its arguments, so it runs on every backend")
-    try:
-        result = function(*arrays)
-    except (TypeError, AttributeError, RuntimeError) as exc:  # what foreign arrays raise
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise InputError(f"your function {name} failed on {library} arrays "
-                         f"({type(exc).__name__}: {detail}): {advice}") from exc
-    for value in result if isinstance(result, tuple) else (result,):
-        if _is_array(value) and _namespace(value) is not xp:
-            raise InputError(f"your function {name} returned a {type(value).__name__} for "
-                             f"{library} arrays: {advice}")
-    return result
-
-
 def _xp(*values):
     """The namespace of the arrays among ``values`` (the selected backend's when none is)."""
-    arrays = [value for value in values if _is_array(value)]
+    arrays = [value for value in values if is_array(value)]
     return _namespace(*arrays) if arrays else get_backend().xp
 
 
 def _array(xp, value, like=None):
     """``value`` as an array of namespace ``xp`` (numbers take the dtype and device of
     ``like`` where given, else the selected backend's float32)."""
-    if _is_array(value):
+    if is_array(value):
         return value
     if like is not None:
         return xp.asarray(value, dtype=like.dtype, device=_device(like))
@@ -96,7 +69,7 @@ def _unary(name):
 def _binary(name, standard_name):
     def function(x1, x2):
         xp = _xp(x1, x2)
-        like = x1 if _is_array(x1) else x2 if _is_array(x2) else None
+        like = x1 if is_array(x1) else x2 if is_array(x2) else None
         return getattr(xp, standard_name)(_array(xp, x1, like), _array(xp, x2, like))
 
     function.__name__ = name
@@ -147,7 +120,7 @@ def matmul(a, b):
 def where(condition, x, y):
     """``x`` where ``condition`` holds, else ``y`` (numbers allowed for ``x`` and ``y``)."""
     xp = _xp(condition, x, y)
-    like = x if _is_array(x) else y if _is_array(y) else None
+    like = x if is_array(x) else y if is_array(y) else None
     return xp.where(condition, _array(xp, x, like), _array(xp, y, like))
 
 

@@ -22,63 +22,37 @@ so that their global norm (over every parameter) is at most ``clip_norm``.
 
 import functools
 import math
-import numbers
 
 from array_api_compat import device
 
+from ._checks import fraction, integer, non_negative, number, positive
 from .backend import namespace
 from .errors import InputError
-from .parameters import ParameterLayout
-
-
-def _number(name, value, valid, rule):
-    """``value`` as a float; InputError unless it is a finite real number with ``valid(value)``."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or not valid(float(value))):
-        raise InputError(f"{name} must be {rule}, got {value!r}")
-    return float(value)
-
-
-def _positive(name, value):
-    return _number(name, value, lambda v: v > 0, "a positive number")
-
-
-def _fraction(name, value):
-    return _number(name, value, lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-
-def _non_negative(name, value):
-    return _number(name, value, lambda v: v >= 0, "a number >= 0")
-
-
-def _count(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+from .layers.parameters import ParameterLayout
 
 
 # -- learning-rate schedules ------------------------------------------------------------------
 def step_decay(initial, drop, every):
     """``initial * drop ** (iteration // every)``: the rate times ``drop`` every ``every`` steps."""
-    initial = _positive("initial", initial)
-    drop = _number("drop", drop, lambda v: 0 < v <= 1, "a number in (0, 1]")
-    every = _count("every", every)
+    initial = positive("initial", initial)
+    drop = number("drop", drop, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    every = integer("every", every)
     return lambda iteration: initial * drop ** (iteration // every)
 
 
 def exponential_decay(initial, rate, steps):
     """``initial * rate ** (iteration / steps)``: the rate times ``rate`` per ``steps`` steps."""
-    initial = _positive("initial", initial)
-    rate = _number("rate", rate, lambda v: 0 < v <= 1, "a number in (0, 1]")
-    steps = _positive("steps", steps)
+    initial = positive("initial", initial)
+    rate = number("rate", rate, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    steps = positive("steps", steps)
     return lambda iteration: initial * rate ** (iteration / steps)
 
 
 def cosine_decay(initial, total_steps, final=0.0):
     """Half a cosine from ``initial`` to ``final`` over ``total_steps``, then ``final``."""
-    initial = _positive("initial", initial)
-    total_steps = _count("total_steps", total_steps)
-    final = _number("final", final, lambda v: 0 <= v <= initial, f"a number in [0, {initial:g}]")
+    initial = positive("initial", initial)
+    total_steps = integer("total_steps", total_steps)
+    final = number("final", final, lambda v: 0 <= v <= initial, f"a number in [0, {initial:g}]")
 
     def schedule(iteration):
         progress = min(iteration, total_steps) / total_steps
@@ -98,8 +72,8 @@ class Optimizer:
     state_buffers = 0
 
     def __init__(self, learning_rate=0.01, schedule=None, clip_norm=None):
-        self.learning_rate = _positive("learning_rate", learning_rate)
-        self.clip_norm = None if clip_norm is None else _positive("clip_norm", clip_norm)
+        self.learning_rate = positive("learning_rate", learning_rate)
+        self.clip_norm = None if clip_norm is None else positive("clip_norm", clip_norm)
         if schedule is not None and not callable(schedule):
             raise InputError(f"schedule must be a function of the iteration, got {schedule!r}")
         self.schedule = schedule
@@ -212,11 +186,11 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
                  schedule=None, clip_norm=None):
-        self.momentum = _fraction("momentum", momentum)
+        self.momentum = fraction("momentum", momentum)
         if nesterov and self.momentum == 0:
             raise InputError("nesterov=True needs a momentum > 0")
         self.nesterov = bool(nesterov)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
         self.state_buffers = 1 if self.momentum else 0
         super().__init__(learning_rate, schedule, clip_norm)
 
@@ -247,9 +221,9 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, weight_decay=0.0,
                  schedule=None, clip_norm=None):
         super().__init__(learning_rate, schedule, clip_norm)
-        self.rho = _fraction("rho", rho)
-        self.epsilon = _positive("epsilon", epsilon)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.rho = fraction("rho", rho)
+        self.epsilon = positive("epsilon", epsilon)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
 
     def update(self, param, grad, state, scalars):
         grad = self._with_l2(param, grad)
@@ -296,10 +270,10 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=0.0, schedule=None, clip_norm=None):
         super().__init__(learning_rate, schedule, clip_norm)
-        self.beta_1 = _fraction("beta_1", beta_1)
-        self.beta_2 = _fraction("beta_2", beta_2)
-        self.epsilon = _positive("epsilon", epsilon)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.beta_1 = fraction("beta_1", beta_1)
+        self.beta_2 = fraction("beta_2", beta_2)
+        self.epsilon = positive("epsilon", epsilon)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
 
     def scalars(self):
         """Adds the bias corrections of step ``t``: ``scale = sqrt(1 - beta_2**t) /

@@ -8,7 +8,7 @@ an ``AssertionError``: in pytest it is a failed test, like NumPy's ``assert_allc
 
 Import it explicitly (``import portanet.testing``): ``import portanet`` does not load it.
 Finite differences are taken on the host (NumPy), so this module is a host-side edge, like
-:mod:`portanet.io`.
+:mod:`portanet.saving.format`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import functools
 
 import numpy as np
 
-from . import backend as backend_module
-from .backend import BACKENDS, compilers, get_backend, namespace, set_backend, set_seed, to_numpy
+from .backend import BACKENDS, compilers, get_backend, namespace, set_seed, to_numpy, using_backend
 from .errors import BackendError, InputError
 from .layers.base import Pass, not_pure, walk, weight_names
 
@@ -195,17 +194,13 @@ def check_loss(loss, loss_prime, y_true, y_pred, *, rtol=1e-6, atol=1e-8, eps=1e
 
 def installed_backends():
     """Names of the backends that import and can allocate on their default device here."""
-    previous = backend_module._current
     found = []
-    try:
-        for name in BACKENDS:
-            try:
-                set_backend(name)
-            except BackendError:
-                continue
-            found.append(name)
-    finally:
-        backend_module._current = previous
+    for name in BACKENDS:
+        try:
+            with using_backend(name):
+                found.append(name)
+        except BackendError:
+            continue
     return found
 
 
@@ -216,16 +211,13 @@ def for_each_backend(function, backends=None):
     naming every backend that failed and why (a named backend that cannot be used fails too).
     """
     names = installed_backends() if backends is None else list(backends)
-    previous = backend_module._current
     results, failures = {}, []
-    try:
-        for name in names:
-            try:
-                results[name] = function(set_backend(name))
-            except Exception as exc:  # every failure is reported, with its backend
-                failures.append((name, exc))
-    finally:
-        backend_module._current = previous
+    for name in names:
+        try:
+            with using_backend(name) as backend:
+                results[name] = function(backend)
+        except Exception as exc:  # every failure is reported, with its backend
+            failures.append((name, exc))
     if failures:
         report = "\n".join(f"  {name}: {type(exc).__name__}: {exc}" for name, exc in failures)
         raise CheckError(f"failed on {len(failures)} of {len(names)} backends "

@@ -10,7 +10,6 @@ from importlib import metadata
 import pytest
 
 import portanet
-from portanet import backend as backend_module
 
 STRICT_API_VERSION = "2024.12"  # pinned so a new array-api-strict cannot change "the standard"
 # Eager JAX compiles every operation afresh for each new shape: the JAX session compiles some
@@ -66,10 +65,9 @@ def pytest_report_header(config):
 @pytest.fixture(autouse=True)
 def _isolate():
     """Every test starts from the same seed and gets the run's backend back afterwards."""
-    chosen = portanet.get_backend()
     portanet.set_seed(1234)
-    yield
-    backend_module._current = chosen
+    with portanet.using_backend(portanet.get_backend()):
+        yield
 
 
 @pytest.fixture

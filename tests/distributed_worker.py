@@ -20,7 +20,7 @@ from portanet import distributed, optimizers
 from portanet.backend import to_numpy
 from portanet.layers import ActivationLayer, BatchNorm, Dropout, FCLayer, Layer
 from portanet.models import causal_transformer
-from portanet.step import parameter_slots
+from portanet.training.step import parameter_slots
 
 SEED, EPOCHS, BATCH = 7, 3, 8
 LM_EPOCHS = 2  # the small causal transformer's

@@ -19,10 +19,10 @@ from portanet import (
     LearningRateScheduler,
     ModelCheckpoint,
     Network,
-    training,
 )
 from portanet.cli import main
 from portanet.optimizers import SGD
+from portanet.training import cache
 
 
 def data(n=24, seed=0):
@@ -252,7 +252,7 @@ def test_csv_logger_writes_a_row_per_epoch_as_it_goes(tmp_path):
 
 
 def test_learning_rate_scheduler_sets_the_rate_the_steps_use(backend):
-    training._SHARED.clear()  # compiled steps are shared by networks alike: count afresh
+    cache.clear_shared()  # compiled steps are shared by networks alike: count afresh
     (x, y), seen = data(10), []
 
     class Rates(Callback):

@@ -59,12 +59,12 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
 
 
 def test_train_compile_flags(backend, capsys):
-    compiled = portanet.backend.compilers.COMPILERS.get(backend.name)
+    compiled = backend.library.compiler
     for flag, expected in (("--no-compile", "eager"),
                            ("--compile", compiled.name if compiled else "eager")):
         argv = ["train", "--epochs", "1", "--limit", "200", "--batch-size", "36", "--quiet",
                 "--backend", backend.name, flag]  # 180 training images: 5 batches of one shape
-        portanet.backend.compilers._warned.clear()
+        portanet.backend.compilers.WARNED.clear()
         warns = compiled is None and flag == "--compile"  # "this backend has no compiler"
         with pytest.warns(portanet.CompileWarning) if warns else nullcontext():
             assert main(argv) == 0
@@ -94,13 +94,13 @@ def test_ctrl_c_stops_training_and_still_saves(backend, tmp_path):
 
 
 def test_fashion_mnist_report_names_the_classes(capsys):
-    from portanet.cli import _report
+    from portanet.cli.commands import print_report
     from portanet.models import modern_mlp
 
     net = modern_mlp((28, 28), 10)
     net.metadata = {"dataset": "fashion-mnist"}
     x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
-    _report(net, x, np.arange(20) % 10, 10)
+    print_report(net, x, np.arange(20) % 10, 10)
     out = capsys.readouterr().out
     assert "Ankle boot" in out and "T-shirt/top" in out
 

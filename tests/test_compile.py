@@ -22,12 +22,12 @@ from portanet import (
     Layer,
     MaxPool2D,
     Network,
-    training,
 )
-from portanet import step as step_module
 from portanet.backend import compilers, to_numpy, writes_into
 from portanet.models import causal_transformer
 from portanet.optimizers import SGD, Adam, cosine_decay
+from portanet.training import cache
+from portanet.training import step as step_module
 
 STEPS = 20
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -100,7 +100,7 @@ def train(model, dtype, compile):
 
 
 def has_compiler(backend):
-    return backend.name in compilers.COMPILERS
+    return backend.library.compiler is not None
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -109,7 +109,7 @@ def test_compiled_step_equals_eager_step(model, dtype, backend):
     eager, eager_history, eager_optimizer = train(model, dtype, compile=False)
     compiled, history, optimizer = train(model, dtype, compile=True)
     assert eager_history.compiled == "eager"
-    assert history.compiled == (compilers.COMPILERS[backend.name].name
+    assert history.compiled == (backend.library.compiler.name
                                 if has_compiler(backend) else "eager")
     assert optimizer.iterations == eager_optimizer.iterations == STEPS
     tolerance = TOLERANCE[dtype]
@@ -133,7 +133,7 @@ def test_compiled_step_equals_eager_step(model, dtype, backend):
 
 @pytest.mark.parametrize("compile", ["auto", True])
 def test_compiled_step_is_traced_once_per_batch_shape(compile, backend):
-    training._SHARED.clear()  # compiled steps are shared by networks alike: start afresh
+    cache.clear_shared()  # compiled steps are shared by networks alike: start afresh
     net, optimizer, _ = modern_mlp("float32")
     x, y = data("modern-mlp", 50)  # batches of 16, 16, 16 and 2: two shapes
     fit = functools.partial(fit_quietly, x=x, y=y, batch_size=16, shuffle=True, compile=compile)
@@ -142,7 +142,7 @@ def test_compiled_step_is_traced_once_per_batch_shape(compile, backend):
     traces = 2 if history.compiled != "eager" else steps
     assert history.compiled == ("eager" if compile == "auto" and not auto_compiles(backend)
                                 or not has_compiler(backend) else
-                                compilers.COMPILERS[backend.name].name)
+                                backend.library.compiler.name)
     assert history.step_traces == traces
     again = fit(net, epochs=1, optimizer=optimizer)
     assert again.step_traces == (0 if history.compiled != "eager" else 4)  # cached across fits
@@ -163,17 +163,17 @@ def auto_compiles(backend):
 
 def test_networks_alike_share_one_compiled_prediction_with_their_own_weights(backend,
                                                                            monkeypatch):
-    training._SHARED.clear()
+    cache.clear_shared()
     x, _ = data("modern-mlp", 8)
     portanet.set_seed(1)
     first = modern_mlp("float32")[0]
     portanet.set_seed(2)
     second = modern_mlp("float32")[0]
     predictions = [first.predict(x), second.predict(x)]
-    compiled = [key for key in training._SHARED if key[0][0] == "inference-run"]
+    compiled = [key for key in cache.SHARED if key[0][0] == "inference-run"]
     assert len(compiled) == (1 if auto_compiles(backend) else 0)
     ours = {id(layer) for layer in first.layers + second.layers}  # made from neither network
-    assert not any(id(layer) in ours for architecture in training._ARCHITECTURES.values()
+    assert not any(id(layer) in ours for architecture in cache.ARCHITECTURES.values()
                    for layer in architecture.layers)
     monkeypatch.setenv("PORTANET_COMPILE", "0")  # each network's own forward, eagerly
     for net, predicted in zip((first, second), predictions):
@@ -186,14 +186,14 @@ def test_compiled_prediction_is_traced_once_per_batch_shape(backend, monkeypatch
     x, _ = data("modern-mlp", 10)
     monkeypatch.setenv("PORTANET_COMPILE", "0")
     expected = net.predict(x)
-    training._SHARED.clear()
+    cache.clear_shared()
     monkeypatch.setenv("PORTANET_COMPILE", "1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CompileWarning)  # backends without a compiler say so
         outputs = [net.predict(x), net.predict(x), net.predict(x[:3])]
     for output in outputs:
         np.testing.assert_allclose(output, expected[:len(output)], rtol=1e-12, atol=1e-14)
-    compiled = [run for key, run in training._SHARED.items() if key[0][0] == "inference-run"]
+    compiled = [run for key, run in cache.SHARED.items() if key[0][0] == "inference-run"]
     assert len(compiled) == has_compiler(backend)
     if compiled:  # the Python forward ran once per batch shape
         assert compiled[0].eager.traces == 2 and not compiled[0].failed
@@ -203,7 +203,7 @@ def test_threads_that_first_predict_at_once_compile_once(backend, monkeypatch):
     net = modern_mlp("float64")[0]
     x, _ = data("modern-mlp", 10)
     expected = net.predict(x)
-    training._SHARED.clear()
+    cache.clear_shared()
     monkeypatch.setenv("PORTANET_COMPILE", "1")
     outputs = []
     with warnings.catch_warnings():
@@ -217,7 +217,7 @@ def test_threads_that_first_predict_at_once_compile_once(backend, monkeypatch):
     assert len(outputs) == 4
     for output in outputs:
         np.testing.assert_allclose(output, expected, rtol=1e-12, atol=1e-14)
-    compiled = [run for key, run in training._SHARED.items() if key[0][0] == "inference-run"]
+    compiled = [run for key, run in cache.SHARED.items() if key[0][0] == "inference-run"]
     if compiled:  # compiled without a failure; torch.compile (portanet's tracing): once
         assert not compiled[0].failed
         assert compiled[0].eager.traces == 1 or backend.name != "torch"
@@ -248,7 +248,7 @@ def test_a_step_that_cannot_compile_runs_eagerly_after_one_warning(backend):
         return net, history
 
     eager, _ = fit(False)
-    compilers._warned.clear()
+    compilers.WARNED.clear()
     with pytest.warns(CompileWarning) as caught:
         compiled, history = fit(True)
     assert len(caught) == 1
@@ -283,7 +283,7 @@ def test_tutorial_style_layers_run_eagerly_when_compiling_is_asked(backend):
     net = Network()
     net.add(SelfUpdating(2, 1))
     net.use("mse")
-    compilers._warned.clear()
+    compilers.WARNED.clear()
     with pytest.warns(CompileWarning, match="updates its own weights"):
         history = net.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0, compile=True)
     assert history.compiled == "eager"

@@ -181,7 +181,7 @@ def test_timeout_must_be_positive_seconds(value):
 
 
 def test_local_rank_comes_from_the_launcher(monkeypatch):
-    for variable in backend_module.LOCAL_RANK_VARIABLES:
+    for variable in backend_module.resources.LOCAL_RANK_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     assert backend_module.local_rank() == 0
     monkeypatch.setenv("SLURM_LOCALID", "3")

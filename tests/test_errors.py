@@ -84,7 +84,7 @@ def test_unusable_arguments():
         Network().use("msq")
     with pytest.raises(portanet.InputError, match="unknown activation"):
         ActivationLayer("swishy")
-    with pytest.raises(portanet.InputError, match="positive integer"):
+    with pytest.raises(portanet.InputError, match="integer >= 1"):
         FCLayer(0, 3)
     with pytest.raises(portanet.InputError, match="learning_rate must be a positive"):
         small_net().fit(X, Y, epochs=1, learning_rate=-1, verbose=0)

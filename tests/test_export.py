@@ -20,7 +20,6 @@ from portanet import (
     Network,
     Reshape,
 )
-from portanet import backend as backend_module
 from portanet.cli import main
 from portanet.preprocessing import Normalizer, Standardizer
 
@@ -157,7 +156,7 @@ def test_bad_export_arguments(tmp_path, onnx):
     net = Network([FCLayer(3, 2)])
     with pytest.raises(portanet.InputError, match="end in .onnx"):
         portanet.export_onnx(net, tmp_path / "net.txt")
-    with pytest.raises(portanet.InputError, match="opset must be an int of at least 13"):
+    with pytest.raises(portanet.InputError, match="opset must be an integer >= 13"):
         portanet.export_onnx(net, tmp_path / "net.onnx", opset=11)
     with pytest.raises(portanet.InputError, match="does not exist"):
         portanet.export_onnx(net, tmp_path / "missing" / "net.onnx")
@@ -232,10 +231,9 @@ def test_safetensors_round_trip_on_this_backend_and_on_numpy(backend, tmp_path, 
     loaded = portanet.load(net.save(tmp_path / "net.safetensors"))
     np.testing.assert_array_equal(loaded.predict(x), expected)
     assert loaded.loss is net.loss and loaded.scaler.config() == net.scaler.config()
-    portanet.set_backend("numpy")
-    on_numpy = portanet.load(tmp_path / "net.safetensors")
-    np.testing.assert_allclose(on_numpy.predict(x), expected, rtol=1e-5, atol=1e-6)
-    backend_module._current = backend
+    with portanet.using_backend("numpy"):
+        on_numpy = portanet.load(tmp_path / "net.safetensors")
+        np.testing.assert_allclose(on_numpy.predict(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_suffixes_name_the_formats(tmp_path):

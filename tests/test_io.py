@@ -6,7 +6,6 @@ from helpers import assert_backend_array, on_backend
 
 import portanet
 from portanet import ActivationLayer, FCLayer, Network
-from portanet import backend as backend_module
 
 
 def trained_net(dtype=None):
@@ -26,11 +25,10 @@ def test_saved_on_this_backend_loads_on_numpy_and_back(backend, tmp_path):
     net, x = trained_net()
     expected = net.predict(x)
     path = net.save(tmp_path / "net.npz")
-    portanet.set_backend("numpy")
-    on_numpy = portanet.load(path)
-    np.testing.assert_allclose(on_numpy.predict(x), expected, rtol=1e-5, atol=1e-6)
-    on_numpy.save(tmp_path / "again.npz")
-    backend_module._current = backend
+    with portanet.using_backend("numpy"):
+        on_numpy = portanet.load(path)
+        np.testing.assert_allclose(on_numpy.predict(x), expected, rtol=1e-5, atol=1e-6)
+        on_numpy.save(tmp_path / "again.npz")
     back = portanet.load(tmp_path / "again.npz")
     np.testing.assert_array_equal(back.predict(x), expected)
     assert back.metadata == {"note": "kept"} and back.loss is net.loss
@@ -53,7 +51,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
     def broken_savez(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(portanet.io.np, "savez", broken_savez)
+    monkeypatch.setattr(portanet.saving.format.np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         net.save(path)
     assert path.read_bytes() == before

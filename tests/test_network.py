@@ -10,8 +10,6 @@ from helpers import assert_backend_array, on_backend
 
 import portanet
 from portanet import ActivationLayer, FCLayer, Layer, Network
-from portanet import network as network_module
-from portanet import step as step_module
 from portanet.activations import softmax, softmax_prime, tanh, tanh_prime
 from portanet.backend import namespace, to_numpy
 from portanet.losses import (
@@ -23,6 +21,8 @@ from portanet.losses import (
     softmax_crossentropy_prime,
 )
 from portanet.optimizers import SGD
+from portanet.training import evaluation
+from portanet.training import step as step_module
 
 XOR_X = np.array([[[0, 0]], [[0, 1]], [[1, 0]], [[1, 1]]])
 XOR_Y = np.array([[[0]], [[1]], [[1]], [[0]]])
@@ -96,9 +96,8 @@ def test_default_fit_prints_the_tutorial_line(capsys):
     assert "\r" not in "".join(lines)  # captured output is not a terminal: plain lines
 
 
-def train_small(backend_name, dtype, steps_data):
-    """A seeded 6-8-3 network trained a few mini-batch steps on ``backend_name``."""
-    portanet.set_backend(backend_name)
+def train_small(dtype, steps_data):
+    """A seeded 6-8-3 network trained a few mini-batch steps on the selected backend."""
     portanet.set_seed(42)
     x, y = steps_data
     net = tutorial_net((6, 8, 3), dtype=dtype)
@@ -110,11 +109,11 @@ def train_small(backend_name, dtype, steps_data):
 def test_same_seed_same_training_as_numpy(backend, dtype, tolerance):
     rng = np.random.default_rng(0)
     data = (rng.normal(size=(10, 6)), rng.uniform(-0.5, 0.5, size=(10, 3)))
-    reference = train_small("numpy", dtype, data)
-    expected = [w for layer in reference.layers[::2] for w in layer.get_weights()]
-    expected_out = reference.predict(data[0])
-    portanet.backend._current = backend
-    net = train_small(backend.name, dtype, data)
+    with portanet.using_backend("numpy"):
+        reference = train_small(dtype, data)
+        expected = [w for layer in reference.layers[::2] for w in layer.get_weights()]
+        expected_out = reference.predict(data[0])
+    net = train_small(dtype, data)
     got = [w for layer in net.layers[::2] for w in layer.get_weights()]
     for mine, theirs in zip(got, expected):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=tolerance)
@@ -308,7 +307,7 @@ def test_predict_goes_in_passes_that_bound_layer_outputs(monkeypatch):
     monkeypatch.setenv("PORTANET_COMPILE", "0")  # every pass runs the Python forward
     monkeypatch.setattr(step_module.Inference, "__call__", lambda self, weights, rows:
                         passes.append(rows.shape[0]) or call(self, weights, rows))
-    monkeypatch.setattr(network_module, "PREDICT_VALUES", 8)  # widest output: 4 values a row
+    monkeypatch.setattr(evaluation, "PREDICT_VALUES", 8)  # widest output: 4 values a row
     np.testing.assert_allclose(net.predict(x), whole, rtol=1e-5, atol=1e-6)
     assert passes == [2, 2, 2, 2, 2]
 

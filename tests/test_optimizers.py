@@ -11,6 +11,7 @@ import portanet
 from portanet import FCLayer, InputError, Network
 from portanet.activations import tanh, tanh_prime
 from portanet.backend import to_numpy
+from portanet.layers.parameters import ParameterLayout
 from portanet.losses import mse, mse_prime
 from portanet.optimizers import (
     SGD,
@@ -22,7 +23,6 @@ from portanet.optimizers import (
     get,
     step_decay,
 )
-from portanet.parameters import ParameterLayout
 
 SHAPES = {"w": (3, 4), "b": (1, 4)}
 STEPS = 6

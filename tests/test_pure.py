@@ -28,8 +28,8 @@ from portanet.backend import compilers, to_numpy
 from portanet.callbacks import Callback
 from portanet.models import causal_transformer
 from portanet.optimizers import SGD, Adam
-from portanet.step import TrainStep
 from portanet.testing import assert_gradient_close, numeric_gradient
+from portanet.training.step import TrainStep
 
 
 def mlp():

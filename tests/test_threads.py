@@ -1,5 +1,5 @@
-"""An eager training step split between threads (portanet.threads): equal to the whole-batch
-step, used only where it may and where it pays, and its setting checked."""
+"""An eager training step split between threads (portanet.training.threads): equal to the
+whole-batch step, used only where it may and where it pays, and its setting checked."""
 
 import threading
 
@@ -18,11 +18,11 @@ from portanet import (
     Layer,
     MaxPool2D,
     Network,
-    threads,
 )
 from portanet.backend import step_threads, to_numpy
 from portanet.optimizers import Adam, cosine_decay
-from portanet.step import TrainStep
+from portanet.training import threads
+from portanet.training.step import TrainStep
 
 
 def cnn_with_dropout(dtype, channels=(1, 4), size=6):
@@ -148,7 +148,7 @@ def test_an_error_in_another_thread_reaches_the_caller(monkeypatch):
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_step_threads_setting_is_checked(value, monkeypatch):
     monkeypatch.setenv("PORTANET_STEP_THREADS", value)
-    with pytest.raises(InputError, match="PORTANET_STEP_THREADS must be a positive integer"):
+    with pytest.raises(InputError, match="PORTANET_STEP_THREADS must be an integer >= 1"):
         step_threads("numpy")
 
 
@@ -156,7 +156,7 @@ def test_numpy_uses_the_cores_unless_told_otherwise(monkeypatch):
     monkeypatch.delenv("PORTANET_STEP_THREADS", raising=False)
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)
-    cores = portanet.backend.host.usable_cores()
+    cores = portanet.backend.usable_cores()
     assert step_threads("numpy") == cores
     assert step_threads("torch") == step_threads("jax") == 1  # they use the cores themselves
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own limit is kept

@@ -16,8 +16,8 @@ import portanet
 from portanet.backend import to_numpy
 from portanet.models import causal_transformer
 from portanet.optimizers import Adam
-from portanet.step import TrainStep, parameter_slots
 from portanet.text import CharText, load_text
+from portanet.training.step import TrainStep, parameter_slots
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from torch_models import torch_trainer, torch_transformer, transformer_weights  # noqa: E402

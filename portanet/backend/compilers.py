@@ -7,18 +7,17 @@
 - ``True``: compile wherever the backend has a compiler (one warning where it has none);
 - ``False``: eager.
 
-JAX compiles with ``jax.jit`` (the step's state buffers donated, so XLA updates them in place);
+Each backend's module names its compiler (:attr:`portanet.backend.library.Library.compiler`):
+JAX compiles with ``jax.jit`` (the step's state buffers donated, so XLA updates them in place),
 torch with ``torch.compile`` of a graph traced once per argument signature
-(:class:`TorchCompile`; CUDA graphs on CUDA). NumPy, array-api-strict and CuPy have no
-compiler. A function that fails to compile runs eagerly from then on, after one
+(:class:`portanet.backend.torch.TorchCompile`; CUDA graphs on CUDA). NumPy, array-api-strict
+and CuPy have none. A function that fails to compile runs eagerly from then on, after one
 :class:`~portanet.errors.CompileWarning`, never giving a different result.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import warnings
 
 from ..errors import CompileWarning, InputError, PortanetError
@@ -39,105 +38,8 @@ class Compiler:
         return function
 
 
-class JaxJit(Compiler):
-    name = "jax.jit"
-    small_programs = True  # eager JAX compiles every operation for each new shape anyway
-
-    def compile(self, function, donate=()):
-        return sys.modules["jax"].jit(function, donate_argnums=donate)
-
-
-class TorchCompile(Compiler):
-    """``torch.compile`` of a graph traced once per argument signature, as ``jax.jit`` traces.
-
-    TorchDynamo would trace the step's Python itself and guard on the Python state it reads;
-    instead the function runs once per signature (the structure of its arguments, their shapes,
-    dtypes and devices) on fake tensors under ``make_fx``, which records its tensor operations
-    as one graph whatever Python computed them, and that graph is compiled (inductor; on CUDA
-    with ``mode="reduce-overhead"``: CUDA graphs, the inputs copied into static buffers).
-    Python numbers among the arguments (the step's learning rate, where a batch starts) become
-    0-d tensors, so a new value is not a new trace."""
-
-    name = "torch.compile"
-
-    def compile(self, function, donate=()):
-        return TracedBySignature(function)
-
-
-class TracedBySignature:
-    """``function`` traced and compiled once per argument signature (see :class:`TorchCompile`)."""
-
-    def __init__(self, function):
-        self.function = function
-        self.programs = {}  # signature -> (compiled graph, output structure)
-        self.ready = set()  # signatures whose graph has run (it compiles on its first call)
-        self.first_calls = threading.Lock()  # one thread at a time traces and compiles
-
-    def __call__(self, *args):
-        torch = sys.modules["torch"]
-        leaves, structure = torch.utils._pytree.tree_flatten(args)
-        device = next((leaf.device for leaf in leaves if isinstance(leaf, torch.Tensor)), None)
-        inputs, constants = [], []  # tensors (numbers made 0-d tensors); anything else
-        for leaf in leaves:
-            if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
-                leaf = torch.tensor(leaf, device=device, dtype=torch.float64
-                                    if isinstance(leaf, float) else torch.int64)
-            (inputs if isinstance(leaf, torch.Tensor) else constants).append(leaf)
-        signature = (structure, tuple(map(repr, constants)),
-                     tuple((tensor.shape, tensor.dtype, tensor.device) for tensor in inputs))
-        if device is not None and device.type == "cuda":  # the last step's outputs are inputs
-            torch.compiler.cudagraph_mark_step_begin()
-        if signature in self.ready:
-            program, outputs = self.programs[signature]
-            return torch.utils._pytree.tree_unflatten(program(*inputs), outputs)
-        with self.first_calls:
-            if signature not in self.programs:
-                self.programs[signature] = self._trace(structure, leaves, inputs)
-            program, outputs = self.programs[signature]
-            result = program(*inputs)
-            self.ready.add(signature)
-        return torch.utils._pytree.tree_unflatten(result, outputs)
-
-    def _trace(self, structure, leaves, inputs):
-        """The compiled graph of ``function`` for arguments ``leaves`` (``inputs`` among them
-        as 0-d tensors or tensors), and the structure of its outputs."""
-        torch = sys.modules["torch"]
-        from torch.fx.experimental.proxy_tensor import make_fx
-
-        pytree, found = torch.utils._pytree, {}
-        tensor_at = [isinstance(leaf, (torch.Tensor, int, float)) and not isinstance(leaf, bool)
-                     for leaf in leaves]
-
-        def flat(*tensors):
-            given = iter(tensors)
-            args = [next(given) if is_tensor else leaf
-                    for leaf, is_tensor in zip(leaves, tensor_at)]
-            result = self.function(*pytree.tree_unflatten(args, structure))
-            out_leaves, found["outputs"] = pytree.tree_flatten(result)
-            return out_leaves
-
-        graph = make_fx(flat, tracing_mode="fake")(*inputs)
-        mode = "reduce-overhead" if inputs and inputs[0].device.type == "cuda" else None
-        return torch.compile(graph, fullgraph=True, dynamic=False, mode=mode), found["outputs"]
-
-
-def is_traced(array) -> bool:
-    """True while ``array`` is a placeholder a compiler traces (its values are unknown, so
-    checks of values must wait for eager use)."""
-    jax = sys.modules.get("jax")
-    if jax is not None and isinstance(array, jax.core.Tracer):
-        return True
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(array, torch.Tensor):
-        return False
-    from torch._subclasses.fake_tensor import is_fake
-
-    return is_fake(array)
-
-
-COMPILERS = {"jax": JaxJit, "torch": TorchCompile}
 EAGER = Compiler()
-_warned: set = set()
+WARNED: set = set()  # the compile warnings given (each is given once)
 
 
 def mode(setting="auto"):
@@ -169,7 +71,7 @@ def choose(backend, setting="auto", eager_only: str | None = None) -> Compiler:
     wanted = mode(setting)
     if wanted is False:
         return EAGER
-    kind = COMPILERS.get(backend.name)
+    kind = backend.library.compiler
     reason = eager_only or (None if kind else f"the {backend.name} backend has no compiler")
     if reason is not None:
         if wanted is True:
@@ -181,8 +83,8 @@ def choose(backend, setting="auto", eager_only: str | None = None) -> Compiler:
 
 
 def _warn_once(message):
-    if message not in _warned:
-        _warned.add(message)
+    if message not in WARNED:
+        WARNED.add(message)
         warnings.warn(f"portanet: {message}", CompileWarning, stacklevel=4)
 
 

@@ -1,10 +1,9 @@
 """The activation layer: an elementwise function (or softmax) between other layers."""
 
 from .. import activations
-from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT, WITH_PRIME
+from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT, WITH_PRIME, call_user_function
 from ..backend import namespace
 from ..errors import InputError
-from ..numpy import call_user_function
 from .base import EMPTY, Layer
 
 

@@ -5,6 +5,7 @@ import math
 from array_api_compat import device
 
 from .. import initializers
+from .._checks import integer
 from ..activations import GRADIENTS_FROM_OUTPUT, softmax
 from ..backend import get_backend, namespace
 from ..errors import InputError, ShapeError
@@ -28,9 +29,7 @@ class SelfAttention(Layer):
     def __init__(self, dim, heads, causal=False, init="glorot_uniform", dtype="float32"):
         super().__init__()
         for label, size in (("dim", dim), ("heads", heads)):
-            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-                raise InputError(f"SelfAttention {label} must be a positive integer, got "
-                                 f"{size!r}")
+            integer(f"SelfAttention {label}", size)
         if dim % heads:
             raise InputError(f"SelfAttention dim ({dim}) must be a multiple of heads ({heads}): "
                              "each head gets dim / heads features")

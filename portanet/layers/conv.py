@@ -6,6 +6,7 @@ import array_api_extra as xpx
 from array_api_compat import device
 
 from .. import initializers
+from .._checks import integer, is_integer
 from ..backend import get_backend, namespace
 from ..errors import InputError, ShapeError
 from .base import Layer
@@ -16,8 +17,7 @@ NCHW = "(batch, channels, height, width)"
 def pair(value, label):
     """``value`` as a pair of positive ints (an int means the same for height and width)."""
     values = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
-                               for v in values):
+    if len(values) != 2 or not all(is_integer(v) and v > 0 for v in values):
         raise InputError(f"{label} must be a positive int or a pair of them, got {value!r}")
     return values
 
@@ -52,8 +52,7 @@ class Conv2D(Layer):
                  init="he_uniform", dtype="float32", input_shape=None):
         super().__init__()
         for label, size in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-                raise InputError(f"Conv2D {label} must be a positive integer, got {size!r}")
+            integer(f"Conv2D {label}", size)
         if padding not in ("valid", "same"):
             raise InputError(f"Conv2D padding must be 'valid' or 'same', got {padding!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -69,7 +68,7 @@ class Conv2D(Layer):
             self.input_shape = tuple(input_shape)
             self.output_shape(self.input_shape)
 
-    def _geometry(self, size, kernel, stride, axis):
+    def geometry(self, size, kernel, stride, axis):
         """Output size and (before, after) zero padding along one spatial axis."""
         if self.padding == "same":
             out = math.ceil(size / stride)
@@ -94,8 +93,8 @@ class Conv2D(Layer):
                         "x.transpose(0, 3, 1, 2)")
             raise ShapeError(f"{self!r} expects {self.in_channels} input channels (axis 1 of "
                              f"NCHW batches), got {shape[0]} in per-sample shape {shape}{hint}")
-        out_h, _ = self._geometry(shape[1], self.kernel_size[0], self.stride[0], "height")
-        out_w, _ = self._geometry(shape[2], self.kernel_size[1], self.stride[1], "width")
+        out_h, _ = self.geometry(shape[1], self.kernel_size[0], self.stride[0], "height")
+        out_w, _ = self.geometry(shape[2], self.kernel_size[1], self.stride[1], "width")
         return (self.out_channels, out_h, out_w)
 
     def _layout(self, x):
@@ -108,8 +107,8 @@ class Conv2D(Layer):
         extra columns are dropped."""
         _, _, h, w = x.shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        out_h, (top, _) = self._geometry(h, kh, sh, "height")
-        out_w, (left, _) = self._geometry(w, kw, sw, "width")
+        out_h, (top, _) = self.geometry(h, kh, sh, "height")
+        out_w, (left, _) = self.geometry(w, kw, sw, "width")
         reach = (out_w - 1) * sw + kw  # padded columns the windows read
         keep_w = min(w, reach - left)
         grid_w = -(-max(left + keep_w, reach - left) // sw)

@@ -2,8 +2,9 @@
 :class:`FCLayer`."""
 
 from .. import initializers
+from .._checks import integer
 from ..backend import get_backend, matmul, namespace, sum_rows
-from ..errors import InputError, ShapeError
+from ..errors import ShapeError
 from .base import Layer
 
 
@@ -49,9 +50,7 @@ class Dense(Layer):
     def __init__(self, input_size, output_size, init="glorot_uniform", dtype="float32"):
         super().__init__()
         for label, size in (("input_size", input_size), ("output_size", output_size)):
-            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-                raise InputError(f"{type(self).__name__} {label} must be a positive integer, "
-                                 f"got {size!r}")
+            integer(f"{type(self).__name__} {label}", size)
         self.input_size, self.output_size, self.init = input_size, output_size, init
         self.weights = initializers.initial_weights(init, (input_size, output_size), input_size,
                                                     output_size, dtype, self)

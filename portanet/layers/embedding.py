@@ -3,8 +3,8 @@
 from array_api_compat import device
 
 from .. import initializers
-from ..backend import namespace, rng, sum_rows
-from ..backend.compilers import is_traced
+from .._checks import integer
+from ..backend import is_traced, namespace, rng, sum_rows
 from ..errors import InputError, ShapeError
 from .base import Layer
 
@@ -12,11 +12,6 @@ from .base import Layer
 def _gpt2_normal(shape, fan_in, fan_out):
     """N(0, 0.02), as GPT-2 starts its embeddings."""
     return rng().normal(0.0, 0.02, size=shape)
-
-
-def _positive(kind, label, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputError(f"{kind} {label} must be a positive integer, got {value!r}")
 
 
 class Embedding(Layer):
@@ -39,8 +34,8 @@ class Embedding(Layer):
 
     def __init__(self, vocabulary, dim, dtype="float32"):
         super().__init__()
-        _positive("Embedding", "vocabulary", vocabulary)
-        _positive("Embedding", "dim", dim)
+        integer("Embedding vocabulary", vocabulary)
+        integer("Embedding dim", dim)
         self.vocabulary, self.dim = vocabulary, dim
         self.weights = initializers.initial_weights(_gpt2_normal, (vocabulary, dim), vocabulary,
                                                     dim, dtype, self)
@@ -87,8 +82,8 @@ class PositionalEmbedding(Layer):
 
     def __init__(self, context, dim, dtype="float32"):
         super().__init__()
-        _positive("PositionalEmbedding", "context", context)
-        _positive("PositionalEmbedding", "dim", dim)
+        integer("PositionalEmbedding context", context)
+        integer("PositionalEmbedding dim", dim)
         self.context, self.dim = context, dim
         self.weights = initializers.initial_weights(_gpt2_normal, (context, dim), context, dim,
                                                     dtype, self)

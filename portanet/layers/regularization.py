@@ -1,5 +1,6 @@
 """Regularisation layers: Dropout, batch normalisation and layer normalisation."""
 
+from .._checks import fraction, integer
 from ..backend import dtype_name, get_backend, namespace, rng, sum_rows
 from ..errors import InputError, ShapeError
 from .base import EMPTY, Layer
@@ -15,9 +16,7 @@ class Dropout(Layer):
 
     def __init__(self, rate):
         super().__init__()
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise InputError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
-        self.rate = rate
+        self.rate = fraction("Dropout rate", rate)
 
     @property
     def random(self):
@@ -54,11 +53,6 @@ def _standardized_backward(grad_normalized, normalized, inv_std, axes):
     return grad
 
 
-def _positive_size(kind, label, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputError(f"{kind} {label} must be a positive integer, got {value!r}")
-
-
 class BatchNorm(Layer):
     """Batch normalisation of ``num_features`` features: ``gamma * (x - mean) / std + beta``.
 
@@ -74,7 +68,7 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features, momentum=0.9, epsilon=1e-5, dtype="float32"):
         super().__init__()
-        _positive_size("BatchNorm", "num_features", num_features)
+        integer("BatchNorm num_features", num_features)
         if not 0 <= momentum <= 1:
             raise InputError(f"BatchNorm momentum must be in [0, 1], got {momentum!r}")
         if not epsilon > 0:
@@ -144,7 +138,7 @@ class LayerNorm(Layer):
 
     def __init__(self, dim, epsilon=1e-5, dtype="float32"):
         super().__init__()
-        _positive_size("LayerNorm", "dim", dim)
+        integer("LayerNorm dim", dim)
         if not epsilon > 0:
             raise InputError(f"LayerNorm epsilon must be positive, got {epsilon!r}")
         self.dim, self.epsilon = dim, epsilon

@@ -2,6 +2,7 @@
 
 import math
 
+from .._checks import is_integer
 from ..backend import namespace
 from ..errors import InputError, ShapeError
 from .base import EMPTY, Layer
@@ -36,7 +37,7 @@ class Reshape(Layer):
         super().__init__()
         target = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else None
         if (not target or list(target).count(-1) > 1
-                or any(isinstance(d, bool) or not isinstance(d, int) or (d <= 0 and d != -1)
+                or any(not is_integer(d) or (d <= 0 and d != -1)
                        for d in target)):
             raise InputError("Reshape target_shape must be a non-empty tuple of positive ints "
                              f"with at most one -1, got {target_shape!r}")

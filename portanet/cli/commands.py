@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
-from . import __version__, datasets, distributed, models
-from .backend import describe_backends, get_backend, set_backend, set_seed, step_threads
-from .callbacks import EarlyStopping, ModelCheckpoint
-from .errors import InputError, PortanetError
-from .export import DEFAULT_OPSET, describe_onnx, export_onnx
-from .io import check_writable, load, model_path
-from .metrics import classification_report
-from .preprocessing import Normalizer, to_categorical
-
-# settings that suit the small digits set better than the models' MNIST-sized defaults
-DATASET_SETTINGS = {"digits": {"mlp": {"epochs": 40, "batch_size": 32},
-                               "cnn": {"epochs": 20, "batch_size": 32}}}
+from .. import models
+from .._version import __version__
+from ..backend import describe_backends, get_backend, set_backend, set_seed, step_threads
+from ..callbacks import EarlyStopping, ModelCheckpoint
+from ..data import datasets, images
+from ..data.preprocessing import Normalizer, to_categorical
+from ..errors import InputError, PortanetError
+from ..metrics import classification_report
+from ..network import load
+from ..saving.files import check_writable
+from ..saving.format import model_path
+from ..saving.onnx import DEFAULT_OPSET, describe_onnx, export_onnx
+from ..training import world as distributed
 
 
 def cmd_info(args):
@@ -53,51 +53,6 @@ def cmd_info(args):
     return 0
 
 
-def prepare(images, metadata):
-    """Lay raw images out for the network's input (the network's scaler scales them)."""
-    images = np.asarray(images)
-    shape = tuple(metadata["image_shape"])
-    if images.shape == shape:
-        images = images[None]
-    if images.shape[1:] != shape:
-        raise InputError(f"images have shape {images.shape[1:]} per sample; the network was "
-                         f"trained on {shape}")
-    x = images.astype(np.float32)
-    if "scale" in metadata:  # saved before networks kept their scaler: scaled here
-        x = x / np.float32(metadata["scale"])
-    if metadata["layout"] == "flat":
-        return x.reshape(len(x), -1)
-    return x.reshape(len(x), 1, *shape)
-
-
-def network_input(images, network):
-    """Raw ``images`` laid out for ``network``: as ``portanet train`` noted in its file, else
-    from the network's own input shape (:func:`fit_network_input`)."""
-    if "image_shape" in network.metadata:
-        return prepare(images, network.metadata)
-    return fit_network_input(images, network)
-
-
-def fit_network_input(images, network):
-    """Raw ``images`` shaped for a network saved without ``portanet train``'s notes (by
-    ``net.save``): any layout with as many values per sample as its first layer takes."""
-    first = network.layers[0] if network.layers else None
-    shape = getattr(first, "input_shape", None)
-    if shape is None:
-        raise InputError(f"cannot tell which input the network takes: its file has no notes from "
-                         f"'portanet train' and its first layer {first!r} fixes no input shape; "
-                         "give that layer its input size (e.g. Conv2D(..., input_shape=(1, 28, "
-                         "28))) and save it again, or call net.predict() in Python")
-    images, size = np.asarray(images), math.prod(shape)
-    if images.ndim == 0 or (images.size == size and math.prod(images.shape[1:]) != size):
-        images = images[None]  # one sample
-    values = math.prod(images.shape[1:])
-    if values != size:
-        raise InputError(f"images have shape {images.shape[1:]} per sample ({values} values); "
-                         f"the network takes {size} values per sample (shape {tuple(shape)})")
-    return images.reshape(len(images), *shape).astype(np.float32)
-
-
 def _load_dataset(name, data_dir):
     started = time.perf_counter()
     (x_train, y_train), (x_test, y_test) = datasets.load(name, data_dir=data_dir)
@@ -106,7 +61,7 @@ def _load_dataset(name, data_dir):
     return (x_train, y_train), (x_test, y_test)
 
 
-def _report(network, x_test, labels, classes, world=None):
+def print_report(network, x_test, labels, classes, world=None):
     """Print the per-class report on the test set; with ``world``, each rank predicts its
     share and rank 0 reports on all of them."""
     started = time.perf_counter()
@@ -152,7 +107,7 @@ def _train(args, world):
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
-    settings = {**spec.training, **DATASET_SETTINGS.get(args.dataset, {}).get(args.model, {})}
+    settings = models.training_settings(args.model, args.dataset)
     settings.update({key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
                      if getattr(args, key) is not None})
     print(f"portanet {__version__} on {backend}"
@@ -173,7 +128,7 @@ def _train(args, world):
     print(f"training {args.model} ({description}) on {len(x_train)} images: "
           + ", ".join(f"{key}={value}" for key, value in settings.items()))
     started = time.perf_counter()
-    history = network.fit(prepare(x_train, metadata), to_categorical(y_train, classes),
+    history = network.fit(images.prepare(x_train, metadata), to_categorical(y_train, classes),
                           shuffle=settings["batch_size"] > 1,
                           validation_split=args.validation_split, verbose=not args.quiet,
                           distributed=world or False,
@@ -190,7 +145,7 @@ def _train(args, world):
               f"({world.comm_seconds / seconds:.0%} of training) over {world.steps} steps")
     elif world is not None:
         print("distributed: a single process (start several with mpirun -n N)")
-    _report(network, prepare(x_test, metadata), y_test, classes, world)
+    print_report(network, images.prepare(x_test, metadata), y_test, classes, world)
     if world is not None and not world.is_root:
         return 0  # rank 0 writes the files
     if checkpoint and checkpoint.best_epoch:
@@ -213,7 +168,7 @@ def cmd_evaluate(args):
     _, (x_test, y_test) = _load_dataset(args.dataset or metadata.get("dataset", "digits"),
                                         args.data_dir)
     classes = metadata.get("classes") or network.output_shape()[-1]
-    _report(network, network_input(x_test, network), y_test, classes)
+    print_report(network, images.network_input(x_test, network), y_test, classes)
     return 0
 
 
@@ -222,13 +177,13 @@ def cmd_predict(args):
     set_backend(args.backend, args.device)
     network = load(args.model)
     try:
-        images = np.load(args.images, allow_pickle=False)
+        pictures = np.load(args.images, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read images from {args.images} (a .npy array of raw pixel "
                          f"values is expected): {exc}") from None
     if args.output:
         output = check_writable(args.output, "the outputs")
-    x = network_input(images, network)
+    x = images.network_input(pictures, network)
     for index, label in enumerate(network.predict_classes(x)):
         print(f"{index}\t{label}")
     if args.output:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import weakref
 
-from .backend import dtype_name, namespace
-from .errors import ShapeError
+from ..backend import dtype_name, namespace
+from ..errors import ShapeError
 
 
 class ParameterLayout:

@@ -4,8 +4,8 @@ import warnings
 
 from array_api_compat import device
 
-from .backend import namespace
-from .errors import InputError, InputWarning
+from ..backend import namespace
+from ..errors import InputError, InputWarning
 
 
 def _floating(values):

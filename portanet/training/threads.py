@@ -16,8 +16,8 @@ import math
 import operator
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from .backend import blas_threads
-from .layers.base import is_builtin, walk, walk_shapes
+from ..backend import blas_threads
+from ..layers.base import is_builtin, walk, walk_shapes
 
 # A batch is split when its layers' inputs hold at least WORK_PER_PARAMETER values per parameter
 # and MIN_WORK in all. Below that, matrix products dominate the step (the benchmark's MLPs,

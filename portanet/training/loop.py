@@ -2,26 +2,24 @@
 history.
 
 The network builds and runs (:mod:`portanet.network`); one training step is a pure function of
-arrays (:mod:`portanet.step`), compiled where the backend can (:mod:`portanet.backend.compilers`);
-this module drives it. It talks to the other processes through a *world*
-(:mod:`portanet.distributed`): a single process is a world of one, so the loop has no separate
-path for MPI.
+arrays (:mod:`portanet.training.step`), compiled where the backend can
+(:mod:`portanet.backend.compilers`); this module drives it. It talks to the other processes
+through a *world* (:mod:`portanet.training.world`): a single process is a world of one, so the
+loop has no separate path for MPI.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import math
 import signal
 import threading
 
-from . import distributed as distributed_module
-from . import inputs, optimizers
-from .backend import (
+from .. import optimizers
+from .._checks import integer
+from ..backend import (
     compilers,
-    dtype_name,
     get_backend,
     host_array_view,
     is_host_data,
@@ -30,41 +28,18 @@ from .backend import (
     step_threads,
     to_numpy,
 )
-from .callbacks import CallbackList
-from .errors import InputError, TrainingError
-from .layers.base import WEIGHTS_LOCK, is_builtin, not_pure, walk
-from .parameters import ParameterLayout
+from ..callbacks import CallbackList
+from ..errors import InputError, TrainingError
+from ..layers.base import WEIGHTS_LOCK, not_pure
+from ..layers.parameters import ParameterLayout
+from . import inputs
+from . import world as distributed_module
+from .cache import cache_for
+from .evaluation import score
+from .history import History
 from .progress import Progress
 from .step import Batches, TrainStep, buffer_slots, parameter_slots, zeros_like_all
 from .threads import SplitGradients, splittable
-
-
-class History:
-    """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...).
-
-    ``compiled`` names how the step ran ("jax.jit" or "eager"); ``step_traces`` counts the
-    runs of the step's Python code (every step when eager; once per batch shape when compiled);
-    ``interrupted`` is True when Ctrl-C ended training early. ``stop_reason`` says why training
-    ended ("completed", "interrupted (Ctrl-C)", "early stopping: ...") and ``stopped_epoch`` in
-    which epoch (the last one trained; 0 if none).
-    """
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.interrupted = False
-        self.stop_reason: str | None = None  # set when training ends (a callback may set it)
-        self.stopped_epoch = 0
-        self.compiled = "eager"
-        self.step_traces = 0
-
-    def record(self, epoch, values):
-        self.epoch.append(epoch)
-        for key, value in values.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
 def _all_finite(array, rows=1024) -> bool:
@@ -73,11 +48,6 @@ def _all_finite(array, rows=1024) -> bool:
     xp, n = namespace(array), array.shape[0]
     return all(bool(xp.all(xp.isfinite(array[start:min(start + rows, n), ...])))
                for start in range(0, n, rows))
-
-
-def _check_count(label, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(f"{label} must be an integer >= {low}, got {value!r}")
 
 
 _FITTING: set = set()  # id() of the networks being trained: one fit at a time each
@@ -108,8 +78,8 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
     with world.together():
         inputs.check_ready(network, need_loss=True)
         inputs.check_loss_fits_output(network)
-        _check_count("epochs", epochs, 0)
-        _check_count("batch_size", batch_size, 1)
+        integer("epochs", epochs, low=0)
+        integer("batch_size", batch_size)
         if not 0.0 <= validation_split < 1.0:
             raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
         optimizer = optimizers.get(optimizer, learning_rate)
@@ -137,47 +107,6 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
                         verbose and world.is_root, callbacks)
 
 
-_SHARED: dict = {}  # compiled functions of networks alike (see shared_cache)
-_ARCHITECTURES: dict = {}  # what they are made from, by structure
-
-
-def _structure(network):
-    """A key naming what a compiled step of ``network`` computes, or None unless every layer is
-    a built-in one (with built-in activations), whose type, settings, shapes and places (a
-    layer used again names its first place) say it all."""
-    parts, places = [], {}
-    for index, layer in enumerate(walk(network.layers)):
-        if not is_builtin(layer):
-            return None
-        shapes = tuple((tuple(getattr(layer, name).shape), dtype_name(getattr(layer, name)))
-                       for name in layer.params + layer.buffers)
-        parts.append((type(layer), repr(layer), shapes, places.setdefault(id(layer), index)))
-    return tuple(parts)
-
-
-def shared_cache(network, compiler):
-    """Where compiled functions of ``network`` are kept: shared by every network of the same
-    built-in layers (their settings say all they compute: one compilation serves them all),
-    else the network's own cache. ``cached(key, make)`` returns ``make(net)``, made once:
-    ``net`` is ``network`` itself for its own cache, and for the shared one an architecture
-    that is none of the networks sharing it (copies of the first one's layers)."""
-    structure = None if compiler is compilers.EAGER else _structure(network)
-    if structure is None:
-        return lambda key, make: network._cached(key, lambda: make(network))
-
-    def cached(key, make):
-        key = (key, structure)
-        if key not in _SHARED:
-            if structure not in _ARCHITECTURES:
-                architecture = copy.copy(network)
-                architecture.layers, architecture._cache = copy.deepcopy(network.layers), {}
-                _ARCHITECTURES[structure] = architecture
-            _SHARED[key] = make(_ARCHITECTURES[structure])
-        return _SHARED[key]
-
-    return cached
-
-
 def compose(step, compiler, world):
     """One training step of ``step`` (a :class:`TrainStep`) as the loop runs it:
     ``(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share, wants_stop)
@@ -189,7 +118,7 @@ def compose(step, compiler, world):
 
     In one process the step is one function, compiled whole by ``compiler``; across the ranks
     of ``world`` it is two, gradients then update, with the world's gradient sum between them.
-    Eager steps may split large batches between threads (see :mod:`portanet.threads`).
+    Eager steps may split large batches between threads (see :mod:`portanet.training.threads`).
     """
     if world.size > 1:  # the ranks of a node share its cores already: no threads
         return _two_halves(step, compiler, world)
@@ -249,7 +178,7 @@ class Loop:
         flat = eager or world.size > 1
         self.layout = ParameterLayout(parameter_slots(network.layers), flat)
         self.buffers = buffer_slots(network.layers)
-        cached = shared_cache(network, self.compiler)
+        cached = cache_for(network, self.compiler)
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
                accuracy, flat)
         self.step = cached(("train", *key), lambda net: TrainStep(
@@ -276,7 +205,7 @@ class Loop:
         callbacks.on_train_begin({})
         values = {}  # the last epoch's
         traces = step.traces
-        dtype = network._working_dtype()
+        dtype = network.working_dtype()
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
         state = [params, [getattr(layer, name) for layer, name in self.buffers],
                  optimizer.state_for(self.layout, params)]
@@ -371,8 +300,8 @@ class Loop:
                 f"Lower the learning rate (now {self.optimizer.learning_rate:g}) or normalise "
                 "the inputs (portanet.preprocessing.standardize / normalize).")
         if validation is not None:
-            values["val_loss"], values["val_accuracy"] = self.network._score(*validation,
-                                                                            world=world)
+            values["val_loss"], values["val_accuracy"] = score(self.network, *validation,
+                                                               world=world)
         return values
 
     @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .errors import PortanetError
+from ..errors import PortanetError
 
 
 def plot_history(history, path):

@@ -29,7 +29,7 @@ import sys
 import time
 import traceback
 
-from .backend import (
+from ..backend import (
     cuda_buffer,
     dtype_name,
     get_backend,
@@ -39,8 +39,8 @@ from .backend import (
     share_cpu_cores,
     to_numpy,
 )
-from .errors import DistributedError, InputError, TrainingError
-from .layers.base import is_native, unique, walk
+from ..errors import DistributedError, InputError, TrainingError
+from ..layers.base import is_native, unique, walk
 
 DEFAULT_TIMEOUT = 300.0
 SPIN_SECONDS = 0.01  # how long a wait for the other ranks polls without sleeping
@@ -161,7 +161,7 @@ class World(SingleProcess):
         if self.size == 1:
             raise DistributedError(message)
         sys.stdout.flush()
-        sys.stderr.write(f"portanet.distributed: rank {self.rank} of {self.size}: {message}. "
+        sys.stderr.write(f"portanet.training.world: rank {self.rank} of {self.size}: {message}. "
                          "Stopping every rank.\n")
         sys.stderr.flush()
         self.comm.Abort(1)

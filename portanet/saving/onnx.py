@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .activations import ACTIVATIONS, LEAKY_SLOPE
-from .backend import to_numpy
-from .errors import InputError, PortanetError
-from .io import check_writable, write_atomically
-from .layers import (
+from .._checks import integer
+from .._version import __version__
+from ..activations import ACTIVATIONS, LEAKY_SLOPE
+from ..backend import to_numpy
+from ..errors import InputError, PortanetError
+from ..layers import (
     ActivationLayer,
     AvgPool2D,
     BatchNorm,
@@ -28,7 +29,8 @@ from .layers import (
     MaxPool2D,
     Reshape,
 )
-from .losses import softmax_crossentropy
+from ..losses import softmax_crossentropy
+from .files import check_writable, write_atomically
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
@@ -96,7 +98,7 @@ def _add_layer(graph, layer, prefix, shape):
         op, attributes = ONNX_ACTIVATIONS[_activation_name(layer)]
         graph.node(op, prefix, **attributes)
     elif kind is Conv2D:
-        pads = [layer._geometry(size, kernel, stride, axis)[1] for size, kernel, stride, axis
+        pads = [layer.geometry(size, kernel, stride, axis)[1] for size, kernel, stride, axis
                 in zip(shape[1:], layer.kernel_size, layer.stride, ("height", "width"))]
         graph.node("Conv", prefix, graph.array(f"{prefix}.weights", layer.weights),
                    graph.array(f"{prefix}.bias", layer.bias),
@@ -131,17 +133,14 @@ def _input_shape(network, input_shape):
 
 def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype=None):
     """The ONNX model (an ``onnx.ModelProto``) of ``network``; see :func:`export_onnx`."""
-    from . import __version__
-
     onnx = _onnx()
     opset = DEFAULT_OPSET if opset is None else opset
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
-        raise InputError(f"opset must be an int of at least {MIN_OPSET}, got {opset!r}")
+    integer("opset", opset, low=MIN_OPSET)
     if not network.layers:
         raise InputError("the network has no layers: add some with net.add(...)")
     if dtype not in (None, "float32", "float64"):
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    graph = _Graph(onnx, dtype or network._working_dtype())
+    graph = _Graph(onnx, dtype or network.working_dtype())
     shape = in_shape = _input_shape(network, input_shape)
     if network.scaler is not None:
         shift, divisor = network.scaler.shift_and_divisor()

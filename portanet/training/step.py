@@ -11,10 +11,10 @@ buffers), so callers always continue from the results.
 
 from __future__ import annotations
 
-from . import losses as losses_module
-from .backend import get_backend, namespace, take_rows, writes_into
-from .errors import InputError
-from .layers.base import (
+from .. import losses as losses_module
+from ..backend import get_backend, namespace, take_rows, writes_into
+from ..errors import InputError
+from ..layers.base import (
     EMPTY,
     WEIGHTS_LOCK,
     Pass,
@@ -25,8 +25,8 @@ from .layers.base import (
     walk_shapes,
     weight_names,
 )
-from .metrics import accuracy
-from .parameters import ParameterLayout
+from ..layers.parameters import ParameterLayout
+from ..metrics import accuracy
 
 
 def slots(layers, names=weight_names):
@@ -118,7 +118,7 @@ class TrainStep:
     def part_gradients(self, params, buffers, batch, share, noise, places=None):
         """:meth:`gradients` without counting a trace, and without ``places`` (an
         :class:`EagerPlaces`) new gradient arrays: what threads computing parts of one batch
-        run at once (see :mod:`portanet.threads`)."""
+        run at once (see :mod:`portanet.training.threads`)."""
         x, y = select(batch)
         pieces = self.layout.split(params) if places is None else places.pieces
         run = Pass(states(self._keys, pieces, buffers), True,

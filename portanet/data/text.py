@@ -10,22 +10,16 @@ comes from portanet's seeded generator, so :func:`portanet.set_seed` makes runs 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import sysconfig
 from pathlib import Path
 
-from .backend import host_array_view, namespace, rng, to_numpy
-from .errors import DataError, InputError, ShapeError
+from .._checks import fraction, integer, positive
+from ..backend import host_array_view, namespace, rng, to_numpy
+from ..errors import DataError, InputError, ShapeError
 
 STDLIB_CHARACTERS = 1_000_000  # how much of the standard library's source load_text() gives
 SPLITS = ("train", "validation")
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _read(path: Path) -> str:
@@ -50,7 +44,7 @@ def load_text(path=None, limit=None) -> str:
     not UTF-8 or empty.
     """
     if limit is not None:
-        limit = _positive_int(limit, "limit")
+        limit = integer("limit", limit)
     if path is not None:
         if not isinstance(path, (str, os.PathLike)):
             raise InputError(f"path must be a file name or path, got {type(path).__name__}")
@@ -85,10 +79,7 @@ class CharText:
     def __init__(self, text: str, validation: float = 0.1):
         if not isinstance(text, str) or not text:
             raise InputError("CharText needs a non-empty str (read a file with load_text(path))")
-        if (isinstance(validation, bool) or not isinstance(validation, numbers.Real)
-                or not 0 <= validation < 1):
-            raise InputError(f"validation is the fraction of the text kept for validation, "
-                             f"0 <= validation < 1; got {validation!r}")
+        fraction("validation (the fraction of the text kept for validation)", validation)
         self.vocabulary = "".join(sorted(set(text)))
         self._index = {character: i for i, character in enumerate(self.vocabulary)}
         ids = self.encode(text)
@@ -129,7 +120,7 @@ class CharText:
         if split not in SPLITS:
             raise InputError(f"split must be one of {SPLITS}, got {split!r}")
         ids = self.ids[split]
-        context = _positive_int(context, "context")
+        context = integer("context", context)
         if len(ids) < context + 1:
             raise DataError(f"the {split} part holds {len(ids)} characters; windows of context "
                             f"{context} need at least {context + 1}: give a longer text or a "
@@ -145,7 +136,7 @@ class CharText:
     def batch(self, batch_size: int, context: int, split: str = "train"):
         """``(x, y)``, each of shape (batch_size, context): windows at random positions of the
         split (from portanet's seeded generator), ``y`` being ``x`` shifted by one character."""
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = integer("batch_size", batch_size)
         ids, context = self._split(split, context)
         return self._windows(ids, rng().integers(0, len(ids) - context, size=batch_size),
                              context)
@@ -155,7 +146,7 @@ class CharText:
         (default ``stride = context``: the split cut into consecutive windows), ``y`` being
         ``x`` shifted by one. A fixed set, e.g. for ``Network.fit`` or a validation loss."""
         ids, context = self._split(split, context)
-        stride = context if stride is None else _positive_int(stride, "stride")
+        stride = context if stride is None else integer("stride", stride)
         return self._windows(ids, namespace(ids).arange(0, len(ids) - context, stride), context)
 
 
@@ -168,11 +159,9 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None):
     xp = namespace(logits)
     if logits.ndim not in (1, 2) or logits.shape[-1] == 0:
         raise ShapeError(f"logits must have shape (V,) or (N, V), got {tuple(logits.shape)}")
-    if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
-            or not math.isfinite(temperature) or temperature <= 0):
-        raise InputError(f"temperature must be a positive number, got {temperature!r}")
+    positive("temperature", temperature)
     vocabulary = logits.shape[-1]
-    if top_k is not None and _positive_int(top_k, "top_k") > vocabulary:
+    if top_k is not None and integer("top_k", top_k) > vocabulary:
         raise InputError(f"top_k must be between 1 and the vocabulary size {vocabulary}, "
                          f"got {top_k}")
     z = xp.astype(logits, xp.float64) / temperature
@@ -206,9 +195,8 @@ def generate(network, prompt_ids, steps: int, context: int, temperature: float =
                                                                             "integral"):
         raise InputError(f"prompt_ids must be a non-empty 1-D sequence of integer ids, got "
                          f"shape {tuple(prompt.shape)} of {prompt.dtype}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise InputError(f"steps must be a non-negative integer, got {steps!r}")
-    context = _positive_int(context, "context")
+    integer("steps", steps, low=0)
+    context = integer("context", context)
     ids = prompt.tolist()
     for _ in range(steps):
         last = ids[-context:]

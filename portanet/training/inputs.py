@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from array_api_compat import device as array_device
 
-from . import losses as losses_module
-from .activations import ACTIVATIONS
-from .backend import device_name, dtype_name, get_backend, host_array_view, is_host_data, namespace
-from .errors import InputError, ShapeError
-from .layers.activation import ActivationLayer
-from .layers.base import walk
-from .preprocessing import to_categorical
+from .. import losses as losses_module
+from ..activations import ACTIVATIONS
+from ..backend import device_name, dtype_name, get_backend, host_array_view, is_host_data, namespace
+from ..data.preprocessing import to_categorical
+from ..errors import InputError, ShapeError
+from ..layers.activation import ActivationLayer
+from ..layers.base import Pass, walk
 
 ACTIVATION_FUNCTIONS = {pair[0] for pair in ACTIVATIONS.values()}
 
@@ -46,7 +46,7 @@ def as_rows(network, data, label, inputs=False, integers=False):
 
     ``inputs`` are scaled by the network's :attr:`scaler`, if it has one; ``integers``
     (and the inputs of a network that takes ids) keep their integer dtype."""
-    dtype = network._working_dtype()
+    dtype = network.working_dtype()
     host = is_host_data(data)
     takes_ids = id_layer(network) if inputs else None
     if integers or takes_ids is not None:
@@ -183,7 +183,8 @@ def output_shape_for(network, x, expected=None):
     (and it is the ``expected`` one), else from a trial run on one row."""
     shape = network.output_shape()
     if shape is None or tuple(shape) != expected:
-        shape = network._forward(x[:1, ...], training=False).shape[1:]  # a trial run
+        trial = Pass.of(network.layers).output(network.layers, x[:1, ...])  # one row through
+        shape = trial.shape[1:]
     return tuple(shape)
 
 

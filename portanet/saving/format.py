@@ -10,17 +10,17 @@ corrupts an existing file. A network saved on one backend loads on any other.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .errors import InputError, ModelFileError, PortanetError
-from .layers import LAYERS, ActivationLayer
-from .losses import LOSSES
-from .preprocessing import scaler_from_config
+from ..activations import ACTIVATIONS
+from ..data.preprocessing import scaler_from_config
+from ..errors import InputError, ModelFileError, PortanetError
+from ..layers import LAYERS, ActivationLayer
+from ..losses import LOSSES
+from .files import check_writable, write_atomically
 
 FORMAT = "portanet-network"
 VERSION = 1
@@ -81,26 +81,8 @@ def describe(network) -> dict:
               for index, layer in enumerate(network.layers)]
     loss = _name_of(network.loss, LOSSES, "loss") if network.loss is not None else None
     scaler = network.scaler.config() if network.scaler is not None else None
-    return {"format": FORMAT, "version": VERSION, "dtype": network._working_dtype(),
+    return {"format": FORMAT, "version": VERSION, "dtype": network.working_dtype(),
             "loss": loss, "layers": layers, "metadata": network.metadata, "scaler": scaler}
-
-
-def check_writable(path, what="the network") -> Path:
-    """``path`` as a Path if a file can be written there; else InputError saying why.
-
-    Checked before long work (training) so that a bad path does not waste it.
-    """
-    path = Path(path)
-    if path.is_dir() or not path.name or path.name in (".", ".."):
-        raise InputError(f"cannot save {what} to {str(path)!r}: it is a folder; give a file "
-                         f"name, e.g. {str(path / 'net.npz')!r}")
-    if not path.parent.is_dir():
-        raise InputError(f"cannot save {what} to {str(path)!r}: folder {str(path.parent)!r} "
-                         "does not exist (create it first)")
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"cannot save {what} to {str(path)!r}: folder {str(path.parent)!r} "
-                         "is not writable")
-    return path
 
 
 def model_path(path) -> Path:
@@ -110,22 +92,6 @@ def model_path(path) -> Path:
         raise InputError(f"cannot save the network to {str(path)!r}: unknown file suffix "
                          f"{path.suffix!r}; use {' or '.join(SUFFIXES)} (NumPy archive or "
                          "safetensors)")
-    return path
-
-
-def write_atomically(path, write) -> Path:
-    """Call ``write(stream)`` on a temporary file next to ``path``, then rename it into place:
-    an interrupted write never leaves a damaged ``path``."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -244,24 +210,22 @@ def _build(path, key, spec, arrays, dtype, built):
     return layer
 
 
-def load(path):
-    """Rebuild a saved network on the current backend."""
-    from .network import Network
-
+def read(path):
+    """The header (dict) and the layers (built on the current backend, with their weights) of
+    the network saved at ``path``; ModelFileError where the file cannot give them."""
     header, arrays = _read(path)
-    network = Network(dtype=header["dtype"])
     built = {}
     try:
-        for index, spec in enumerate(header["layers"]):
-            network.add(_build(path, str(index), spec, arrays, header["dtype"], built))
+        layers = [_build(path, str(index), spec, arrays, header["dtype"], built)
+                  for index, spec in enumerate(header["layers"])]
     except ModelFileError:
         raise
     except (PortanetError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{path}: the saved weights do not match the saved architecture: "
                              f"{exc}") from None
-    if header["loss"] is not None:
-        network.use(header["loss"])
-    network.metadata = header.get("metadata") or {}
-    if header.get("scaler"):
-        network.scaler = scaler_from_config(header["scaler"])
-    return network
+    return header, layers
+
+
+def scaler(header):
+    """The input scaler a saved network's ``header`` describes, or None."""
+    return scaler_from_config(header["scaler"]) if header.get("scaler") else None

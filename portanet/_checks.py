@@ -1,0 +1,59 @@
+"""Checks of arguments that every entry point shares: each rule written once, each failure an
+InputError that names the argument, the rule and the value given."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from .errors import InputError
+
+
+def is_integer(value) -> bool:
+    """True for ints (and NumPy integers), never for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def integer(name: str, value, low: int = 1) -> int:
+    """``value`` as an int; InputError unless it is an integer >= ``low`` (not a bool)."""
+    if not is_integer(value) or value < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def integer_text(name: str, text: str) -> int:
+    """The text of an environment variable ``name`` as an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"{name} must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def number(name: str, value, valid=None, rule: str = "a finite number") -> float:
+    """``value`` as a float; InputError unless it is a finite real number (not a bool) with
+    ``valid(value)``; ``rule`` says what is valid."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or (valid is not None and not valid(float(value)))):
+        raise InputError(f"{name} must be {rule}, got {value!r}")
+    return float(value)
+
+
+def positive(name: str, value) -> float:
+    """``value`` as a float > 0."""
+    return number(name, value, lambda v: v > 0, "a positive number")
+
+
+def non_negative(name: str, value) -> float:
+    """``value`` as a float >= 0."""
+    return number(name, value, lambda v: v >= 0, "a number >= 0")
+
+
+def fraction(name: str, value) -> float:
+    """``value`` as a float in [0, 1)."""
+    return number(name, value, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def one_of(name: str, value, choices):
+    """``value``, which must be one of ``choices``."""
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

@@ -1,0 +1,74 @@
+"""The JAX backend: CPU or GPU, its training step compiled with ``jax.jit``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import array_api_compat
+import numpy as np
+
+from ..errors import BackendError
+from .compilers import Compiler
+from .library import Library
+from .resources import env
+
+
+class JaxJit(Compiler):
+    name = "jax.jit"
+    small_programs = True  # eager JAX compiles every operation for each new shape anyway
+
+    def compile(self, function, donate=()):
+        return sys.modules["jax"].jit(function, donate_argnums=donate)
+
+
+class Jax(Library):
+    name = module = "jax"
+    install = "pip install 'portanet[jax]'  (for NVIDIA GPUs: pip install 'jax[cuda12]')"
+    compiler = JaxJit
+
+    def load(self):
+        # take GPU memory on demand, like torch and cupy, so processes can share a GPU
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        return super().load()
+
+    def device(self, module, kind, index, text):
+        platform = {"": None, "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}.get(kind, kind)
+        try:
+            found = module.devices(platform) if platform else module.devices()
+            return found[index]
+        except (RuntimeError, IndexError) as exc:
+            raise BackendError(f"jax has no device {text!r} ({exc}). Unset PORTANET_DEVICE to "
+                               "run on the CPU, or install jax with CUDA support.") from exc
+
+    def gpu_count(self, module):
+        return len(module.devices("gpu"))
+
+    def devices(self, module):
+        return [str(d) for d in module.devices()]
+
+    def probe(self, module, device):
+        module.config.update("jax_enable_x64", True)  # float64 on request, like the others
+        if not env("JAX_DEFAULT_MATMUL_PRECISION"):  # full float32 matmuls on GPUs (no TF32),
+            module.config.update("jax_default_matmul_precision", "highest")  # as elsewhere
+        return module.device_put(module.numpy.zeros(1), device)
+
+    def asarray(self, xp, host, device):
+        # a plain copy: jnp.asarray would compile a conversion per shape
+        return sys.modules["jax"].device_put(host, device)
+
+    def zeros(self, xp, shape, dtype, device):
+        # made on the host and copied: no compilation per shape
+        return self.asarray(xp, np.zeros(shape, dtype=dtype), device)
+
+    def owns(self, x):
+        return array_api_compat.is_jax_array(x)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def is_traced(self, x):
+        return isinstance(x, sys.modules["jax"].core.Tracer)
+
+
+LIBRARY = Jax()

@@ -1,0 +1,25 @@
+"""The NumPy backend: the CPU, and the host every other backend copies data from and to."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .library import Library
+
+
+class NumPy(Library):
+    name = module = "numpy"
+    install = "pip install numpy"
+
+    def device(self, module, kind, index, text):
+        self.cpu_only(kind, text)
+        return "cpu"
+
+    def probe(self, module, device):
+        return np.zeros(1)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+
+LIBRARY = NumPy()

@@ -1,0 +1,80 @@
+"""Hot-path helpers the layers and the step call: the namespace of arrays, and the few
+operations done faster on one backend than the array API's portable form."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .libraries import LIBRARIES
+
+_namespaces: dict[type, Any] = {}
+
+
+def namespace(*arrays):
+    """The array-API namespace of ``arrays`` (cached per array type: this sits on hot paths)."""
+    try:
+        return _namespaces[type(arrays[0])]
+    except KeyError:
+        xp = _namespaces[type(arrays[0])] = array_api_compat.array_namespace(*arrays)
+        return xp
+
+
+def is_array(value) -> bool:
+    """True for arrays of any library (anything with a shape and a dtype)."""
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def dtype_name(x) -> str:
+    """ "float64" or "float32": the floating dtype of array ``x``, by name."""
+    return "float64" if x.dtype == namespace(x).float64 else "float32"
+
+
+def take_rows(x, rows):
+    """Rows ``rows`` (non-negative indices) of ``x``: ``take`` along the first axis, on torch
+    without the negative-index fix-up array-api-compat adds there (two operations a call)."""
+    if type(x).__module__.startswith("torch"):
+        return x.index_select(0, rows)
+    return namespace(x).take(x, rows, axis=0)
+
+
+def writable(out, shape, dtype) -> bool:
+    """True when ``out`` is a NumPy array that can take a result of ``shape`` and ``dtype``."""
+    return type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
+
+
+def matmul(a, b, out=None):
+    """``a @ b``; of NumPy matrices, written into ``out`` when it is given and has the result's
+    shape and dtype (a layer puts a gradient straight into its piece of the training step's flat
+    gradient buffer, see :meth:`portanet.layers.base.Pass.place`). Otherwise a new array."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == b.ndim == 2
+            and a.dtype == b.dtype and writable(out, (a.shape[0], b.shape[1]), a.dtype)):
+        return np.matmul(a, b, out=out)
+    return a @ b
+
+
+def sum_rows(x, keepdims=False, out=None):
+    """The sum of ``x`` over its first axis; on NumPy straight through the ``add`` ufunc, as
+    ``np.sum`` itself ends up doing (its Python wrapper costs more than summing a small batch),
+    and into ``out`` as :func:`matmul` does."""
+    if type(x) is np.ndarray:
+        shape = (1, *x.shape[1:]) if keepdims else x.shape[1:]
+        return np.add.reduce(x, axis=0, keepdims=keepdims,
+                             out=out if writable(out, shape, x.dtype) else None)
+    return namespace(x).sum(x, axis=0, keepdims=keepdims)
+
+
+def writes_into(array) -> bool:
+    """True when :func:`matmul` and :func:`sum_rows` can write results into arrays like
+    ``array`` (NumPy's)."""
+    return type(array) is np.ndarray
+
+
+def is_traced(array) -> bool:
+    """True while ``array`` is a placeholder a compiler traces (its values are unknown, so
+    checks of values must wait for eager use)."""
+    return any(library.is_traced(array) for library in LIBRARIES.values()
+               if library.module in sys.modules)  # a library not imported has no tracers

@@ -1,0 +1,128 @@
+"""The PyTorch backend: CPU or CUDA, its training step compiled with ``torch.compile``."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import array_api_compat
+
+from ..errors import BackendError
+from .compilers import Compiler
+from .library import Library
+
+
+class TorchCompile(Compiler):
+    """``torch.compile`` of a graph traced once per argument signature, as ``jax.jit`` traces.
+
+    TorchDynamo would trace the step's Python itself and guard on the Python state it reads;
+    instead the function runs once per signature (the structure of its arguments, their shapes,
+    dtypes and devices) on fake tensors under ``make_fx``, which records its tensor operations
+    as one graph whatever Python computed them, and that graph is compiled (inductor; on CUDA
+    with ``mode="reduce-overhead"``: CUDA graphs, the inputs copied into static buffers).
+    Python numbers among the arguments (the step's learning rate, where a batch starts) become
+    0-d tensors, so a new value is not a new trace."""
+
+    name = "torch.compile"
+
+    def compile(self, function, donate=()):
+        return TracedBySignature(function)
+
+
+class TracedBySignature:
+    """``function`` traced and compiled once per argument signature (see :class:`TorchCompile`)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.programs = {}  # signature -> (compiled graph, output structure)
+        self.ready = set()  # signatures whose graph has run (it compiles on its first call)
+        self.first_calls = threading.Lock()  # one thread at a time traces and compiles
+
+    def __call__(self, *args):
+        torch = sys.modules["torch"]
+        leaves, structure = torch.utils._pytree.tree_flatten(args)
+        device = next((leaf.device for leaf in leaves if isinstance(leaf, torch.Tensor)), None)
+        inputs, constants = [], []  # tensors (numbers made 0-d tensors); anything else
+        for leaf in leaves:
+            if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+                leaf = torch.tensor(leaf, device=device, dtype=torch.float64
+                                    if isinstance(leaf, float) else torch.int64)
+            (inputs if isinstance(leaf, torch.Tensor) else constants).append(leaf)
+        signature = (structure, tuple(map(repr, constants)),
+                     tuple((tensor.shape, tensor.dtype, tensor.device) for tensor in inputs))
+        if device is not None and device.type == "cuda":  # the last step's outputs are inputs
+            torch.compiler.cudagraph_mark_step_begin()
+        if signature in self.ready:
+            program, outputs = self.programs[signature]
+            return torch.utils._pytree.tree_unflatten(program(*inputs), outputs)
+        with self.first_calls:
+            if signature not in self.programs:
+                self.programs[signature] = self._trace(structure, leaves, inputs)
+            program, outputs = self.programs[signature]
+            result = program(*inputs)
+            self.ready.add(signature)
+        return torch.utils._pytree.tree_unflatten(result, outputs)
+
+    def _trace(self, structure, leaves, inputs):
+        """The compiled graph of ``function`` for arguments ``leaves`` (``inputs`` among them
+        as 0-d tensors or tensors), and the structure of its outputs."""
+        torch = sys.modules["torch"]
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        pytree, found = torch.utils._pytree, {}
+        tensor_at = [isinstance(leaf, (torch.Tensor, int, float)) and not isinstance(leaf, bool)
+                     for leaf in leaves]
+
+        def flat(*tensors):
+            given = iter(tensors)
+            args = [next(given) if is_tensor else leaf
+                    for leaf, is_tensor in zip(leaves, tensor_at)]
+            result = self.function(*pytree.tree_unflatten(args, structure))
+            out_leaves, found["outputs"] = pytree.tree_flatten(result)
+            return out_leaves
+
+        graph = make_fx(flat, tracing_mode="fake")(*inputs)
+        mode = "reduce-overhead" if inputs and inputs[0].device.type == "cuda" else None
+        return torch.compile(graph, fullgraph=True, dynamic=False, mode=mode), found["outputs"]
+
+
+class Torch(Library):
+    name = module = "torch"
+    install = ("pip install 'portanet[torch]'  (CPU only: pip install torch --index-url "
+               "https://download.pytorch.org/whl/cpu)")
+    compiler = TorchCompile
+
+    def owns(self, x):
+        return array_api_compat.is_torch_array(x)
+
+    def device(self, module, kind, index, text):
+        if kind in ("", "cpu"):
+            return module.device("cpu")
+        if kind != "cuda" or not module.cuda.is_available():
+            raise BackendError(f"torch cannot use device {text!r}: no usable CUDA GPU "
+                               "(torch.cuda.is_available() is False). Unset PORTANET_DEVICE "
+                               "to run on the CPU, or install a CUDA build of torch.")
+        return module.device(f"cuda:{index}")
+
+    def gpu_count(self, module):
+        return module.cuda.device_count()
+
+    def devices(self, module):
+        return ["cpu"] + [f"cuda:{i}" for i in range(self.gpu_count(module))]
+
+    def to_numpy(self, x):
+        return x.detach().cpu().numpy()
+
+    def cuda_buffer(self, x):
+        if not x.is_cuda:
+            return None
+        sys.modules["torch"].cuda.current_stream(x.device).synchronize()
+        return x
+
+    def is_traced(self, x):
+        from torch._subclasses.fake_tensor import is_fake
+
+        return isinstance(x, sys.modules["torch"].Tensor) and is_fake(x)
+
+
+LIBRARY = Torch()

@@ -1,0 +1,49 @@
+"""A network run over rows already checked, in inference mode: predictions in batches, and
+the loss and accuracy over all rows (or over the ranks' shares of them)."""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import compilers, get_backend, namespace
+from ..layers.base import not_pure
+from ..metrics import accuracy
+from .cache import cache_for, own
+from .step import Inference
+from .world import SINGLE
+
+PREDICT_VALUES = 2 ** 25  # most values a layer outputs in one predict pass (128 MB in float32)
+
+
+def predict_rows(network, rows, batch_size=None):
+    """``network``'s outputs for backend rows ``rows``, ``batch_size`` rows at a time (default:
+    as many as keep every layer's output under PREDICT_VALUES values)."""
+    n = rows.shape[0]
+    if batch_size is None:
+        widest = max([math.prod(shape) for _, shape in network.layer_shapes()
+                      if shape is not None] + [math.prod(rows.shape[1:])])
+        batch_size = max(1, PREDICT_VALUES // widest)
+    compiler = compilers.choose(get_backend(), "auto", not_pure(network.layers))
+    inference = own(network, ("inference", compiler.name), lambda: Inference(network.layers))
+    # compiled once for all networks alike: it depends only on the architecture and the
+    # weights it is given
+    run = cache_for(network, compiler)(
+        ("inference-run", compiler.name), lambda net: compilers.compiled(
+            compiler, Inference(net.layers), "the inference forward pass"))
+    weights = inference.weights()
+    parts = [run(weights, rows[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
+    return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)
+
+
+def score(network, x, y, batch_size=None, world=SINGLE):
+    """(mean loss, accuracy) of ``network`` over rows ``x`` with targets ``y``; across the
+    ranks of ``world``, each scores its share and all get the sums."""
+    n = x.shape[0]
+    lo, hi = world.shard(0, n)
+    sums = [0.0, 0.0]
+    if hi > lo:
+        out = predict_rows(network, x[lo:hi, ...], batch_size)
+        sums = [float(network.loss(y[lo:hi, ...], out)) * (hi - lo),
+                float(accuracy(y[lo:hi, ...], out)) * (hi - lo)]
+    sums = world.sum(sums, "the evaluation")
+    return sums[0] / n, sums[1] / n
