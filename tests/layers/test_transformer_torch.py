@@ -19,7 +19,7 @@ from portanet.optimizers import Adam
 from portanet.text import CharText, load_text
 from portanet.training.step import TrainStep, parameter_slots
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from torch_models import torch_trainer, torch_transformer, transformer_weights  # noqa: E402
 
 VOCABULARY, DIM, HEADS, CONTEXT = 11, 8, 2, 6

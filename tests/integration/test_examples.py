@@ -21,7 +21,7 @@ from helpers import write_idx
 import portanet
 from portanet import datasets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

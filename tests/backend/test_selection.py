@@ -1,8 +1,6 @@
 """Backend selection, device handling, seeding and the rule that layers never import array
 libraries by name."""
 
-import platform
-import sys
 
 import numpy as np
 import pytest
@@ -96,47 +94,16 @@ def test_env_device_goes_with_the_env_backend(monkeypatch):
     assert portanet.set_backend("numpy").name == "numpy"  # an explicit other backend: its default
 
 
-@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
-                    reason="glibc's mallopt exists only on Linux with glibc")
-def test_freed_memory_is_kept_unless_the_user_says_otherwise(monkeypatch):
-    for variable in backend_module.resources.MALLOC_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.delenv("PORTANET_KEEP_FREED_MEMORY", raising=False)
-    assert backend_module.keep_freed_memory() is True
-    monkeypatch.setenv("PORTANET_KEEP_FREED_MEMORY", "0")
-    assert backend_module.keep_freed_memory() is False
-    monkeypatch.delenv("PORTANET_KEEP_FREED_MEMORY")
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")  # the user tuned glibc already
-    assert backend_module.keep_freed_memory() is False
-
-
-@pytest.mark.parametrize("keepdims", [False, True])
-def test_sum_rows_sums_the_first_axis(backend, keepdims):
-    values = np.arange(24, dtype=np.float64).reshape(4, 3, 2) - 7.5
-    got = backend_module.sum_rows(backend.asarray(values, "float64"), keepdims=keepdims)
-    assert_backend_array(got, backend, "float64")
-    np.testing.assert_array_equal(backend_module.to_numpy(got),
-                                  values.sum(axis=0, keepdims=keepdims))
-
-
-def test_matmul_and_sum_rows_write_into_an_array_that_fits(backend):
-    gen = np.random.default_rng(0)
-    a, b = gen.normal(size=(3, 4)), gen.normal(size=(4, 2))
-    xa, xb = backend.asarray(a, "float64"), backend.asarray(b, "float64")
-    in_place = backend_module.writes_into(xa)
-    assert in_place == (backend.name == "numpy")
-    for compute, expected, fits in (
-            (lambda out: backend_module.matmul(xa, xb, out), a @ b, (3, 2)),
-            (lambda out: backend_module.sum_rows(xa, False, out), a.sum(axis=0), (4,)),
-            (lambda out: backend_module.sum_rows(xa, True, out), a.sum(axis=0, keepdims=True),
-             (1, 4))):
-        out = backend.zeros(fits, "float64")
-        got = compute(out)
-        assert (got is out) == in_place
-        np.testing.assert_allclose(backend_module.to_numpy(got), expected, rtol=1e-12)
-        for other in (backend.zeros((5, 5), "float64"), backend.zeros(fits, "float32")):
-            got = compute(other)  # the wrong shape or dtype: a new array, ``other`` untouched
-            assert got is not other
-            assert_backend_array(got, backend, "float64")
-            np.testing.assert_allclose(backend_module.to_numpy(got), expected, rtol=1e-12)
-            assert not np.any(backend_module.to_numpy(other))
+def test_using_backend_selects_inside_the_block_and_restores_after(backend):
+    with portanet.using_backend("numpy") as inside:
+        assert portanet.get_backend() is inside and inside.name == "numpy"
+        assert isinstance(portanet.FCLayer(2, 2).weights, np.ndarray)
+    assert portanet.get_backend() is backend
+    with pytest.raises(portanet.BackendError):
+        with portanet.using_backend("tensorflow"):
+            pass
+    assert portanet.get_backend() is backend
+    with pytest.raises(KeyError):
+        with portanet.using_backend(backend):
+            raise KeyError("an error inside the block")
+    assert portanet.get_backend() is backend
