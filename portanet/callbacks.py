@@ -22,7 +22,7 @@ import math
 import os
 from pathlib import Path
 
-from ._checks import integer, non_negative, positive
+from ._checks import integer, non_negative, one_of, positive
 from .backend import namespace
 from .errors import InputError
 from .layers.base import walk
@@ -128,8 +128,7 @@ class _Monitoring(Callback):
         if not isinstance(monitor, str) or not monitor:
             raise InputError(f"monitor must name one of the epoch's values (such as 'val_loss'),"
                              f" got {monitor!r}")
-        if mode not in ("auto", "min", "max"):
-            raise InputError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        one_of("mode", mode, ("auto", "min", "max"))
         self.monitor = monitor
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.min_delta = non_negative("min_delta", min_delta)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from . import losses as losses_module
+from ._checks import one_of
 from .activations import softmax
 from .backend import dtype_name, namespace, to_numpy
 from .errors import InputError, ModelFileError, PortanetError, ShapeError
@@ -30,8 +31,7 @@ class Network:
                     "e.g. Network([FCLayer(2, 3), ActivationLayer('tanh')]), or Network() and add")
             raise InputError(f"Network's first argument is a list of layers, got {layers!r}: "
                              f"{hint}")
-        if dtype not in (None, "float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        one_of("dtype", dtype, (None, "float32", "float64"))
         self.layers: list = []
         self.loss = None
         self.loss_prime = None

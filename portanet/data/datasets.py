@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from portanet.errors import DataError, InputError
+from .._checks import number
+from ..errors import DataError
 
 FILES = (
     "train-images-idx3-ubyte.gz",
@@ -135,8 +136,7 @@ def load_fashion_mnist(data_dir=None, download=True):
 
 def load_digits(test_fraction=0.25, seed=0):
     """scikit-learn's 1797 8x8 digits (pixels 0..16), split per class at random, reproducibly."""
-    if not 0 < test_fraction < 1:
-        raise InputError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    number("test_fraction", test_fraction, lambda v: 0 < v < 1, "a number between 0 and 1")
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as error:

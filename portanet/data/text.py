@@ -14,7 +14,7 @@ import os
 import sysconfig
 from pathlib import Path
 
-from .._checks import fraction, integer, positive
+from .._checks import fraction, integer, one_of, positive
 from ..backend import host_array_view, namespace, rng, to_numpy
 from ..errors import DataError, InputError, ShapeError
 
@@ -117,8 +117,7 @@ class CharText:
         return "".join(self.vocabulary[i] for i in values)
 
     def _split(self, split, context):
-        if split not in SPLITS:
-            raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+        one_of("split", split, SPLITS)
         ids = self.ids[split]
         context = integer("context", context)
         if len(ids) < context + 1:

@@ -6,7 +6,7 @@ import array_api_extra as xpx
 from array_api_compat import device
 
 from .. import initializers
-from .._checks import integer, is_integer
+from .._checks import integer, is_integer, one_of
 from ..backend import get_backend, namespace
 from ..errors import InputError, ShapeError
 from .base import Layer
@@ -53,8 +53,7 @@ class Conv2D(Layer):
         super().__init__()
         for label, size in (("in_channels", in_channels), ("out_channels", out_channels)):
             integer(f"Conv2D {label}", size)
-        if padding not in ("valid", "same"):
-            raise InputError(f"Conv2D padding must be 'valid' or 'same', got {padding!r}")
+        one_of("Conv2D padding", padding, ("valid", "same"))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair(kernel_size, "Conv2D kernel_size")
         self.stride = pair(stride, "Conv2D stride")

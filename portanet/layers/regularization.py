@@ -1,8 +1,8 @@
 """Regularisation layers: Dropout, batch normalisation and layer normalisation."""
 
-from .._checks import fraction, integer
+from .._checks import fraction, integer, number, positive
 from ..backend import dtype_name, get_backend, namespace, rng, sum_rows
-from ..errors import InputError, ShapeError
+from ..errors import ShapeError
 from .base import EMPTY, Layer
 
 
@@ -69,10 +69,8 @@ class BatchNorm(Layer):
     def __init__(self, num_features, momentum=0.9, epsilon=1e-5, dtype="float32"):
         super().__init__()
         integer("BatchNorm num_features", num_features)
-        if not 0 <= momentum <= 1:
-            raise InputError(f"BatchNorm momentum must be in [0, 1], got {momentum!r}")
-        if not epsilon > 0:
-            raise InputError(f"BatchNorm epsilon must be positive, got {epsilon!r}")
+        number("BatchNorm momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        positive("BatchNorm epsilon", epsilon)
         self.num_features, self.momentum, self.epsilon = num_features, momentum, epsilon
         backend = get_backend()
         self.gamma = backend.zeros((num_features,), dtype) + 1.0
@@ -139,8 +137,7 @@ class LayerNorm(Layer):
     def __init__(self, dim, epsilon=1e-5, dtype="float32"):
         super().__init__()
         integer("LayerNorm dim", dim)
-        if not epsilon > 0:
-            raise InputError(f"LayerNorm epsilon must be positive, got {epsilon!r}")
+        positive("LayerNorm epsilon", epsilon)
         self.dim, self.epsilon = dim, epsilon
         backend = get_backend()
         self.gamma = backend.zeros((dim,), dtype) + 1.0

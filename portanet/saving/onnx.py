@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .._checks import integer
+from .._checks import integer, one_of
 from .._version import __version__
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..backend import to_numpy
@@ -138,8 +138,7 @@ def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype
     integer("opset", opset, low=MIN_OPSET)
     if not network.layers:
         raise InputError("the network has no layers: add some with net.add(...)")
-    if dtype not in (None, "float32", "float64"):
-        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    one_of("dtype", dtype, (None, "float32", "float64"))
     graph = _Graph(onnx, dtype or network.working_dtype())
     shape = in_shape = _input_shape(network, input_shape)
     if network.scaler is not None:

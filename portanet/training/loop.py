@@ -17,7 +17,7 @@ import signal
 import threading
 
 from .. import optimizers
-from .._checks import integer
+from .._checks import fraction, integer
 from ..backend import (
     compilers,
     get_backend,
@@ -80,8 +80,7 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
         inputs.check_loss_fits_output(network)
         integer("epochs", epochs, low=0)
         integer("batch_size", batch_size)
-        if not 0.0 <= validation_split < 1.0:
-            raise InputError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        fraction("validation_split", validation_split)
         optimizer = optimizers.get(optimizer, learning_rate)
         callbacks = CallbackList(callbacks)
         metrics = tuple(metrics)

@@ -317,7 +317,7 @@ def test_bad_callbacks_are_refused_by_name(callbacks, says):
 @pytest.mark.parametrize("make, says", [
     (lambda: EarlyStopping(patience=-1), "patience must be an integer >= 0"),
     (lambda: EarlyStopping(patience=1.5), "patience must be an integer >= 0"),
-    (lambda: EarlyStopping(mode="median"), "mode must be 'auto', 'min' or 'max'"),
+    (lambda: EarlyStopping(mode="median"), "mode must be one of 'auto', 'min', 'max'"),
     (lambda: EarlyStopping(min_delta=-0.1), "min_delta must be a number >= 0"),
     (lambda: EarlyStopping(monitor=3), "monitor must name one of the epoch's values"),
     (lambda: ModelCheckpoint(None), "ModelCheckpoint needs a file path"),
