@@ -193,74 +193,35 @@ class Loop:
         self.stop_requested = False
 
     def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None):
-        network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
-        n = x.shape[0]
-        progress = Progress(epochs, math.ceil(n / batch_size), verbose)
-        progress.live = progress.live and world.size == 1  # MPI ranks print to a pipe
+        """Train on rows ``x``, ``y`` for ``epochs`` epochs; return the :class:`History`."""
+        network, optimizer, step = self.network, self.optimizer, self.step
+        progress = Progress(epochs, math.ceil(x.shape[0] / batch_size), verbose)
+        progress.live = progress.live and self.world.size == 1  # MPI ranks print to a pipe
         history = History()
         callbacks = callbacks or CallbackList()
-        callbacks.bind(network, optimizer, history, world)
+        callbacks.bind(network, optimizer, history, self.world)
         network.stop_training = False
         callbacks.on_train_begin({})
         values = {}  # the last epoch's
         traces = step.traces
-        dtype = network.working_dtype()
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
         state = [params, [getattr(layer, name) for layer, name in self.buffers],
                  optimizer.state_for(self.layout, params)]
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
-        zero = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
-        every_batch = callbacks.has_batch_hooks()  # they may look at the layers' weights
         with self._interruptible():
             try:
                 for epoch in range(1, epochs + 1):
                     callbacks.on_epoch_begin(epoch)
                     progress.start_epoch(epoch)
-                    order = rng().permutation(n) if shuffle else None
-                    if order is not None:  # rank 0's order, however the ranks were seeded
-                        order = get_backend().asarray(
-                            world.broadcast(order, "the epoch's sample order"), dtype=None)
-                    batches.start_epoch(order)
-                    total = zero  # the sums of the epoch's batches (the step makes new ones)
-                    seen, interrupted = 0, False
-                    for batch, start in enumerate(range(0, n, batch_size), 1):
-                        callbacks.on_batch_begin(batch)
-                        stop = min(start + batch_size, n)
-                        lo, hi = world.shard(start, stop)
-                        *state, total, interrupted = self.run_step(
-                            *state, total, batches(lo, hi), hi - lo, optimizer.scalars(),
-                            step.draw(x.shape[1:], hi - lo, dtype), (hi - lo) / (stop - start),
-                            lambda: self.stop_requested)
-                        optimizer.iterations += 1
-                        seen = stop
-                        progress.batch_done(batch)
-                        if every_batch:
-                            self._give_back(state)
-                        callbacks.on_batch_end(batch)
-                        if interrupted or network.stop_training:
-                            break
-                    self._give_back(state)  # the layers hold every finished epoch's weights
-                    if world.size > 1:  # the ranks' running statistics, averaged on the layers
-                        world.average_buffers(network.layers)
-                        state[1] = [namespace(b).asarray(getattr(layer, name), copy=True)
-                                    for b, (layer, name) in zip(state[1], self.buffers)]
+                    total, seen, interrupted = self._epoch(state, x, batches, batch_size,
+                                                           shuffle, callbacks, progress)
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
                         f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
                     history.stopped_epoch = epoch
                     callbacks.on_epoch_end(epoch, dict(values))
-                    if interrupted:
-                        history.interrupted = True
-                        history.stop_reason = "interrupted (Ctrl-C)"
-                        progress.message(f"interrupted in epoch {epoch} after {seen} of {n} "
-                                         "samples: the network keeps the weights of the last "
-                                         "full batch")
-                        break
-                    if network.stop_training:
-                        history.stop_reason = history.stop_reason or (
-                            f"stopped by a callback (network.stop_training) in epoch {epoch}")
-                        progress.message(f"stopped after epoch {epoch}: {history.stop_reason}")
+                    if self._ends_after(epoch, interrupted, seen, x.shape[0], history, progress):
                         break
             finally:
                 self._give_back(state)
@@ -270,6 +231,62 @@ class Loop:
         history.stop_reason = history.stop_reason or "completed"
         callbacks.on_train_end(dict(values))
         return history
+
+    def _epoch(self, state, x, batches, batch_size, shuffle, callbacks, progress):
+        """Train one epoch's batches, ``state`` (params, buffers, optimizer state) updated in
+        place; return the sums of their losses, the samples seen and whether Ctrl-C asked to
+        stop. The layers get the epoch's weights at its end (every batch's, where a callback
+        has batch hooks)."""
+        network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
+        n, dtype = x.shape[0], network.working_dtype()
+        order = rng().permutation(n) if shuffle else None
+        if order is not None:  # rank 0's order, however the ranks were seeded
+            order = get_backend().asarray(world.broadcast(order, "the epoch's sample order"),
+                                          dtype=None)
+        batches.start_epoch(order)
+        # the sums of the epoch's batches (the step makes new ones)
+        total = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
+        seen, interrupted = 0, False
+        every_batch = callbacks.has_batch_hooks()  # they may look at the layers' weights
+        for batch, start in enumerate(range(0, n, batch_size), 1):
+            callbacks.on_batch_begin(batch)
+            stop = min(start + batch_size, n)
+            lo, hi = world.shard(start, stop)
+            *new_state, total, interrupted = self.run_step(
+                *state, total, batches(lo, hi), hi - lo, optimizer.scalars(),
+                step.draw(x.shape[1:], hi - lo, dtype), (hi - lo) / (stop - start),
+                lambda: self.stop_requested)
+            state[:] = new_state
+            optimizer.iterations += 1
+            seen = stop
+            progress.batch_done(batch)
+            if every_batch:
+                self._give_back(state)
+            callbacks.on_batch_end(batch)
+            if interrupted or network.stop_training:
+                break
+        self._give_back(state)  # the layers hold every finished epoch's weights
+        if world.size > 1:  # the ranks' running statistics, averaged on the layers
+            world.average_buffers(network.layers)
+            state[1] = [namespace(b).asarray(getattr(layer, name), copy=True)
+                        for b, (layer, name) in zip(state[1], self.buffers)]
+        return total, seen, interrupted
+
+    def _ends_after(self, epoch, interrupted, seen, n, history, progress) -> bool:
+        """Whether training ends after ``epoch`` (Ctrl-C, or a callback's
+        ``network.stop_training``), the reason recorded in ``history`` and printed."""
+        if interrupted:
+            history.interrupted = True
+            history.stop_reason = "interrupted (Ctrl-C)"
+            progress.message(f"interrupted in epoch {epoch} after {seen} of {n} samples: the "
+                             "network keeps the weights of the last full batch")
+            return True
+        if self.network.stop_training:
+            history.stop_reason = history.stop_reason or (
+                f"stopped by a callback (network.stop_training) in epoch {epoch}")
+            progress.message(f"stopped after epoch {epoch}: {history.stop_reason}")
+            return True
+        return False
 
     def _give_back(self, state):
         """Hand copies of the current parameters, buffers and optimizer state to the layers and
