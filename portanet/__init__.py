@@ -63,6 +63,6 @@ __all__ = [
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):
-for _old, _module in {"datasets": datasets, "preprocessing": preprocessing, "text": text,
-                      "distributed": distributed}.items():
-    sys.modules[f"{__name__}.{_old}"] = _module
+sys.modules.update({f"{__name__}.{old}": module for old, module in (
+    ("datasets", datasets), ("preprocessing", preprocessing), ("text", text),
+    ("distributed", distributed))})
