@@ -1,6 +1,6 @@
 """portanet's causal transformer (:func:`portanet.models.causal_transformer`) in torch.nn, from
 portanet's weights, and its PyTorch training step: the reference that benchmarks/run.py,
-benchmarks/learning.py and tests/test_transformer_torch.py compare portanet with."""
+benchmarks/learning.py and tests/layers/test_transformer_torch.py compare portanet with."""
 
 import re
 
