@@ -18,8 +18,10 @@ every rank. """
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
+import string
 from pathlib import Path
 
 from ._checks import integer, non_negative, one_of, positive
@@ -35,6 +37,7 @@ class Callback:
     computed, "accuracy", "val_loss", "val_accuracy")."""
 
     network = optimizer = history = world = None  # set by fit before training starts
+    params = None  # set by fit too: {"epochs", "steps" (per epoch), "metrics" (value names)}
 
     def on_train_begin(self, logs):
         """Training starts (``logs`` is empty)."""
@@ -86,10 +89,10 @@ class CallbackList:
                    or type(callback).on_batch_end is not Callback.on_batch_end
                    for callback in self.callbacks)
 
-    def bind(self, network, optimizer, history, world):
+    def bind(self, network, optimizer, history, world, params):
         for callback in self.callbacks:
             callback.network, callback.optimizer = network, optimizer
-            callback.history, callback.world = history, world
+            callback.history, callback.world, callback.params = history, world, params
 
     def on_train_begin(self, logs):
         for callback in self.callbacks:
@@ -138,13 +141,9 @@ class _Monitoring(Callback):
         self.best, self.best_epoch = None, 0
 
     def _current(self, logs):
-        """The monitored value in ``logs``; InputError saying how to get it when absent."""
-        if self.monitor not in logs:
-            raise InputError(
-                f"{type(self).__name__} monitors {self.monitor!r}, which this training does not "
-                f"compute (its values per epoch: {', '.join(logs)}): give fit validation_data="
-                "(x, y) or validation_split for 'val_loss' and 'val_accuracy', metrics="
-                "['accuracy'] for 'accuracy', or monitor one of those values")
+        """The monitored value in ``logs`` (another callback may have added it); InputError
+        saying how to get it when absent."""
+        check_computed(self.monitor, list(logs), f"{type(self).__name__} monitors")
         return float(logs[self.monitor])
 
     def _improved(self, epoch, current) -> bool:
@@ -219,11 +218,35 @@ class EarlyStopping(_Monitoring):
                 f"mode={self.mode!r})")
 
 
-class _Fields(dict):
-    """Format fields for a path checked before training: any name is a number."""
+VALUES = ("loss", "accuracy", "val_loss", "val_accuracy")  # what an epoch may compute
 
-    def __missing__(self, key):
-        return 0.0
+
+def check_computed(name, computed, what):
+    """InputError unless ``computed`` (the names of the epoch's values) holds ``name``, saying
+    how to get it."""
+    if name not in computed:
+        raise InputError(
+            f"{what} {name!r}, which this training does not compute (its values per epoch: "
+            f"{', '.join(computed)}): give fit validation_data=(x, y) or validation_split for "
+            "'val_loss' and 'val_accuracy', metrics=['accuracy'] for 'accuracy', or use one of "
+            "those values")
+
+
+def path_fields(path) -> list:
+    """The names in the format fields of a checkpoint path (``{epoch}``, ``{val_loss:.3f}``);
+    InputError for a path that cannot be filled in with the epoch and the epoch's values."""
+    fix = ("its fields may be {epoch} and the epoch's values, e.g. "
+           "'net-{epoch:03d}-{val_loss:.3f}.npz'")
+    try:
+        names = [field for _, field, _, _ in string.Formatter().parse(path) if field is not None]
+        path.format_map({name: 1 if name == "epoch" else 0.5 for name in names})
+    except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
+        raise InputError(f"the checkpoint path {path!r} cannot be filled in ({exc!r}): "
+                         f"{fix}") from None
+    bad = [name for name in names if name not in ("epoch", *VALUES)]
+    if bad:
+        raise InputError(f"the checkpoint path {path!r} has the field {{{bad[0]}}}: {fix}")
+    return names
 
 
 class ModelCheckpoint(_Monitoring):
@@ -241,35 +264,51 @@ class ModelCheckpoint(_Monitoring):
         if not isinstance(path, (str, os.PathLike)):
             raise InputError(f"ModelCheckpoint needs a file path, got {path!r}")
         self.path = os.fspath(path)
+        self.fields = path_fields(self.path)
         self.save_best_only = bool(save_best_only)
 
     def on_train_begin(self, logs):
         super().on_train_begin(logs)
+        for name in self.fields:
+            if name != "epoch":
+                check_computed(name, self.params["metrics"], "the checkpoint path names")
         if self.world.is_root:
-            check_writable(self._format(_Fields(epoch=1)), "the checkpoint")
+            check_writable(self.path.format_map({name: 1 for name in self.fields}),
+                           "the checkpoint")
             describe(self.network)  # ModelFileError now if a layer or loss cannot be saved
-
-    def _format(self, fields):
-        try:
-            return self.path.format_map(fields)
-        except (KeyError, ValueError, IndexError) as exc:
-            raise InputError(f"cannot fill in the checkpoint path {self.path!r} ({exc!r}): it may "
-                             f"name {{epoch}} and the epoch's values ({', '.join(fields)})"
-                             ) from None
 
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only and not self._improved(epoch, self._current(logs)):
             return
         if self.world.is_root:
-            self.network.save(self._format({**logs, "epoch": epoch}))
+            self.network.save(self.path.format_map({**logs, "epoch": epoch}))
 
     def __repr__(self):
         return f"ModelCheckpoint({self.path!r}, monitor={self.monitor!r})"
 
 
+def _takes_rate(schedule) -> bool:
+    """Whether ``schedule`` takes ``(epoch, learning_rate)`` rather than ``(epoch)``;
+    InputError unless it is a function taking one of the two."""
+    if not callable(schedule):
+        raise InputError(f"LearningRateScheduler needs a function schedule(epoch) or "
+                         f"schedule(epoch, learning_rate) -> learning rate, got {schedule!r}")
+    try:
+        parameters = list(inspect.signature(schedule).parameters.values())
+    except (TypeError, ValueError):  # a callable without a signature: called the Keras way
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters) or len(positional) >= 2:
+        return True
+    if len(positional) == 1:
+        return False
+    raise InputError(f"LearningRateScheduler's schedule must take the epoch (and optionally the "
+                     f"learning rate so far): {schedule!r} takes no positional argument")
+
+
 class LearningRateScheduler(Callback):
     """Set the optimizer's learning rate at the start of each epoch to
-    ``schedule(epoch, learning_rate)``.
+    ``schedule(epoch, learning_rate)``, or ``schedule(epoch)`` for a function of one argument.
 
     As in Keras, ``epoch`` counts from **0** here (the first epoch is 0; Keras schedules work
     unchanged) and ``learning_rate`` is the rate so far. The rate reaches a compiled step as an
@@ -279,10 +318,8 @@ class LearningRateScheduler(Callback):
     """
 
     def __init__(self, schedule):
-        if not callable(schedule):
-            raise InputError(f"LearningRateScheduler needs a function schedule(epoch, "
-                             f"learning_rate) -> learning rate, got {schedule!r}")
         self.schedule = schedule
+        self.takes_rate = _takes_rate(schedule)
 
     def on_train_begin(self, logs):
         if self.optimizer.schedule is not None:
@@ -290,7 +327,8 @@ class LearningRateScheduler(Callback):
                              "either it or LearningRateScheduler, not both")
 
     def on_epoch_begin(self, epoch):
-        rate = self.schedule(epoch - 1, self.optimizer.learning_rate)
+        rate = (self.schedule(epoch - 1, self.optimizer.learning_rate) if self.takes_rate
+                else self.schedule(epoch - 1))
         self.optimizer.learning_rate = positive(
             f"the learning rate from the schedule (epoch {epoch - 1})", rate)
 

@@ -87,10 +87,12 @@ class Optimizer:
 
     @property
     def current_learning_rate(self):
-        """The rate of the coming step: ``schedule(iterations)``, or the base learning rate."""
+        """The rate of the coming step: ``schedule(iterations)``, or the base learning rate;
+        InputError when the schedule gives anything but a positive finite number."""
         if self.schedule is None:
             return self.learning_rate
-        return float(self.schedule(self.iterations))
+        return positive(f"the learning rate from the schedule (iteration {self.iterations})",
+                        self.schedule(self.iterations))
 
     def scalars(self):
         """The numbers the coming step needs, computed on the host (compiled steps take them

@@ -67,6 +67,8 @@ def as_rows(network, data, label, inputs=False, integers=False):
             array = xp.astype(array, getattr(xp, dtype))
     if array.ndim == 0 or array.shape[0] == 0:
         raise InputError(f"{label} is empty: give at least one sample (rows first)")
+    if not all_finite(array):  # on the host where the data came from there, before scaling
+        raise InputError(f"{label} contains NaN or infinity: clean or impute the data first")
     xp = namespace(array)
     first_shape = getattr(network.layers[0], "input_shape", None) if network.layers else None
     tutorial = (array.ndim == 3 and array.shape[1] == 1
@@ -80,6 +82,14 @@ def as_rows(network, data, label, inputs=False, integers=False):
     if host:  # shaped (and scaled) on the host, then copied to the backend once
         array = get_backend().asarray(array, dtype)
     return array, host, tutorial
+
+
+def all_finite(array, rows=1024) -> bool:
+    """True if no element of ``array`` is NaN or infinite (checked in slices of ``rows``, so
+    no temporary as large as the data is made)."""
+    xp, n = namespace(array), array.shape[0]
+    return all(bool(xp.all(xp.isfinite(array[start:min(start + rows, n), ...])))
+               for start in range(0, n, rows))
 
 
 def check_ready(network, need_loss):

@@ -21,8 +21,6 @@ from .._checks import fraction, integer
 from ..backend import (
     compilers,
     get_backend,
-    host_array_view,
-    is_host_data,
     namespace,
     rng,
     step_threads,
@@ -40,15 +38,6 @@ from .history import History
 from .progress import Progress
 from .step import Batches, TrainStep, buffer_slots, parameter_slots, zeros_like_all
 from .threads import SplitGradients, splittable
-
-
-def _all_finite(array, rows=1024) -> bool:
-    """True if no element of ``array`` is NaN or infinite (checked in slices of ``rows``, so
-    no temporary as large as the data is made)."""
-    xp, n = namespace(array), array.shape[0]
-    return all(bool(xp.all(xp.isfinite(array[start:min(start + rows, n), ...])))
-               for start in range(0, n, rows))
-
 
 _FITTING: set = set()  # id() of the networks being trained: one fit at a time each
 _FITTING_LOCK = threading.Lock()
@@ -87,11 +76,6 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
         if any(metric != "accuracy" for metric in metrics):
             raise InputError(f"metrics may name 'accuracy' only, got {metrics!r}")
         x, y = inputs.pair(network, x_train, y_train, "x_train")
-        given = [host_array_view(data) if is_host_data(data) else rows  # checked on the host
-                 for data, rows in ((x_train, x), (y_train, y))]  # when they came from there
-        if not all(_all_finite(array) for array in given):
-            raise InputError("x_train or y_train contains NaN or infinity: clean or impute the "
-                             "data before training")
         if validation_split:  # the last samples, already read (and scaled) with the rest
             keep = x.shape[0] - max(1, int(round(x.shape[0] * validation_split)))
             if keep < 1:
@@ -199,7 +183,10 @@ class Loop:
         progress.live = progress.live and self.world.size == 1  # MPI ranks print to a pipe
         history = History()
         callbacks = callbacks or CallbackList()
-        callbacks.bind(network, optimizer, history, self.world)
+        metrics = ["loss", *(["accuracy"] if self.accuracy else []),
+                   *(["val_loss", "val_accuracy"] if validation is not None else [])]
+        callbacks.bind(network, optimizer, history, self.world,
+                       {"epochs": epochs, "steps": progress.batches, "metrics": metrics})
         network.stop_training = False
         callbacks.on_train_begin({})
         values = {}  # the last epoch's
@@ -213,7 +200,7 @@ class Loop:
                 for epoch in range(1, epochs + 1):
                     callbacks.on_epoch_begin(epoch)
                     progress.start_epoch(epoch)
-                    total, seen, interrupted = self._epoch(state, x, batches, batch_size,
+                    total, seen, interrupted = self._epoch(epoch, state, x, batches, batch_size,
                                                            shuffle, callbacks, progress)
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
@@ -232,7 +219,7 @@ class Loop:
         callbacks.on_train_end(dict(values))
         return history
 
-    def _epoch(self, state, x, batches, batch_size, shuffle, callbacks, progress):
+    def _epoch(self, epoch, state, x, batches, batch_size, shuffle, callbacks, progress):
         """Train one epoch's batches, ``state`` (params, buffers, optimizer state) updated in
         place; return the sums of their losses, the samples seen and whether Ctrl-C asked to
         stop. The layers get the epoch's weights at its end (every batch's, where a callback
@@ -261,11 +248,11 @@ class Loop:
             seen = stop
             progress.batch_done(batch)
             if every_batch:
-                self._give_back(state)
+                self._give_back(state, f"in epoch {epoch}, batch {batch}")
             callbacks.on_batch_end(batch)
             if interrupted or network.stop_training:
                 break
-        self._give_back(state)  # the layers hold every finished epoch's weights
+        self._give_back(state, f"in epoch {epoch}")  # the layers hold each epoch's weights
         if world.size > 1:  # the ranks' running statistics, averaged on the layers
             world.average_buffers(network.layers)
             state[1] = [namespace(b).asarray(getattr(layer, name), copy=True)
@@ -288,13 +275,27 @@ class Loop:
             return True
         return False
 
-    def _give_back(self, state):
+    def _give_back(self, state, when=None):
         """Hand copies of the current parameters, buffers and optimizer state to the layers and
         the optimizer, all at once (under WEIGHTS_LOCK): the step goes on updating its own
         arrays (in place, or donated to a compiled step), and a predict in another thread
-        reads one step's weights."""
+        reads one step's weights.
+
+        Weights that are not all finite are never handed over: the layers keep the last finite
+        ones they were given, and TrainingError says so (``when`` names the point of training;
+        None hands nothing over, silently, once training is over)."""
         params, buffers, optimizer_state = state
         xp = namespace(*params, *buffers) if params or buffers else None
+        if not all(bool(xp.all(xp.isfinite(array))) for array in (*params, *buffers)):
+            if when is None:
+                return
+            raise TrainingError(
+                f"the weights became NaN or infinite {when} (an update overflowed): training "
+                "stopped, and the network keeps its last finite weights (those of the epoch "
+                "before, or of the batch before where a callback has batch hooks). Lower the "
+                "learning rate (now "
+                f"{self.optimizer.learning_rate:g}), clip the gradients (e.g. "
+                "optimizer=portanet.optimizers.Adam(clip_norm=1.0)) or normalise the inputs.")
         params = self.split([xp.asarray(p, copy=True) for p in params])
         buffers = [xp.asarray(b, copy=True) for b in buffers]
         with WEIGHTS_LOCK:

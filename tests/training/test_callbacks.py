@@ -1,6 +1,7 @@
 """Callbacks on the backend under test: hooks, early stopping, checkpoints, schedules, CSV logs."""
 
 import csv
+import math
 import re
 
 import numpy as np
@@ -178,9 +179,60 @@ def test_checkpoint_path_may_hold_the_epoch_and_its_values(tmp_path):
                                 history.history["val_accuracy"])]
     assert sorted(str(p) for p in tmp_path.glob("net-*.npz")) == expected
     assert portanet.load(expected[-1]).predict(x[:2]).shape == (2, 2)
-    with pytest.raises(portanet.InputError, match=r"cannot fill in the checkpoint path.*'nope'"):
-        net.fit(x, y, epochs=1, verbose=0,
-                callbacks=[ModelCheckpoint(str(tmp_path / "{nope}.npz"), "loss")])
+
+
+@pytest.mark.parametrize("name, says", [
+    ("{nope}.npz", r"has the field \{nope\}"),
+    ("{epoch.x}.npz", "cannot be filled in"),
+    ("{epoch[0]}.npz", "cannot be filled in"),
+    ("{loss:03d}.npz", "cannot be filled in"),
+    ("{epoch.npz", "cannot be filled in"),
+])
+def test_a_checkpoint_path_that_cannot_be_filled_in_is_refused_when_given(tmp_path, name, says):
+    with pytest.raises(portanet.InputError, match=says):
+        ModelCheckpoint(str(tmp_path / name), "loss")
+
+
+def test_a_checkpoint_path_naming_a_value_training_lacks_is_refused_before_training(tmp_path):
+    net, (x, y) = network(), data()
+    before = weights(net)
+    checkpoint = ModelCheckpoint(str(tmp_path / "net-{val_loss:.2f}.npz"), "loss")
+    with pytest.raises(portanet.InputError, match="path names 'val_loss'.*validation_split"):
+        net.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint])
+    for now, then in zip(weights(net), before):
+        np.testing.assert_array_equal(now, then)  # refused before any step
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("takes_rate", [False, True])
+def test_a_schedule_of_the_epoch_alone_or_with_the_rate_is_used_keras_style(takes_rate):
+    net, (x, y) = network(), data()
+    optimizer = SGD(0.1)
+    seen = []
+    if takes_rate:
+        def schedule(epoch, rate):
+            seen.append((epoch, rate))
+            return rate / 2
+    else:
+        def schedule(epoch):
+            seen.append((epoch,))
+            return 0.1 / 2 ** (epoch + 1)
+    net.fit(x, y, epochs=3, verbose=0, optimizer=optimizer,
+            callbacks=[LearningRateScheduler(schedule)])
+    assert optimizer.learning_rate == pytest.approx(0.0125)
+    assert seen == ([(0, 0.1), (1, 0.05), (2, 0.025)] if takes_rate else [(0,), (1,), (2,)])
+
+
+@pytest.mark.parametrize("rate", [math.nan, -0.1, 0.0, "0.1", None, math.inf])
+def test_a_schedule_giving_no_positive_rate_stops_before_its_epoch(rate):
+    net, (x, y) = network(), data()
+    before = weights(net)
+    for callbacks, optimizer in (([LearningRateScheduler(lambda epoch: rate)], SGD(0.1)),
+                                 ([], SGD(0.1, schedule=lambda iteration: rate))):
+        with pytest.raises(portanet.InputError, match="learning rate from the schedule"):
+            net.fit(x, y, epochs=2, verbose=0, optimizer=optimizer, callbacks=callbacks)
+        for now, then in zip(weights(net), before):
+            np.testing.assert_array_equal(now, then)
 
 
 class Unsaveable(Layer):
@@ -322,7 +374,7 @@ def test_bad_callbacks_are_refused_by_name(callbacks, says):
     (lambda: EarlyStopping(monitor=3), "monitor must name one of the epoch's values"),
     (lambda: ModelCheckpoint(None), "ModelCheckpoint needs a file path"),
     (lambda: CSVLogger(3), "CSVLogger needs a file path"),
-    (lambda: LearningRateScheduler(0.1), r"needs a function schedule\(epoch, learning_rate\)"),
+    (lambda: LearningRateScheduler(0.1), r"needs a function schedule\(epoch\) or schedule"),
 ])
 def test_bad_callback_settings_are_refused(make, says):
     with pytest.raises(portanet.InputError, match=says):

@@ -21,6 +21,7 @@ def network(outputs=2, loss="mse", dtype=None):
 
 
 X = np.arange(12, dtype=float).reshape(4, 3) / 10
+Y = np.stack([X[:, 0] - X[:, 1], X[:, 2]], axis=1)
 
 
 # -- as_rows ------------------------------------------------------------------------------
@@ -193,3 +194,26 @@ def test_check_classes_for_a_loss_on_integer_targets(backend):
                        r"so y needs one class index per row of scores: per-sample shape \(\), "
                        r"got \(2,\)$"):
         inputs.check_classes(net, x_rows, backend.asarray(np.zeros((4, 2)), "int64"), "y")
+
+
+# -- NaN and infinity, at every entry point ---------------------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("entry, label", [
+    (lambda net, x, y: net.fit(x, y, 1, verbose=0), "x_train "),
+    (lambda net, x, y: net.fit(X, Y, 1, verbose=0, validation_data=(x, y)), "x_val "),
+    (lambda net, x, y: net.evaluate(x, y), "x "),
+    (lambda net, x, y: net.predict(x), "x "),
+    (lambda net, x, y: net.fit(X, x[:, :2], 1, verbose=0), "y_train "),
+    (lambda net, x, y: net.evaluate(X, x[:, :2]), "y "),
+])
+def test_nan_and_infinity_are_refused_where_data_enters(backend, bad, entry, label):
+    x = X.copy()
+    x[2, 1] = bad
+    net = network()
+    before = net.layers[0].get_weights()
+    with pytest.raises(portanet.InputError, match=f"{label}contains NaN or infinity"):
+        entry(net, x, Y)
+    for now, then in zip(net.layers[0].get_weights(), before):
+        np.testing.assert_array_equal(now, then)
+    with pytest.raises(portanet.InputError, match="contains NaN or infinity"):
+        net.predict(backend.asarray(x))  # backend arrays are checked on the device

@@ -331,3 +331,49 @@ def test_compose_gives_a_step_of_five_results(backend, stop):
     w, b = step.layout.split(new_params)
     np.testing.assert_allclose(to_numpy(w), weights[0][0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(to_numpy(b), weights[0][1], rtol=1e-12, atol=1e-14)
+
+
+# -- non-finite weights ---------------------------------------------------------------------
+def overflowing_at(iteration):
+    """SGD at RATE whose step ``iteration`` (from 0) has a rate that overflows the weights."""
+    return SGD(RATE, schedule=lambda step: 1e308 if step == iteration else RATE)
+
+
+class BatchWeights(Callback):
+    """Records the layers' weights after every batch (a batch hook: they get them each batch)."""
+
+    def __init__(self):
+        self.weights = []
+
+    def on_batch_end(self, batch):
+        self.weights.append(self.network.layers[0].get_weights())
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_an_overflowing_last_update_stops_training_and_keeps_the_last_finite_weights(
+        backend, compile):
+    x, y = data()
+    y = y * 1e3  # gradients of ~1e3: 1e308 times them overflows
+    after_two = linear()
+    quietly(after_two.fit, x, y, 2, batch_size=SAMPLES, optimizer=SGD(RATE), verbose=0,
+            compile=compile)
+    net = linear()
+    with pytest.raises(portanet.TrainingError, match="NaN or infinite in epoch 3"):
+        quietly(net.fit, x, y, 3, batch_size=SAMPLES, optimizer=overflowing_at(2), verbose=0,
+                compile=compile)  # the loss of epoch 3 is finite: it comes before the update
+    for mine, expected in zip(net.layers[0].get_weights(), after_two.layers[0].get_weights()):
+        np.testing.assert_allclose(mine, expected, rtol=1e-12)
+    assert np.isfinite(net.predict(x)).all()
+
+
+def test_with_batch_hooks_the_layers_keep_the_last_finite_batchs_weights(backend):
+    x, y = data()
+    y = y * 1e3
+    net, recorder = linear(), BatchWeights()
+    with pytest.raises(portanet.TrainingError, match="in epoch 2, batch 2"):
+        net.fit(x, y, 3, batch_size=5, optimizer=overflowing_at(3), verbose=0,
+                callbacks=[recorder])
+    assert len(recorder.weights) == 3  # batches 1 and 2 of epoch 1, batch 1 of epoch 2
+    for mine, expected in zip(net.layers[0].get_weights(), recorder.weights[-1]):
+        np.testing.assert_array_equal(mine, expected)
+        assert np.isfinite(mine).all()
