@@ -110,6 +110,11 @@ class Torch(Library):
     def devices(self, module):
         return ["cpu"] + [f"cuda:{i}" for i in range(self.gpu_count(module))]
 
+    def asarray(self, xp, host, device):
+        if any(stride < 0 for stride in host.strides):  # torch takes no negative strides
+            host = host.copy()
+        return xp.asarray(host, device=device)
+
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
 

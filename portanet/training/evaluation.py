@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from .._checks import integer
 from ..backend import compilers, get_backend, namespace
 from ..layers.base import not_pure
 from ..metrics import accuracy
@@ -19,7 +20,9 @@ def predict_rows(network, rows, batch_size=None):
     """``network``'s outputs for backend rows ``rows``, ``batch_size`` rows at a time (default:
     as many as keep every layer's output under PREDICT_VALUES values)."""
     n = rows.shape[0]
-    if batch_size is None:
+    if batch_size is not None:
+        integer("batch_size", batch_size)
+    else:
         widest = max([math.prod(shape) for _, shape in network.layer_shapes()
                       if shape is not None] + [math.prod(rows.shape[1:])])
         batch_size = max(1, PREDICT_VALUES // widest)

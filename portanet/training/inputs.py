@@ -8,13 +8,24 @@ classes), and shapes, classes, loss and backend are checked with messages that s
 
 from __future__ import annotations
 
+import warnings
+
 from array_api_compat import device as array_device
 
 from .. import losses as losses_module
 from ..activations import ACTIVATIONS
-from ..backend import device_name, dtype_name, get_backend, host_array_view, is_host_data, namespace
+from ..backend import (
+    device_name,
+    dtype_name,
+    get_backend,
+    host_array_view,
+    is_host_data,
+    namespace,
+    to_numpy,
+)
+from ..backend.libraries import library_of
 from ..data.preprocessing import to_categorical
-from ..errors import InputError, ShapeError
+from ..errors import InputError, InputWarning, ShapeError
 from ..layers.activation import ActivationLayer
 from ..layers.base import Pass, walk
 
@@ -28,17 +39,61 @@ def id_layer(network):
     return first if getattr(first, "takes_ids", False) else None
 
 
+def readable(data, label):
+    """``data`` as an array: ``(array, host)``, a NumPy view of host data (``host`` True) or the
+    selected backend's array as it is. Arrays of another library (a torch tensor on the NumPy
+    backend, ...) are copied through the host, with one InputWarning; InputError for data that
+    is not numbers (strings, objects, complex numbers) or cannot be read at all."""
+    backend = get_backend()
+    if not is_host_data(data):
+        library = library_of(data)
+        if library is backend.library:
+            return _numbers(data, label), False
+        if library is None and not hasattr(data, "__dlpack__"):
+            raise InputError(f"{label} is a {type(data).__name__}, not an array: give a NumPy "
+                             f"array (or a list of numbers) or an array of the {backend.name} "
+                             "backend")
+        origin = library.name if library is not None else type(data).__name__
+        warnings.warn(f"{label} is a {origin} array but the backend is {backend.name}: it is "
+                      f"copied through the host (portanet.set_backend({origin!r}) computes on "
+                      "such arrays without a copy)", InputWarning, stacklevel=4)
+        try:
+            data = to_numpy(data)
+        except Exception as exc:  # a tracer, an array on a device NumPy cannot read, ...
+            raise InputError(f"{label} (a {origin} array) cannot be read on the host ({exc}): "
+                             f"convert it to NumPy (e.g. .numpy()) or select its backend with "
+                             f"portanet.set_backend({origin!r})") from None
+    try:
+        array = host_array_view(data)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{label} cannot be read as an array of numbers: {exc}") from None
+    return _numbers(array, label), True
+
+
+def _numbers(array, label):
+    """``array``, unless its dtype is not real numbers (InputError naming what it holds)."""
+    kind = getattr(array.dtype, "kind", None)  # NumPy's: U strings, S bytes, O objects
+    if kind in ("U", "S", "O"):
+        raise InputError(f"{label} holds {'objects' if kind == 'O' else 'strings'} (dtype "
+                         f"{array.dtype}), not numbers: encode text labels as integers, e.g. "
+                         "classes, ids = numpy.unique(labels, return_inverse=True)")
+    xp = namespace(array)
+    if xp.isdtype(array.dtype, "complex floating"):
+        raise InputError(f"{label} holds complex numbers: portanet computes on real numbers; "
+                         "give the real part (x.real) or both parts as features, explicitly")
+    return array
+
+
 def integer_rows(data, label):
     """``data`` (token ids, class indices) as a backend integer array: never cast to
     float. InputError for data of another dtype."""
-    host = is_host_data(data)
-    array = host_array_view(data) if host else data
+    array, host = readable(data, label)
     if not namespace(array).isdtype(array.dtype, "integral"):
         raise InputError(f"{label} must hold integers (token ids or class indices), got "
                          f"dtype {array.dtype}: convert it, e.g. {label}.astype('int64')")
     if array.ndim == 0 or array.shape[0] == 0:
         raise InputError(f"{label} is empty: give at least one sample (rows first)")
-    return get_backend().asarray(array, "int64") if host else array
+    return (get_backend().asarray(array, "int64") if host else array), host
 
 
 def as_rows(network, data, label, inputs=False, integers=False):
@@ -47,24 +102,16 @@ def as_rows(network, data, label, inputs=False, integers=False):
     ``inputs`` are scaled by the network's :attr:`scaler`, if it has one; ``integers``
     (and the inputs of a network that takes ids) keep their integer dtype."""
     dtype = network.working_dtype()
-    host = is_host_data(data)
     takes_ids = id_layer(network) if inputs else None
     if integers or takes_ids is not None:
-        rows = integer_rows(data, label)
+        rows, host = integer_rows(data, label)
         if takes_ids is not None:  # here, as a compiled step cannot check values
             takes_ids.check_ids(rows)
         return rows, host, False
-    if host:
-        try:
-            array = host_array_view(data, dtype)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{label} cannot be read as an array of numbers: {exc}") from None
-    else:
-        array = data
-        if dtype_name(array) != dtype or not namespace(array).isdtype(array.dtype,
-                                                                      "real floating"):
-            xp = namespace(array)
-            array = xp.astype(array, getattr(xp, dtype))
+    array, host = readable(data, label)
+    xp = namespace(array)
+    if dtype_name(array) != dtype or not xp.isdtype(array.dtype, "real floating"):
+        array = xp.astype(array, getattr(xp, dtype))
     if array.ndim == 0 or array.shape[0] == 0:
         raise InputError(f"{label} is empty: give at least one sample (rows first)")
     if not all_finite(array):  # on the host where the data came from there, before scaling
@@ -156,7 +203,7 @@ def pair(network, x, y, label="x"):
     if network.loss in losses_module.INTEGER_TARGET_LOSSES:
         y_rows, _, _ = as_rows(network, y, y_label, integers=True)
     else:
-        y_rows, _, _ = as_rows(network, one_hot_labels(network, y, x_rows), y_label)
+        y_rows, _, _ = as_rows(network, one_hot_labels(network, y, x_rows, y_label), y_label)
     if x_rows.shape[0] != y_rows.shape[0]:
         raise InputError(f"{label} has {x_rows.shape[0]} samples but {y_label} has "
                          f"{y_rows.shape[0]}: they must match")
@@ -198,15 +245,15 @@ def output_shape_for(network, x, expected=None):
     return tuple(shape)
 
 
-def one_hot_labels(network, y, x):
+def one_hot_labels(network, y, x, label="y"):
     """``y`` one-hot encoded if it holds integer class labels for a network with several
-    outputs (InputError for labels outside its classes); else ``y`` unchanged."""
-    array = host_array_view(y) if is_host_data(y) else y
+    outputs (InputError for labels outside its classes); else ``y`` as an array."""
+    array, _ = readable(y, label)
     xp = namespace(array)
     if not (xp.isdtype(array.dtype, "integral") and array.shape[0] > 0
             and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1))):
-        return y
+        return array
     shape = output_shape_for(network, x)
     if len(shape) != 1 or shape[0] < 2:
-        return y
+        return array
     return to_categorical(xp.reshape(array, (-1,)), shape[0])

@@ -77,9 +77,10 @@ def test_integer_targets_keep_their_dtype_when_asked(backend):
 def test_empty_or_unreadable_data_is_refused_with_its_label(backend):
     with pytest.raises(portanet.InputError, match=r"^x_train is empty: give at least one"):
         inputs.as_rows(network(), np.zeros((0, 3)), "x_train", inputs=True)
-    with pytest.raises(portanet.InputError,
-                       match=r"^x_val cannot be read as an array of numbers: "):
+    with pytest.raises(portanet.InputError, match=r"^x_val holds strings \(dtype <U1\)"):
         inputs.as_rows(network(), [["a", "b", "c"]], "x_val", inputs=True)
+    with pytest.raises(portanet.InputError, match=r"^x_val cannot be read as an array of numbers"):
+        inputs.as_rows(network(), [[1.0, 2.0, 3.0], [1.0]], "x_val", inputs=True)  # ragged
 
 
 # -- pair and check_features --------------------------------------------------------------
