@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 from .errors import InputError
 
@@ -57,3 +59,34 @@ def one_of(name: str, value, choices):
     if value not in choices:
         raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def boolean(name: str, value) -> bool:
+    """``value``, which must be True or False (NumPy's bools too)."""
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def function(name: str, value):
+    """``value``, which must be callable."""
+    if not callable(value):
+        raise InputError(f"{name} must be a function, got {value!r}")
+    return value
+
+
+def file_path(name: str, value) -> Path:
+    """``value`` (a str or path-like) as a Path."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InputError(f"{name} must be a file name or path, got {type(value).__name__} "
+                         f"{value!r}")
+    return Path(value)
+
+
+def sample_shape(name: str, value) -> tuple:
+    """``value`` as a tuple of positive ints (one sample's shape)."""
+    items = tuple(value) if isinstance(value, (list, tuple)) else None
+    if not items or not all(is_integer(item) and item > 0 for item in items):
+        raise InputError(f"{name} must be a tuple of positive ints (one sample's shape, e.g. "
+                         f"(784,) or (1, 28, 28)), got {value!r}")
+    return tuple(int(item) for item in items)

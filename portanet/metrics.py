@@ -3,11 +3,20 @@
 from array_api_compat import device
 
 from .backend import namespace, to_numpy
+from .errors import ShapeError
+
+
+def check_rows(y_true, y_pred):
+    """ShapeError unless targets ``y_true`` and outputs ``y_pred`` have as many rows."""
+    if y_true.shape[:1] != y_pred.shape[:1]:
+        raise ShapeError(f"the targets have {tuple(y_true.shape)} and the outputs "
+                         f"{tuple(y_pred.shape)}: give one target row per output row")
 
 
 def accuracy(y_true, y_pred):
     """Share of rows classified right: argmax for several outputs, a 0.5 threshold for one.
     ``y_true`` holds one-hot rows, or integer classes (one axis less than ``y_pred``)."""
+    check_rows(y_true, y_pred)
     xp = namespace(y_pred)
     if y_true.ndim == y_pred.ndim - 1:
         hits = xp.argmax(y_pred, axis=-1) == y_true
@@ -20,6 +29,7 @@ def accuracy(y_true, y_pred):
 
 def confusion_matrix(y_true, y_pred):
     """Counts[i, j] of samples of class i predicted as j, from one-hot targets and outputs."""
+    check_rows(y_true, y_pred)
     xp = namespace(y_pred)
     classes = y_pred.shape[-1]
     winners = xp.expand_dims(xp.argmax(y_pred, axis=-1), axis=-1)

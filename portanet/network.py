@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import losses as losses_module
-from ._checks import one_of
+from ._checks import function, one_of, sample_shape
 from .activations import softmax
 from .backend import dtype_name, namespace, to_numpy
 from .errors import InputError, ModelFileError, PortanetError, ShapeError
@@ -25,7 +25,7 @@ class Network:
     """
 
     def __init__(self, layers=None, *, dtype: str | None = None):
-        if isinstance(layers, str):
+        if layers is not None and not isinstance(layers, (list, tuple)):
             hint = (f"give the dtype by name, Network(dtype={layers!r})"
                     if layers in ("float32", "float64") else
                     "e.g. Network([FCLayer(2, 3), ActivationLayer('tanh')]), or Network() and add")
@@ -218,7 +218,8 @@ class Network:
         declares one; "?" where neither says. A layer used at several places is marked
         "(shared)" after its first use; its parameters count once in the total."""
         rows, seen = [], set()
-        start = None if input_shape is None else tuple(input_shape)
+        function("print_fn", print_fn)
+        start = None if input_shape is None else sample_shape("input_shape", input_shape)
         for layer, depth, shape in walk_shapes(self.layers, start):
             if shape is not None and isinstance(layer, Layer):
                 shape = layer.output_shape(shape)

@@ -7,6 +7,7 @@
   ``jax``, ``cupy``) describing it, listed in :mod:`~portanet.backend.libraries`;
 - :mod:`~portanet.backend.ops`: hot-path helpers (the namespace of arrays, ``matmul``, ...);
 - :mod:`~portanet.backend.host`: transfers between the host (NumPy) and the backends;
+- :mod:`~portanet.backend.reading`: what users give as data, read as arrays;
 - :mod:`~portanet.backend.resources`: CPU cores, threads and memory shared with other processes;
 - :mod:`~portanet.backend.compilers`: compiling pure functions where the backend can.
 """
@@ -24,6 +25,7 @@ from .ops import (
     take_rows,
     writes_into,
 )
+from .reading import readable
 from .resources import (
     blas_threads,
     keep_freed_memory,
@@ -45,7 +47,7 @@ from .selection import (
 __all__ = [
     "BACKENDS", "Backend", "blas_threads", "cuda_buffer", "describe_backends", "device_name",
     "dtype_name", "get_backend", "host_array", "host_array_view", "host_empty", "is_host_data",
-    "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul", "namespace", "rng",
-    "set_backend", "set_seed", "share_cpu_cores", "step_threads", "sum_rows", "take_rows",
-    "to_numpy", "usable_cores", "using_backend", "writes_into",
+    "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul", "namespace",
+    "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "step_threads", "sum_rows",
+    "take_rows", "to_numpy", "usable_cores", "using_backend", "writes_into",
 ]

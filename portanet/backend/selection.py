@@ -14,6 +14,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from .._checks import integer
 from ..errors import BackendError
 from .libraries import BACKENDS, LIBRARIES
 from .library import Library, device_name
@@ -104,6 +105,9 @@ def set_backend(name: str | None = None, device: str | None = None) -> Backend:
     def canonical(text):
         return text.strip().lower().replace("-", "_")
 
+    for label, value in (("backend name", name), ("device", device)):
+        if value is not None and not isinstance(value, str):
+            raise BackendError(f"the {label} must be a str or None, got {value!r}")
     env_name = env("PORTANET_BACKEND")
     name = canonical(name or env_name or "numpy")
     if name not in LIBRARIES:
@@ -151,7 +155,7 @@ def set_seed(seed: int | None) -> None:
     One seed gives the same initial network and batch order on every backend.
     """
     global _rng
-    _rng = np.random.default_rng(seed)
+    _rng = np.random.default_rng(None if seed is None else integer("seed", seed, low=0))
 
 
 def rng() -> np.random.Generator:

@@ -4,11 +4,17 @@ import warnings
 
 from array_api_compat import device
 
-from ..backend import namespace
+from .._checks import integer
+from ..backend import namespace, readable
 from ..errors import InputError, InputWarning
 
 
-def _floating(values):
+def _floating(values, label="x"):
+    """``values`` (any backend's, or host data) as a floating array, and its namespace;
+    InputError for data that is not numbers, or none."""
+    values, _ = readable(values, label)
+    if values.ndim == 0 or values.size == 0:
+        raise InputError(f"{label} holds no values: give an array of numbers")
     xp = namespace(values)
     if xp.isdtype(values.dtype, "real floating"):
         return xp, values
@@ -39,7 +45,7 @@ class Scaler:
         """``x`` scaled with the fitted statistics (same backend, floating dtype)."""
         if not self.statistics:
             raise InputError(f"{type(self).__name__} is not fitted: call fit(x_train) first")
-        xp, x = _floating(x)
+        xp, x = _floating(x, label)
         self._check_range(float(xp.min(x)), float(xp.max(x)), label)
         shift, divisor = self.shift_and_divisor()
         return (x - shift) / divisor
@@ -122,6 +128,9 @@ def standardize(values):
 
 def to_categorical(labels, num_classes=None):
     """One-hot encode integer class labels: shape ``labels.shape + (num_classes,)``, float32."""
+    labels, _ = readable(labels, "labels")
+    if num_classes is not None:
+        integer("num_classes", num_classes)
     xp = namespace(labels)
     if not xp.isdtype(labels.dtype, "integral"):
         raise InputError(f"to_categorical needs integer class labels, got dtype {labels.dtype}")

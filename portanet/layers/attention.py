@@ -5,7 +5,7 @@ import math
 from array_api_compat import device
 
 from .. import initializers
-from .._checks import integer
+from .._checks import boolean, integer
 from ..activations import GRADIENTS_FROM_OUTPUT, softmax
 from ..backend import get_backend, namespace
 from ..errors import InputError, ShapeError
@@ -33,7 +33,8 @@ class SelfAttention(Layer):
         if dim % heads:
             raise InputError(f"SelfAttention dim ({dim}) must be a multiple of heads ({heads}): "
                              "each head gets dim / heads features")
-        self.dim, self.heads, self.causal, self.init = dim, heads, bool(causal), init
+        self.dim, self.heads, self.init = dim, heads, init
+        self.causal = boolean("SelfAttention causal", causal)
         backend = get_backend()
         self.qkv_weights = initializers.initial_weights(init, (dim, 3 * dim), dim, dim, dtype,
                                                         self)

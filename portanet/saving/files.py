@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._checks import file_path
 from ..errors import InputError
 
 
@@ -14,7 +15,7 @@ def check_writable(path, what="the network") -> Path:
 
     Checked before long work (training) so that a bad path does not waste it.
     """
-    path = Path(path)
+    path = file_path("path", path)
     if path.is_dir() or not path.name or path.name in (".", ".."):
         raise InputError(f"cannot save {what} to {str(path)!r}: it is a folder; give a file "
                          f"name, e.g. {str(path / 'net.npz')!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import file_path
 from ..activations import ACTIVATIONS
 from ..data.preprocessing import scaler_from_config
 from ..errors import InputError, ModelFileError, PortanetError
@@ -169,7 +170,7 @@ def _read(path):
     """The header dict and the arrays of a saved network, or a ModelFileError saying why not.
 
     ``.safetensors`` files are read as such, any other as ``.npz``."""
-    reader = _read_safetensors if Path(path).suffix == ".safetensors" else _read_npz
+    reader = _read_safetensors if file_path("path", path).suffix == ".safetensors" else _read_npz
     text, arrays = reader(path)
     try:
         header = json.loads(text)

@@ -17,7 +17,7 @@ import signal
 import threading
 
 from .. import optimizers
-from .._checks import fraction, integer
+from .._checks import boolean, fraction, integer, one_of
 from ..backend import (
     compilers,
     get_backend,
@@ -70,9 +70,15 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
         integer("epochs", epochs, low=0)
         integer("batch_size", batch_size)
         fraction("validation_split", validation_split)
+        shuffle = boolean("shuffle", shuffle)
+        one_of("verbose", verbose, (0, 1, 2))
+        if validation_data is not None and (not isinstance(validation_data, (tuple, list))
+                                            or len(validation_data) != 2):
+            raise InputError("validation_data must be a pair (x_val, y_val), got "
+                             f"{type(validation_data).__name__}")
         optimizer = optimizers.get(optimizer, learning_rate)
         callbacks = CallbackList(callbacks)
-        metrics = tuple(metrics)
+        metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
         if any(metric != "accuracy" for metric in metrics):
             raise InputError(f"metrics may name 'accuracy' only, got {metrics!r}")
         x, y = inputs.pair(network, x_train, y_train, "x_train")
