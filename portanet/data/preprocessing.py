@@ -1,10 +1,11 @@
 """Input scaling and label encoding (any backend's arrays, or NumPy)."""
 
+import math
 import warnings
 
 from array_api_compat import device
 
-from .._checks import integer
+from .._checks import integer, number, positive
 from ..backend import namespace, readable
 from ..errors import InputError, InputWarning
 
@@ -29,16 +30,39 @@ class Scaler:
     ``x`` lies far outside the training range, the sign of data scaled twice or not at all.
     Give a fitted scaler to a network (``net.scaler = Standardizer().fit(x_train)``) and it
     is applied to the inputs of ``fit``, ``predict`` and ``evaluate``, and saved with it.
+    Statistics given to the constructor (as a saved network's are) are checked as fitted ones
+    are: finite, low below high, a positive std.
     """
 
+    STATISTICS = ("low", "high")  # the names of the fitted statistics
+
     def __init__(self, **statistics):
-        self.statistics = {key: float(value) for key, value in statistics.items()}
+        self.statistics = self._checked(statistics) if statistics else {}
+
+    def _checked(self, statistics):
+        """``statistics`` as floats; InputError unless they are this scaler's, finite, and
+        scale (low < high: the data fitted on were not all equal)."""
+        kind = type(self).__name__
+        if sorted(statistics) != sorted(self.STATISTICS):
+            raise InputError(f"{kind} needs the statistics {', '.join(self.STATISTICS)}, got "
+                             f"{', '.join(map(str, statistics))}: fit it with "
+                             f"{kind}().fit(x_train)")
+        values = {name: number(f"{kind}'s {name}", statistics[name])
+                  for name in self.STATISTICS}
+        if not values["low"] < values["high"]:
+            raise InputError(f"{kind} cannot scale: low={values['low']:g} is not below "
+                             f"high={values['high']:g} (all values are equal); fit it on data "
+                             "whose values vary")
+        return values
 
     def fit(self, x):
         """Record the statistics and the range of ``x``; returns the scaler."""
         xp, x = _floating(x)
         low, high = float(xp.min(x)), float(xp.max(x))
-        self.statistics = {"low": low, "high": high, **self._fit(xp, x, low, high)}
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise InputError(f"cannot fit {type(self).__name__}: the data hold NaN or infinite "
+                             f"values (they lie in [{low}, {high}]); remove or replace them")
+        self.statistics = self._checked({"low": low, "high": high, **self._fit(xp, x)})
         return self
 
     def transform(self, x, label="x"):
@@ -76,9 +100,7 @@ class Scaler:
 class Normalizer(Scaler):
     """Min-max scaling to [0, 1] with the training data's minimum and maximum."""
 
-    def _fit(self, xp, x, low, high):
-        if not high > low:
-            raise InputError("cannot normalize: all values are equal (max - min is 0)")
+    def _fit(self, xp, x):
         return {}
 
     def shift_and_divisor(self):
@@ -90,12 +112,15 @@ class Standardizer(Scaler):
     """Shift to mean 0 and scale to standard deviation 1, with the training data's mean and
     standard deviation."""
 
-    def _fit(self, xp, x, low, high):
-        std = float(xp.std(x))
-        if not std > 0:
-            raise InputError("cannot standardize: all values are equal (standard deviation "
-                             "is 0)")
-        return {"mean": float(xp.mean(x)), "std": std}
+    STATISTICS = ("low", "high", "mean", "std")
+
+    def _checked(self, statistics):
+        values = super()._checked(statistics)
+        positive("Standardizer's std", values["std"])
+        return values
+
+    def _fit(self, xp, x):
+        return {"mean": float(xp.mean(x)), "std": float(xp.std(x))}
 
     def shift_and_divisor(self):
         return self.statistics["mean"], self.statistics["std"]
@@ -105,11 +130,13 @@ SCALERS = {cls.__name__: cls for cls in (Normalizer, Standardizer)}
 
 
 def scaler_from_config(config):
-    """The scaler a network saved (see :meth:`Scaler.config`)."""
-    kind = SCALERS.get(config.get("type"))
-    if kind is None:
-        raise InputError(f"unknown scaler {config.get('type')!r}: one of {', '.join(SCALERS)}")
-    return kind(**{key: value for key, value in config.items() if key != "type"})
+    """The scaler a network saved (see :meth:`Scaler.config`); InputError unless ``config``
+    describes a usable one."""
+    name = config.get("type") if isinstance(config, dict) else None
+    if not (isinstance(name, str) and name in SCALERS):
+        raise InputError(f"a scaler's config must name its type ({', '.join(SCALERS)}) and "
+                         f"give its statistics, got {config!r:.80}")
+    return SCALERS[name](**{key: value for key, value in config.items() if key != "type"})
 
 
 def normalize(values):

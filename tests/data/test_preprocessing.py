@@ -11,6 +11,7 @@ from portanet.preprocessing import (
     Normalizer,
     Standardizer,
     normalize,
+    scaler_from_config,
     standardize,
     to_categorical,
 )
@@ -37,6 +38,42 @@ def test_constant_data_is_refused():
         normalize(np.ones(4))
     with pytest.raises(portanet.InputError, match="all values are equal"):
         standardize(np.ones(4))
+
+
+def test_constant_data_are_refused_even_where_rounding_gives_a_nonzero_std(backend):
+    constant = on_backend(np.full(1000, 0.1), "float32")  # np.std gives 1.5e-8, not 0
+    with pytest.raises(portanet.InputError, match="all values are equal"):
+        Standardizer().fit(constant)
+
+
+def test_a_constant_feature_among_varying_ones_is_kept(backend):
+    x = np.stack([np.full(10, 3.0), np.arange(10.0)], axis=1)  # statistics of the whole array
+    scaled = to_numpy(Standardizer().fit_transform(on_backend(x)))
+    np.testing.assert_allclose(scaled, (x - x.mean()) / x.std())
+
+
+@pytest.mark.parametrize("kind", [Normalizer, Standardizer])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_data_with_nan_or_infinities_are_refused_by_fit(backend, kind, bad):
+    with pytest.raises(portanet.InputError, match="NaN or infinite values"):
+        kind().fit(on_backend(np.array([1.0, bad, 3.0])))
+
+
+@pytest.mark.parametrize("config, says", [
+    ({"type": "Standardizer", "low": 0, "high": 1, "mean": 0.5, "std": 0}, "std must be a pos"),
+    ({"type": "Standardizer", "low": 0, "high": 1, "mean": 0.5, "std": float("nan")},
+     "std must be a finite number"),
+    ({"type": "Standardizer", "low": 0, "high": 1, "mean": float("inf"), "std": 1},
+     "mean must be a finite number"),
+    ({"type": "Normalizer", "low": 2, "high": 2}, "all values are equal"),
+    ({"type": "Normalizer", "low": 0}, "needs the statistics low, high, got low"),
+    ({"type": "Normalizer", "low": 0, "high": 1, "std": 1}, "needs the statistics low, high"),
+    ({"type": "Robust"}, "must name its type"),
+    (["Normalizer"], "must name its type"),
+])
+def test_scaler_configs_are_checked_as_fitted_statistics_are(config, says):
+    with pytest.raises(portanet.InputError, match=says):
+        scaler_from_config(config)
 
 
 def test_to_categorical(backend):
