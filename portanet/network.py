@@ -250,7 +250,7 @@ class Network:
 
 def load(path) -> Network:
     """Rebuild a network saved with :meth:`Network.save` on the current backend."""
-    header, layers = saving.read(path)
+    header, layers, scaler = saving.read(path)
     network = Network(dtype=header["dtype"])
     try:
         for layer in layers:
@@ -260,5 +260,5 @@ def load(path) -> Network:
     if header["loss"] is not None:
         network.use(header["loss"])
     network.metadata = header.get("metadata") or {}
-    network.scaler = saving.scaler(header)
+    network.scaler = scaler
     return network

@@ -27,7 +27,8 @@ class ActivationLayer(Layer):
         if isinstance(activation, str):
             if activation not in ACTIVATIONS:
                 raise InputError(f"unknown activation {activation!r}: choose one of "
-                                 f"{', '.join(ACTIVATIONS)}")
+                                 f"{', '.join(ACTIVATIONS)}, or register your own with "
+                                 "portanet.register_activation")
             activation, activation_prime = ACTIVATIONS[activation]
         if not callable(activation) or not callable(activation_prime):
             raise InputError("ActivationLayer needs an activation and its derivative "

@@ -27,6 +27,13 @@ FORMAT = "portanet-network"
 VERSION = 1
 HEADER = "__portanet__.json"
 SUFFIXES = (".npz", ".safetensors")  # the formats, chosen by the file name
+DTYPES = ("float32", "float64")  # of a network
+# the dtypes of safetensors files that weights are read from: bfloat16 (torch's) is the upper
+# half of a float32; every weight is then cast to the network's dtype
+SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
+                      "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+REWRITE = ("the file is damaged or was not written by portanet: save the network again with "
+           "net.save")
 
 
 def _name_of(function, registry, what):
@@ -130,13 +137,25 @@ def save(network, path) -> Path:
     return write_atomically(path, lambda stream: np.savez(stream, **arrays))
 
 
+def _from_safetensors(path, name, tensor):
+    """The NumPy array of one tensor that ``safetensors.deserialize`` gave."""
+    code = tensor["dtype"]
+    if code not in SAFETENSORS_DTYPES:
+        raise ModelFileError(f"{path}: weight array {name!r} is stored as {code}, which "
+                             "portanet does not read: store it as F32, F64, F16 or BF16")
+    values = np.frombuffer(tensor["data"], SAFETENSORS_DTYPES[code])
+    if code == "BF16":
+        values = (values.astype("<u4") << 16).view("<f4")
+    return values.reshape(tensor["shape"])
+
+
 def _read_safetensors(path):
     """The header text and the arrays of a .safetensors network file."""
     library = _safetensors()
     try:
         with library.safe_open(path, framework="numpy") as archive:
             metadata = archive.metadata() or {}
-            arrays = {name: archive.get_tensor(name) for name in archive.keys()}
+        tensors = library.deserialize(Path(path).read_bytes())
     except FileNotFoundError:
         raise ModelFileError(f"no saved network at {path}") from None
     except (library.SafetensorError, OSError, ValueError) as exc:
@@ -145,17 +164,33 @@ def _read_safetensors(path):
     if "portanet" not in metadata:
         raise ModelFileError(f"{path} is a safetensors file but not a portanet network (no "
                              "'portanet' entry in its metadata)")
-    return metadata["portanet"], arrays
+    return metadata["portanet"], {name: _from_safetensors(path, name, tensor)
+                                  for name, tensor in tensors}
+
+
+def _entry(path, archive, name):
+    """The array ``name`` of an open .npz ``archive``."""
+    try:
+        return archive[name]
+    except ValueError:  # NumPy's message would suggest allow_pickle: never
+        raise ModelFileError(f"{path}: entry {name!r} is not a plain array (it is damaged, or "
+                             f"holds Python objects, which portanet never unpickles); {REWRITE}"
+                             ) from None
 
 
 def _read_npz(path):
     """The header text and the arrays of an .npz network file."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        with open(path, "rb") as stream:
+            if not zipfile.is_zipfile(stream):
+                raise ModelFileError(f"{path} is not a saved network: it is no .npz archive "
+                                     "(truncated, a single .npy array, or another format?); "
+                                     "load a file that net.save wrote (.npz or .safetensors)")
+            with np.load(stream, allow_pickle=False) as archive:
+                arrays = {name: _entry(path, archive, name) for name in archive.files}
     except FileNotFoundError:
         raise ModelFileError(f"no saved network at {path}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ModelFileError(f"{path} is not a readable portanet network file (truncated or "
                              f"another format): {exc}") from None
     if HEADER not in arrays:
@@ -166,6 +201,70 @@ def _read_npz(path):
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
 
 
+_MISSING = object()
+
+
+def _field(path, name, value, valid, expected):
+    """``value``, the field ``name`` of the description in ``path``; ModelFileError naming both
+    where it is missing or not ``valid``, ``expected`` saying what it should be."""
+    if value is _MISSING:
+        raise ModelFileError(f"{path}: the network description has no field {name!r}; {REWRITE}")
+    if not valid(value):
+        raise ModelFileError(f"{path}: field {name!r} of the network description must be "
+                             f"{expected}, got {value!r:.80}; {REWRITE}")
+    return value
+
+
+def _is(*kinds):
+    return lambda value: isinstance(value, kinds)
+
+
+def _is_list_of(kind):
+    return lambda value: isinstance(value, list) and all(isinstance(item, kind)
+                                                         for item in value)
+
+
+def _check_layer(path, name, spec):
+    """The structure of the description of one layer (and its sublayers), field ``name``."""
+    _field(path, name, spec, _is(dict), "an object describing a layer")
+    if "shared" in spec:
+        _field(path, f"{name}.shared", spec["shared"], _is(str),
+               "the key of a layer before it, such as '0'")
+        return
+    _field(path, f"{name}.type", spec.get("type", _MISSING), _is(str),
+           "the name of a layer type, such as 'FCLayer'")
+    _field(path, f"{name}.config", spec.get("config", _MISSING), _is(dict),
+           "an object of the layer's settings")
+    _field(path, f"{name}.weights", spec.get("weights", _MISSING), _is_list_of(str),
+           "a list of the names of the layer's weights")
+    sublayers = _field(path, f"{name}.sublayers", spec.get("sublayers", []), _is(list),
+                       "a list of layers")
+    for index, sublayer in enumerate(sublayers):
+        _check_layer(path, f"{name}.sublayers[{index}]", sublayer)
+
+
+def _check_header(path, header):
+    """ModelFileError naming the field unless ``header`` has the structure :func:`describe`
+    gives (the one place a file's description is checked)."""
+    if not isinstance(header, dict) or header.get("format") != FORMAT \
+            or header.get("version") != VERSION:
+        found = header if isinstance(header, dict) else {}
+        raise ModelFileError(f"{path}: unsupported file format {found.get('format')!r} "
+                             f"version {found.get('version')!r} (fields 'format' and 'version'; "
+                             f"expected {FORMAT} {VERSION}): the file was written by another "
+                             "program, or by a newer portanet (upgrade portanet to read it)")
+    _field(path, "dtype", header.get("dtype", _MISSING), lambda value: value in DTYPES,
+           " or ".join(map(repr, DTYPES)))
+    _field(path, "loss", header.get("loss", _MISSING), _is(str, type(None)),
+           "the name of a loss, or null")
+    _field(path, "metadata", header.get("metadata"), _is(dict, type(None)), "an object or null")
+    _field(path, "scaler", header.get("scaler"), _is(dict, type(None)), "an object or null")
+    layers = _field(path, "layers", header.get("layers", _MISSING), _is(list),
+                    "a list of layers")
+    for index, spec in enumerate(layers):
+        _check_layer(path, f"layers[{index}]", spec)
+
+
 def _read(path):
     """The header dict and the arrays of a saved network, or a ModelFileError saying why not.
 
@@ -174,59 +273,98 @@ def _read(path):
     text, arrays = reader(path)
     try:
         header = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
-    header = header if isinstance(header, dict) else {}
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ModelFileError(f"{path}: unsupported file format {header.get('format')!r} "
-                             f"version {header.get('version')!r} (expected {FORMAT} {VERSION})")
+    _check_header(path, header)
     return header, arrays
+
+
+def _in_dtype(path, arrays, dtype):
+    """The weight ``arrays`` cast to ``dtype``, the network's; ModelFileError naming an array
+    that does not hold real numbers."""
+    for name, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise ModelFileError(f"{path}: weight array {name!r} holds {value.dtype} values, "
+                                 f"not numbers; {REWRITE}")
+    return {name: value.astype(dtype) for name, value in arrays.items()}
+
+
+def _field_of(key):
+    """The field of the description that describes the layer at ``key`` ("1.0": layers[1]'s
+    first sublayer)."""
+    return "layers[" + "].sublayers[".join(key.split(".")) + "]"
 
 
 def _build(path, key, spec, arrays, dtype, built):
     """The layer ``spec`` describes (with its sublayers), in ``dtype``, its weights set from
     ``arrays``; ``built`` (key -> layer) gives shared layers back."""
+    field = _field_of(key)
     if "shared" in spec:
         if spec["shared"] not in built:
-            raise ModelFileError(f"{path}: layer {key} shares layer {spec['shared']!r}, which "
-                                 "comes before it nowhere in the file")
+            raise ModelFileError(f"{path}: layer {key} shares layer {spec['shared']!r} (field "
+                                 f"'{field}.shared'), which comes before it nowhere "
+                                 f"in the file; {REWRITE}")
         return built[spec["shared"]]
     if spec["type"] not in LAYERS:
-        raise ModelFileError(f"{path}: layer {key} has unknown type {spec['type']!r}: "
-                             "if it is your own layer, register its class with "
-                             "portanet.register_layer before loading")
+        raise ModelFileError(f"{path}: layer {key} has unknown type {spec['type']!r} (field "
+                             f"'{field}.type'): if it is your own layer, register its "
+                             "class with portanet.register_layer before loading")
     kind = LAYERS[spec["type"]]
-    if "sublayers" in spec:
-        layer = kind.from_sublayers([_build(path, f"{key}.{index}", sub, arrays, dtype, built)
-                                     for index, sub in enumerate(spec["sublayers"])],
-                                    **spec["config"])
-    else:
-        layer = kind(**spec["config"])
+    container = hasattr(kind, "from_sublayers")
+    if container != ("sublayers" in spec):
+        raise ModelFileError(f"{path}: layer {key} ({spec['type']}) "
+                             f"{'needs' if container else 'cannot have'} the field "
+                             f"'{field}.sublayers'; {REWRITE}")
+    sublayers = [_build(path, f"{key}.{index}", sub, arrays, dtype, built)
+                 for index, sub in enumerate(spec.get("sublayers", []))]
+    try:
+        layer = (kind.from_sublayers(sublayers, **spec["config"]) if container
+                 else kind(**spec["config"]))
+    except (PortanetError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: layer {key} ({spec['type']}) cannot be made from its "
+                             f"saved settings, field '{field}.config': {exc}") from None
+    if not container:
         layer.astype(dtype)  # before the weights are set, so they keep their precision
+    if spec["weights"] != list(layer.params + layer.buffers):
+        raise ModelFileError(f"{path}: field '{field}.weights' lists {spec['weights']}, but a "
+                             f"{spec['type']} has the weights {list(layer.params + layer.buffers)};"
+                             f" {REWRITE}")
     missing = [name for name in spec["weights"] if f"{key}/{name}" not in arrays]
     if missing:
-        raise ModelFileError(f"{path}: weights {missing} of layer {key} are missing")
-    layer.set_weights([arrays[f"{key}/{name}"] for name in spec["weights"]])
+        raise ModelFileError(f"{path}: weights {missing} of layer {key} (field "
+                             f"'{field}.weights') are missing from the file; {REWRITE}")
+    try:
+        layer.set_weights([arrays[f"{key}/{name}"] for name in spec["weights"]])
+    except PortanetError as exc:
+        raise ModelFileError(f"{path}: the weights of layer {key} do not match its description "
+                             f"(field '{field}.weights'): {exc}; {REWRITE}") from None
     built[key] = layer
     return layer
 
 
-def read(path):
-    """The header (dict) and the layers (built on the current backend, with their weights) of
-    the network saved at ``path``; ModelFileError where the file cannot give them."""
-    header, arrays = _read(path)
-    built = {}
+def _scaler(path, config):
+    """The input scaler the description's field "scaler" gives, or None."""
+    if config is None:
+        return None
     try:
-        layers = [_build(path, str(index), spec, arrays, header["dtype"], built)
-                  for index, spec in enumerate(header["layers"])]
-    except ModelFileError:
-        raise
-    except (PortanetError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path}: the saved weights do not match the saved architecture: "
-                             f"{exc}") from None
-    return header, layers
+        return scaler_from_config(config)
+    except InputError as exc:
+        raise ModelFileError(f"{path}: field 'scaler' of the network description does not "
+                             f"make a scaler: {exc}; {REWRITE}") from None
 
 
-def scaler(header):
-    """The input scaler a saved network's ``header`` describes, or None."""
-    return scaler_from_config(header["scaler"]) if header.get("scaler") else None
+def read(path):
+    """The header (dict), the layers (built on the current backend, with their weights, in the
+    header's dtype) and the input scaler (or None) of the network saved at ``path``;
+    ModelFileError naming the file and the field where the file cannot give them."""
+    header, arrays = _read(path)
+    loss = header["loss"]
+    if loss is not None and loss not in LOSSES:
+        raise ModelFileError(f"{path}: field 'loss' names {loss!r}, which is not a registered "
+                             "loss: if it is your own, register it with portanet.register_loss "
+                             "before loading")
+    dtype, built = header["dtype"], {}
+    arrays = _in_dtype(path, arrays, dtype)
+    layers = [_build(path, str(index), spec, arrays, dtype, built)
+              for index, spec in enumerate(header["layers"])]
+    return header, layers, _scaler(path, header.get("scaler"))
