@@ -22,6 +22,7 @@ from .errors import (
     PortanetError,
     ShapeError,
     TrainingError,
+    WriteError,
 )
 from .layers import (
     ActivationLayer,
@@ -53,7 +54,7 @@ __all__ = [
     "Conv2D", "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "get_backend",
     "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
     "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
-    "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError",
+    "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError", "WriteError",
     "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
     "ModelCheckpoint",
     "export_onnx",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import math
 import os
 import string
@@ -28,7 +29,7 @@ from ._checks import integer, non_negative, one_of, positive
 from .backend import namespace
 from .errors import InputError
 from .layers.base import walk
-from .saving.files import check_writable
+from .saving.files import append, check_writable, write_atomically
 from .saving.format import describe
 
 
@@ -255,8 +256,9 @@ class ModelCheckpoint(_Monitoring):
     ``path`` may hold ``{epoch}`` and the epoch's values (``"net-{epoch:03d}-{val_loss:.3f}.npz"``).
     ``save_best_only=True`` saves only when ``monitor`` improved (``mode`` as for
     :class:`EarlyStopping`), so ``path`` holds the best network so far. Files are written
-    atomically (a temporary file renamed into place); under MPI only rank 0 writes. The path and
-    whether the network can be saved are checked before training starts.
+    atomically (a temporary file renamed into place; a disk that refuses the write raises
+    :class:`~portanet.WriteError` and leaves the checkpoint before); under MPI only rank 0
+    writes. The path and whether the network can be saved are checked before training starts.
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
@@ -340,8 +342,9 @@ class CSVLogger(Callback):
     """Write one CSV row per epoch to ``path``: the epoch (from 1) and the epoch's values.
 
     Each row is appended and flushed to disk as its epoch ends, so a crash keeps the rows so
-    far. ``append=False`` starts the file afresh; ``append=True`` adds to it (the header only
-    if the file is empty). Under MPI only rank 0 writes.
+    far; a disk that refuses a row (full) raises :class:`~portanet.WriteError` and leaves the
+    rows before it whole. ``append=False`` starts the file afresh; ``append=True`` adds to it
+    (the header only if the file is empty). Under MPI only rank 0 writes.
     """
 
     def __init__(self, path, append=False):
@@ -355,21 +358,20 @@ class CSVLogger(Callback):
         if self.world.is_root:
             check_writable(self.path, "the CSV log")
             if not self.append:
-                self.path.write_text("")
+                write_atomically(self.path, lambda stream: None, "the CSV log")
         self.keys = None
 
     def on_epoch_end(self, epoch, logs):
         if not self.world.is_root:
             return
+        rows = io.StringIO(newline="")
+        writer = csv.writer(rows)
         if self.keys is None:
             self.keys = list(logs)
-        with open(self.path, "a", newline="") as stream:
-            writer = csv.writer(stream)
-            if stream.tell() == 0:
-                writer.writerow(["epoch", *self.keys])
-            writer.writerow([epoch, *(logs.get(key, "") for key in self.keys)])
-            stream.flush()
-            os.fsync(stream.fileno())
+        if not (self.path.exists() and self.path.stat().st_size):
+            writer.writerow(["epoch", *self.keys])
+        writer.writerow([epoch, *(logs.get(key, "") for key in self.keys)])
+        append(self.path, rows.getvalue().encode(), "the CSV log")
 
     def __repr__(self):
         return f"CSVLogger({str(self.path)!r})"

@@ -29,6 +29,11 @@ class ModelFileError(PortanetError):
     """A saved network file is missing, truncated, or does not match."""
 
 
+class WriteError(PortanetError, OSError):
+    """A file could not be written (a full disk, a read-only or vanished folder); the file that
+    was there before is unchanged."""
+
+
 class DistributedError(PortanetError):
     """Distributed training cannot start or go on (no MPI, ranks that disagree, a lost rank)."""
 

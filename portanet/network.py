@@ -241,7 +241,7 @@ class Network:
 
     def save(self, path):
         """Save architecture and weights to ``path`` (.npz or .safetensors, no pickle); read by
-        portanet.load."""
+        portanet.load. WriteError (the file before kept) where the disk refuses the write."""
         return saving.save(self, path)
 
     def __repr__(self):

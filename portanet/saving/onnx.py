@@ -191,13 +191,13 @@ def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=Fa
     probabilities, for networks trained on logits or ending in a softmax). ``dtype``
     ("float32" or "float64", default the network's) is the model's: onnxruntime's CPU
     convolutions and pooling take float32 only. InputError names a layer or activation that
-    ONNX export does not cover.
+    ONNX export does not cover; WriteError says why the disk refused the file.
     """
     path = check_writable(path, "the ONNX model")
     if path.suffix != ".onnx":
         raise InputError(f"cannot export to {str(path)!r}: ONNX files end in .onnx")
     data = build_onnx(network, opset, input_shape, probabilities, dtype).SerializeToString()
-    return write_atomically(path, lambda stream: stream.write(data))
+    return write_atomically(path, lambda stream: stream.write(data), "the ONNX model")
 
 
 def describe_onnx(path) -> str:

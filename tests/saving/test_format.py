@@ -52,7 +52,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(portanet.saving.format.np, "savez", broken_savez)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(portanet.WriteError, match="disk full.*net.npz is unchanged"):
         net.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]  # no temporary file left
