@@ -349,6 +349,10 @@ class BatchWeights(Callback):
         self.weights.append(self.network.layers[0].get_weights())
 
 
+OVERFLOWS = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # NumPy's
+
+
+@OVERFLOWS
 @pytest.mark.parametrize("compile", [False, True])
 def test_an_overflowing_last_update_stops_training_and_keeps_the_last_finite_weights(
         backend, compile):
@@ -366,6 +370,7 @@ def test_an_overflowing_last_update_stops_training_and_keeps_the_last_finite_wei
     assert np.isfinite(net.predict(x)).all()
 
 
+@OVERFLOWS
 def test_with_batch_hooks_the_layers_keep_the_last_finite_batchs_weights(backend):
     x, y = data()
     y = y * 1e3
