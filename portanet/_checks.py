@@ -23,11 +23,19 @@ def integer(name: str, value, low: int = 1) -> int:
     return int(value)
 
 
-def integer_text(name: str, text: str) -> int:
-    """The text of an environment variable ``name`` as an integer >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {text!r}")
-    return int(text)
+def _read(text: str, kind):
+    """``text`` as ``kind`` (int or float), or ``text`` itself where it does not read as one
+    (the check then refuses it, naming it)."""
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def integer_text(name: str, text: str, low: int = 1) -> int:
+    """``text`` (an environment variable's or a command-line option's) as an integer >=
+    ``low``."""
+    return integer(name, _read(text, int), low)
 
 
 def number(name: str, value, valid=None, rule: str = "a finite number") -> float:
@@ -37,6 +45,12 @@ def number(name: str, value, valid=None, rule: str = "a finite number") -> float
             or not math.isfinite(value) or (valid is not None and not valid(float(value)))):
         raise InputError(f"{name} must be {rule}, got {value!r}")
     return float(value)
+
+
+def number_text(name: str, text: str, check=number) -> float:
+    """``text`` (a command-line option's) as a float passing ``check`` (:func:`positive`,
+    :func:`fraction`, ...)."""
+    return check(name, _read(text, float))
 
 
 def positive(name: str, value) -> float:

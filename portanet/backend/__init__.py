@@ -36,6 +36,7 @@ from .resources import (
 )
 from .selection import (
     Backend,
+    backend_name,
     describe_backends,
     get_backend,
     rng,
@@ -45,9 +46,9 @@ from .selection import (
 )
 
 __all__ = [
-    "BACKENDS", "Backend", "blas_threads", "cuda_buffer", "describe_backends", "device_name",
-    "dtype_name", "get_backend", "host_array", "host_array_view", "host_empty", "is_host_data",
-    "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul", "namespace",
-    "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "step_threads", "sum_rows",
-    "take_rows", "to_numpy", "usable_cores", "using_backend", "writes_into",
+    "BACKENDS", "Backend", "backend_name", "blas_threads", "cuda_buffer", "describe_backends",
+    "device_name", "dtype_name", "get_backend", "host_array", "host_array_view", "host_empty",
+    "is_host_data", "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul",
+    "namespace", "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "step_threads",
+    "sum_rows", "take_rows", "to_numpy", "usable_cores", "using_backend", "writes_into",
 ]

@@ -85,7 +85,7 @@ def choose(backend, setting="auto", eager_only: str | None = None) -> Compiler:
 def _warn_once(message):
     if message not in WARNED:
         WARNED.add(message)
-        warnings.warn(f"portanet: {message}", CompileWarning, stacklevel=4)
+        warnings.warn(message, CompileWarning, stacklevel=4)
 
 
 class Fallback:

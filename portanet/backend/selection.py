@@ -92,6 +92,15 @@ def _probe(library: Library, module, device):
     return array_api_compat.array_namespace(probe)
 
 
+def backend_name(text: str) -> str:
+    """The backend ``text`` names ("NumPy", "array-api-strict", ...), as :data:`BACKENDS`
+    spells it; BackendError if it names none."""
+    name = text.strip().lower().replace("-", "_")
+    if name not in LIBRARIES:
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
 def set_backend(name: str | None = None, device: str | None = None) -> Backend:
     """Select the backend (and device) portanet creates arrays on, and return it.
 
@@ -101,18 +110,12 @@ def set_backend(name: str | None = None, device: str | None = None) -> Backend:
     otherwise uses the backend's default device.
     """
     global _current
-
-    def canonical(text):
-        return text.strip().lower().replace("-", "_")
-
     for label, value in (("backend name", name), ("device", device)):
         if value is not None and not isinstance(value, str):
             raise BackendError(f"the {label} must be a str or None, got {value!r}")
     env_name = env("PORTANET_BACKEND")
-    name = canonical(name or env_name or "numpy")
-    if name not in LIBRARIES:
-        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
-    if device is None and (env_name is None or canonical(env_name) == name):
+    name = backend_name(name or env_name or "numpy")
+    if device is None and (env_name is None or backend_name(env_name) == name):
         device = env("PORTANET_DEVICE")  # the env's device goes with the env's backend
     library = LIBRARIES[name]
     module = _import(library)
@@ -152,7 +155,8 @@ def using_backend(backend: str | Backend | None = None, device: str | None = Non
 def set_seed(seed: int | None) -> None:
     """Seed the host generator behind every random draw portanet makes (weights, shuffles, masks).
 
-    One seed gives the same initial network and batch order on every backend.
+    ``seed`` is an integer >= 0 (None: a fresh, unrepeatable one). One seed gives the same
+    initial network and batch order on every backend.
     """
     global _rng
     _rng = np.random.default_rng(None if seed is None else integer("seed", seed, low=0))

@@ -15,22 +15,33 @@ import contextlib
 import os
 import sys
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 
 from .. import models
+from .._checks import fraction, integer_text, number_text, positive
 from .._version import __version__
-from ..backend import describe_backends, get_backend, set_backend, set_seed, step_threads
+from ..backend import (
+    backend_name,
+    describe_backends,
+    get_backend,
+    set_backend,
+    set_seed,
+    step_threads,
+)
 from ..callbacks import EarlyStopping, ModelCheckpoint
 from ..data import datasets, images
 from ..data.preprocessing import Normalizer, to_categorical
-from ..errors import InputError, PortanetError
+from ..errors import CompileWarning, InputError, InputWarning, PortanetError
 from ..metrics import classification_report
 from ..network import load
 from ..saving.files import check_writable
-from ..saving.format import model_path
-from ..saving.onnx import DEFAULT_OPSET, describe_onnx, export_onnx
+from ..saving.format import model_path, saved_path
+from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, describe_onnx, export_onnx, onnx_path
 from ..training import world as distributed
+from .plotting import plot_history, plot_path
 
 
 def cmd_info(args):
@@ -92,18 +103,11 @@ def cmd_train(args):
 
 
 def _train(args, world):
-    for path, what in ((args.save, "the network"), (args.plot, "the plot"),
-                       (args.checkpoint, "the checkpoint")):
-        if path:  # before training, so that a bad path does not cost the run
-            check_writable(path, what)
     monitor = "val_loss" if args.validation_split else "loss"  # for the two options below
     stopping = args.early_stopping is not None and EarlyStopping(
         monitor, patience=args.early_stopping, restore_best_weights=True)
     checkpoint = args.checkpoint and ModelCheckpoint(args.checkpoint, monitor, save_best_only=True)
     callbacks = [callback for callback in (stopping, checkpoint) if callback]
-    for path in (args.save, args.checkpoint):
-        if path:
-            model_path(path)  # a known format (.npz, .safetensors)
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
@@ -113,8 +117,7 @@ def _train(args, world):
     print(f"portanet {__version__} on {backend}"
           + (f", {world.size} MPI process{'es' if world.size > 1 else ''}" if world else ""))
     (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir)
-    if args.limit:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    x_train, y_train = x_train[:args.limit], y_train[:args.limit]  # None: all of them
     classes = int(max(y_train.max(), y_test.max())) + 1
     metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
                 "image_shape": list(x_train.shape[1:]), "classes": classes}
@@ -154,8 +157,6 @@ def _train(args, world):
     if args.save:
         print(f"saved the network to {network.save(args.save)}")
     if args.plot:
-        from .plotting import plot_history
-
         print(f"saved the training curves to {plot_history(history, args.plot)}")
     return 0
 
@@ -181,8 +182,6 @@ def cmd_predict(args):
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read images from {args.images} (a .npy array of raw pixel "
                          f"values is expected): {exc}") from None
-    if args.output:
-        output = check_writable(args.output, "the outputs")
     x = images.network_input(pictures, network)
     for index, label in enumerate(network.predict_classes(x)):
         print(f"{index}\t{label}")
@@ -191,8 +190,8 @@ def cmd_predict(args):
             outputs, kind = network.predict_proba(x), "class probabilities"
         except InputError:  # a network whose outputs are scores (tanh + MSE)
             outputs, kind = network.predict(x), "the network's raw outputs (not probabilities)"
-        np.save(output, outputs)
-        print(f"wrote {kind}, shape {outputs.shape}, to {output}", file=sys.stderr)
+        np.save(args.output, outputs)
+        print(f"wrote {kind}, shape {outputs.shape}, to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -205,15 +204,64 @@ def cmd_export(args):
     return 0
 
 
+def _option_type(option, convert, named):
+    """An argparse ``type`` for ``option``: ``convert(text)``, built on portanet's checks, gives
+    the value, so that every option is checked before any work; its PortanetError is the usage
+    error, naming the option (``named``: its message does already)."""
+    def option_type(text):
+        try:
+            return convert(text)
+        except PortanetError as exc:  # argument None: argparse prints the message as it is
+            raise argparse.ArgumentError(None, str(exc) if named else f"{option}: {exc}") from None
+    return option_type
+
+
+def _number(option, check, *args):
+    """The type of a number option: ``check(option, text, *args)`` (``integer_text``,
+    ``number_text``)."""
+    return _option_type(option, lambda text: check(option, text, *args), named=True)
+
+
+def _checked(option, check, *args):
+    """The type of a path (or name) option: ``check(text, *args)``."""
+    return _option_type(option, lambda text: check(text, *args), named=False)
+
+
+def _images_path(text) -> Path:
+    """``text`` as the Path of an existing file (the images to classify)."""
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"cannot read images from {text}: no such file (give a .npy array of "
+                         "raw pixel values)")
+    return path
+
+
+def _npy_path(text) -> Path:
+    """``text`` as a Path where a .npy file can be written."""
+    path = check_writable(text, "the outputs")
+    if path.suffix != ".npy":
+        raise InputError(f"cannot save the outputs to {text!r}: give a name ending in .npy")
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors end the command as portanet's errors do
+    (``portanet: error: ...``, exit status 2; see :func:`main`)."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see {self.prog} --help)")
+
+
 def _backend_options(parser):
-    parser.add_argument("--backend", help="numpy (default), array_api_strict, torch, jax, cupy; "
-                                          "default: $PORTANET_BACKEND")
+    parser.add_argument("--backend", type=_checked("--backend", backend_name),
+                        help="numpy (default), array_api_strict, torch, jax, cupy; "
+                             "default: $PORTANET_BACKEND")
     parser.add_argument("--device", help="cpu, cuda, cuda:N; default: $PORTANET_DEVICE")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="portanet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="portanet", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"portanet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="list backends, versions and devices").set_defaults(
@@ -228,23 +276,31 @@ def build_parser():
                            f"{name}: {spec.description.format(inputs='inputs', classes='classes')}"
                            for name, spec in models.MODELS.items()))
     model_default = "default: the model's setting for the data set"
-    train.add_argument("--epochs", type=int, help=model_default)
-    train.add_argument("--batch-size", type=int, help=model_default)
-    train.add_argument("--learning-rate", type=float, help=model_default)
-    train.add_argument("--validation-split", type=float, default=0.1,
-                       help="share of the training images held out for validation (default: "
-                            "%(default)s)")
-    train.add_argument("--limit", type=int, help="train on the first N training images only")
-    train.add_argument("--seed", type=int, default=0, help="seed of every random draw "
-                       "(default: %(default)s)")
-    train.add_argument("--save", metavar="PATH",
+    train.add_argument("--epochs", type=_number("--epochs", integer_text), help=model_default)
+    train.add_argument("--batch-size", type=_number("--batch-size", integer_text),
+                       help=model_default)
+    train.add_argument("--learning-rate", type=_number("--learning-rate", number_text, positive),
+                       help=model_default)
+    train.add_argument("--validation-split", default=0.1,
+                       type=_number("--validation-split", number_text, fraction),
+                       help="share of the training images held out for validation, in [0, 1) "
+                            "(default: %(default)s)")
+    train.add_argument("--limit", type=_number("--limit", integer_text),
+                       help="train on the first N training images only")
+    train.add_argument("--seed", type=_number("--seed", integer_text, 0), default=0,
+                       help="seed of every random draw (default: %(default)s)")
+    train.add_argument("--save", metavar="PATH", type=_checked("--save", model_path),
                        help="save the trained network (.npz or .safetensors)")
-    train.add_argument("--plot", metavar="PATH", help="save the training curves (PNG)")
-    train.add_argument("--early-stopping", type=int, metavar="N",
+    train.add_argument("--plot", metavar="PATH", type=_checked("--plot", plot_path),
+                       help="save the training curves (PNG, or another suffix matplotlib "
+                            "writes: .pdf, .svg, ...)")
+    train.add_argument("--early-stopping", type=_number("--early-stopping", integer_text, 0),
+                       metavar="N",
                        help="stop when val_loss has not improved for N epochs and keep the best "
                             "epoch's weights (with --validation-split 0: the training loss); "
                             "default: off")
     train.add_argument("--checkpoint", metavar="PATH",
+                       type=_checked("--checkpoint", model_path, "the checkpoint"),
                        help="save the best network so far (lowest val_loss, or training loss "
                             "with --validation-split 0) to PATH (.npz or .safetensors; may "
                             "hold {epoch}) after each epoch that improves it; default: off")
@@ -258,7 +314,8 @@ def build_parser():
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="report a saved network on a test set")
-    evaluate.add_argument("--model", required=True, metavar="PATH")
+    evaluate.add_argument("--model", required=True, metavar="PATH",
+                          type=_checked("--model", saved_path))
     evaluate.add_argument("--dataset", choices=sorted(datasets.DATASETS),
                           help="default: the one the network was trained on")
     evaluate.add_argument("--data-dir")
@@ -266,18 +323,24 @@ def build_parser():
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="classify the images in a .npy file")
-    predict.add_argument("--model", required=True, metavar="PATH")
-    predict.add_argument("images", help=".npy file of raw images, (N, H, W) or (H, W)")
-    predict.add_argument("--output", help="also save the class probabilities (the raw outputs "
-                         "for networks without them) to this .npy file")
+    predict.add_argument("--model", required=True, metavar="PATH",
+                         type=_checked("--model", saved_path))
+    predict.add_argument("images", type=_checked("IMAGES", _images_path), metavar="IMAGES",
+                         help=".npy file of raw images, (N, H, W) or (H, W)")
+    predict.add_argument("--output", type=_checked("--output", _npy_path),
+                         help="also save the class probabilities (the raw outputs for networks "
+                              "without them) to this .npy file")
     _backend_options(predict)
     predict.set_defaults(run=cmd_predict)
 
     export = commands.add_parser("export", help="write a saved network as an ONNX model")
-    export.add_argument("model", metavar="MODEL", help="saved network (.npz or .safetensors)")
-    export.add_argument("output", metavar="OUTPUT", help="ONNX file to write (.onnx)")
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help="ONNX operator set (default: %(default)s)")
+    export.add_argument("model", metavar="MODEL", type=_checked("MODEL", saved_path),
+                        help="saved network (.npz or .safetensors)")
+    export.add_argument("output", metavar="OUTPUT", type=_checked("OUTPUT", onnx_path),
+                        help="ONNX file to write (.onnx)")
+    export.add_argument("--opset", type=_number("--opset", integer_text, MIN_OPSET),
+                        default=DEFAULT_OPSET,
+                        help=f"ONNX operator set, at least {MIN_OPSET} (default: %(default)s)")
     export.add_argument("--probabilities", action="store_true",
                         help="output class probabilities (a softmax after the logits of a "
                              "network trained with softmax_crossentropy)")
@@ -286,13 +349,28 @@ def build_parser():
     return parser
 
 
+def _warning_lines(python_lines):
+    """A ``warnings.showwarning`` that prints portanet's warnings as the command's own lines,
+    ``portanet: warning: ...``, and others as ``python_lines`` does."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (CompileWarning, InputWarning)):
+            print(f"portanet: warning: {message}", file=sys.stderr)
+        else:
+            python_lines(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except PortanetError as exc:
-        print(f"portanet: error: {exc}", file=sys.stderr)
-        return 2
+    """Run the command ``argv`` (default: ``sys.argv[1:]``); return its exit status. Errors
+    print ``portanet: error: ...`` and return 2, warnings print ``portanet: warning: ...``."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_lines(warnings.showwarning)
+        try:
+            args = build_parser().parse_args(argv)
+            return args.run(args)
+        except PortanetError as exc:
+            print(f"portanet: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -93,13 +93,22 @@ def describe(network) -> dict:
             "loss": loss, "layers": layers, "metadata": network.metadata, "scaler": scaler}
 
 
-def model_path(path) -> Path:
-    """``path`` as a Path if a network can be saved there (a writable place, a known suffix)."""
-    path = check_writable(path)
+def model_path(path, what="the network") -> Path:
+    """``path`` as a Path if a network can be saved there (a writable place, a known suffix);
+    ``what`` names the file in the error."""
+    path = check_writable(path, what)
     if path.suffix not in SUFFIXES:
-        raise InputError(f"cannot save the network to {str(path)!r}: unknown file suffix "
+        raise InputError(f"cannot save {what} to {str(path)!r}: unknown file suffix "
                          f"{path.suffix!r}; use {' or '.join(SUFFIXES)} (NumPy archive or "
                          "safetensors)")
+    return path
+
+
+def saved_path(path) -> Path:
+    """``path`` as a Path if something is there to load; else ModelFileError."""
+    path = file_path("path", path)
+    if not path.exists():
+        raise ModelFileError(f"no saved network at {path}")
     return path
 
 
@@ -269,7 +278,8 @@ def _read(path):
     """The header dict and the arrays of a saved network, or a ModelFileError saying why not.
 
     ``.safetensors`` files are read as such, any other as ``.npz``."""
-    reader = _read_safetensors if file_path("path", path).suffix == ".safetensors" else _read_npz
+    path = saved_path(path)
+    reader = _read_safetensors if path.suffix == ".safetensors" else _read_npz
     text, arrays = reader(path)
     try:
         header = json.loads(text)

@@ -180,6 +180,14 @@ def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype
     return model
 
 
+def onnx_path(path) -> Path:
+    """``path`` as a Path if an ONNX model can be written there (a writable place, .onnx)."""
+    path = check_writable(path, "the ONNX model")
+    if path.suffix != ".onnx":
+        raise InputError(f"cannot export to {str(path)!r}: ONNX files end in .onnx")
+    return path
+
+
 def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=False,
                 dtype=None) -> Path:
     """Write ``network`` to ``path`` as an ONNX model (atomically); return the path.
@@ -193,9 +201,7 @@ def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=Fa
     convolutions and pooling take float32 only. InputError names a layer or activation that
     ONNX export does not cover; WriteError says why the disk refused the file.
     """
-    path = check_writable(path, "the ONNX model")
-    if path.suffix != ".onnx":
-        raise InputError(f"cannot export to {str(path)!r}: ONNX files end in .onnx")
+    path = onnx_path(path)
     data = build_onnx(network, opset, input_shape, probabilities, dtype).SerializeToString()
     return write_atomically(path, lambda stream: stream.write(data), "the ONNX model")
 

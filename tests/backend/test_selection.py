@@ -75,6 +75,18 @@ def test_same_seed_same_weights_as_on_numpy(backend):
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.backend_independent  # the host generator
+def test_seeds_are_integers_from_0_and_backend_names_are_checked_without_importing():
+    for seed in (-1, 1.5, True, "1"):
+        with pytest.raises(portanet.InputError, match="seed must be an integer >= 0"):
+            portanet.set_seed(seed)
+    portanet.set_seed(np.int64(3))
+    portanet.set_seed(None)  # fresh entropy
+    assert backend_module.backend_name(" Array-API-Strict ") == "array_api_strict"
+    with pytest.raises(portanet.BackendError, match="unknown backend 'tf': choose one of numpy"):
+        backend_module.backend_name("tf")
+
+
 def test_info_command_lists_every_backend(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out

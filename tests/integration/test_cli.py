@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import nullcontext
+import warnings
 
 import numpy as np
 import pytest
@@ -42,13 +42,16 @@ def test_train_save_plot_evaluate_predict(backend, tmp_path, capsys):
     assert probabilities.shape == (5, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
     np.save(images, x_test[:5] / 16.0)  # already scaled: the network scales inputs itself
-    with pytest.warns(portanet.InputWarning, match="scaler was fitted on data in"):
-        assert main(["predict", "--model", str(model), str(images)]) == 0
+    assert main(["predict", "--model", str(model), str(images)]) == 0
+    err = capsys.readouterr().err  # the command's own line, not Python's "file:line: ..."
+    assert "InputWarning" not in err and any(
+        line.startswith("portanet: warning: ") and "scaler was fitted on data in" in line
+        for line in err.splitlines())
 
 
 def test_errors_are_reported_without_traceback(tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "missing.npz")]) == 2
-    assert "portanet: error: no saved network" in capsys.readouterr().err
+    assert "portanet: error: --model: no saved network" in capsys.readouterr().err
     assert main(["train", "--backend", "nonsense"]) == 2
     assert "unknown backend" in capsys.readouterr().err
     for option in ("--save", "--plot"):  # refused before training starts
@@ -58,6 +61,100 @@ def test_errors_are_reported_without_traceback(tmp_path, capsys):
         assert "training" not in captured.out
 
 
+BAD_OPTIONS = [  # argv (in a folder holding net.npz and images.npy), what the error says
+    (["train", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+    (["train", "--epochs", "-3"], "--epochs must be an integer >= 1, got -3"),
+    (["train", "--epochs", "1.5"], "--epochs must be an integer >= 1, got '1.5'"),
+    (["train", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["train", "--learning-rate", "0"], "--learning-rate must be a positive number, got 0.0"),
+    (["train", "--learning-rate", "nan"], "--learning-rate must be a positive number, got nan"),
+    (["train", "--learning-rate", "fast"], "--learning-rate must be a positive number, got "
+                                           "'fast'"),
+    (["train", "--validation-split", "1"], "--validation-split must be a number in [0, 1), got "
+                                           "1.0"),
+    (["train", "--validation-split", "-0.1"], "--validation-split must be a number in [0, 1)"),
+    (["train", "--limit", "-5"], "--limit must be an integer >= 1, got -5"),
+    (["train", "--limit", "0"], "--limit must be an integer >= 1, got 0"),
+    (["train", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["train", "--early-stopping", "-1"], "--early-stopping must be an integer >= 0, got -1"),
+    (["train", "--save", "missing/net.npz"], "--save: cannot save the network to "
+                                             "'missing/net.npz': folder 'missing' does not exist"),
+    (["train", "--save", "net.h5"], "--save: cannot save the network to 'net.h5': unknown file "
+                                    "suffix '.h5'"),
+    (["train", "--checkpoint", "missing/best.npz"], "--checkpoint: cannot save the checkpoint"),
+    (["train", "--checkpoint", "best.h5"], "--checkpoint: cannot save the checkpoint to "
+                                           "'best.h5': unknown file suffix"),
+    (["train", "--plot", "missing/curves.png"], "--plot: cannot save the plot"),
+    (["train", "--plot", "curves.txt"], "--plot: cannot save the plot to 'curves.txt': unknown "
+                                        "image suffix '.txt'; use one of"),
+    (["train", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["train", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["train", "--backend", "tensorflow"], "--backend: unknown backend 'tensorflow'"),
+    (["train", "--epochs"], "argument --epochs: expected one argument"),
+    (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["evaluate"], "the following arguments are required: --model"),
+    (["evaluate", "--model", "missing.npz"], "--model: no saved network at missing.npz"),
+    (["evaluate", "--model", "net.npz", "--dataset", "cifar"], "argument --dataset: invalid"),
+    (["evaluate", "--model", "net.npz", "--backend", "tf"], "--backend: unknown backend 'tf'"),
+    (["predict", "--model", "missing.npz", "images.npy"], "--model: no saved network at "
+                                                          "missing.npz"),
+    (["predict", "--model", "net.npz", "missing.npy"], "IMAGES: cannot read images from "
+                                                       "missing.npy: no such file"),
+    (["predict", "--model", "net.npz", "images.npy", "--output", "out.txt"],
+     "--output: cannot save the outputs to 'out.txt': give a name ending in .npy"),
+    (["predict", "--model", "net.npz", "images.npy", "--output", "missing/out.npy"],
+     "--output: cannot save the outputs"),
+    (["export", "missing.npz", "net.onnx"], "MODEL: no saved network at missing.npz"),
+    (["export", "net.npz", "net.pb"], "OUTPUT: cannot export to 'net.pb': ONNX files end in "
+                                      ".onnx"),
+    (["export", "net.npz", "net.onnx", "--opset", "12"], "--opset must be an integer >= 13, "
+                                                         "got 12"),
+    (["info", "--verbose"], "unrecognized arguments: --verbose"),
+    ([], "the following arguments are required: command"),
+]
+
+
+@pytest.mark.backend_independent  # the arguments are checked on the host, before any backend
+@pytest.mark.parametrize("argv, message", BAD_OPTIONS, ids=" ".join)
+def test_every_option_is_checked_before_any_work(argv, message, tmp_path, monkeypatch,
+                                                 capsys):
+    from portanet.cli import commands
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the options were checked")
+
+    for module, name in ((portanet.data.datasets, "load"), (commands, "load"),
+                         (commands, "set_backend"), (commands.distributed, "init")):
+        monkeypatch.setattr(module, name, no_work)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.npz").touch()
+    (tmp_path / "images.npy").touch()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("portanet: error: ") and message in captured.err
+    assert captured.err.count("\n") == 1  # one line, no usage text, no traceback
+
+
+@pytest.mark.backend_independent  # the warnings module's formatting, on the host
+def test_portanet_warnings_print_as_the_commands_own_lines(monkeypatch, capsys):
+    from portanet.cli import commands
+
+    def info(args):
+        warnings.warn("compile=True: no compiler here", portanet.CompileWarning, stacklevel=1)
+        warnings.warn("inputs look scaled already", portanet.InputWarning, stacklevel=1)
+        warnings.warn("not portanet's", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(commands, "cmd_info", info)
+    with pytest.warns(UserWarning, match="not portanet's") as caught:  # shown as Python shows it
+        assert main(["info"]) == 0
+    assert [type(w.message) for w in caught] == [UserWarning]
+    assert capsys.readouterr().err.splitlines() == [
+        "portanet: warning: compile=True: no compiler here",
+        "portanet: warning: inputs look scaled already"]
+
+
 def test_train_compile_flags(backend, capsys):
     compiled = backend.library.compiler
     for flag, expected in (("--no-compile", "eager"),
@@ -65,10 +162,12 @@ def test_train_compile_flags(backend, capsys):
         argv = ["train", "--epochs", "1", "--limit", "200", "--batch-size", "36", "--quiet",
                 "--backend", backend.name, flag]  # 180 training images: 5 batches of one shape
         portanet.backend.compilers.WARNED.clear()
-        warns = compiled is None and flag == "--compile"  # "this backend has no compiler"
-        with pytest.warns(portanet.CompileWarning) if warns else nullcontext():
-            assert main(argv) == 0
-        assert f"step {expected})" in capsys.readouterr().out
+        assert main(argv) == 0
+        captured = capsys.readouterr()
+        assert f"step {expected})" in captured.out
+        if compiled is None and flag == "--compile":
+            assert captured.err == (f"portanet: warning: compile=True: the {backend.name} "
+                                    "backend has no compiler; running eagerly\n")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX signals")

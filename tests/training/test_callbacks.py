@@ -407,7 +407,7 @@ def test_cli_refuses_a_bad_checkpoint_path_before_training(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "cannot save the checkpoint" in captured.err and "training" not in captured.out
     assert main(["train", "--early-stopping", "-1"]) == 2
-    assert "patience must be an integer >= 0" in capsys.readouterr().err
+    assert "--early-stopping must be an integer >= 0, got -1" in capsys.readouterr().err
 
 
 def test_callbacks_are_exported():
