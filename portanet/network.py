@@ -178,15 +178,19 @@ class Network:
         return {"loss": loss, "accuracy": acc}
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
+    def fit(self, x_train, y_train, epochs, learning_rate=None, batch_size=1, shuffle=False,
             optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
             distributed=False, compile="auto", metrics=(), callbacks=None):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
 
         The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
-        ``learning_rate``, a line ``epoch i/N   error=...`` per epoch. ``batch_size`` > 1 trains
-        on vectorised mini-batches, ``shuffle=True`` reorders samples each epoch from the seeded
-        generator; ``optimizer`` is a :mod:`portanet.optimizers` object or name.
+        ``learning_rate``, a line ``epoch i/N   error=...`` per epoch (the error is the epoch's
+        mean loss, ``history.history["loss"]``). ``batch_size`` > 1 trains on vectorised
+        mini-batches, ``shuffle=True`` reorders samples each epoch from the seeded generator;
+        ``optimizer`` is a :mod:`portanet.optimizers` object or name. ``learning_rate``, where
+        not given, is the optimizer's own default: 0.01 for the tutorial's SGD (and "momentum",
+        "nesterov"), 1e-3 for "rmsprop", "adam" and "adamw", as in Keras; an optimizer object
+        keeps its own rate.
         ``validation_data=(x, y)`` or ``validation_split`` (the last fraction of the training
         data) adds "val_loss" and "val_accuracy"; ``metrics=["accuracy"]`` adds the training
         accuracy of each epoch ("accuracy", over its batches as they were trained). Ctrl-C stops

@@ -346,19 +346,22 @@ OPTIMIZERS = {
 }
 
 
-def get(optimizer, learning_rate=0.01):
+def get(optimizer, learning_rate=None):
     """An optimizer object from an object, a name ("sgd", "adam", ...) or None (SGD).
 
-    A name gets ``learning_rate``; an object keeps its own.
+    A name gets ``learning_rate``, or where it is None the optimizer's own default, as in Keras:
+    0.01 for "sgd" (the tutorial's), "momentum" and "nesterov", 1e-3 for "rmsprop", "adam" and
+    "adamw". An object keeps its own.
     """
+    rate = {} if learning_rate is None else {"learning_rate": learning_rate}
     if optimizer is None:
-        return SGD(learning_rate)
+        return SGD(**rate)
     if isinstance(optimizer, str):
         key = optimizer.lower()
         if key not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {optimizer!r}: choose one of "
                              f"{', '.join(OPTIMIZERS)}")
-        return OPTIMIZERS[key](learning_rate)
+        return OPTIMIZERS[key](**rate)
     if not isinstance(optimizer, Optimizer):
         raise InputError(f"optimizer must be a name or a portanet Optimizer, got {optimizer!r}")
     return optimizer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class History:
-    """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...).
+    """What ``fit`` returns: per-epoch values in ``history`` ("loss", "val_loss", ...). "loss" is
+    the epoch's mean loss, which fit's epoch line prints as ``error=`` (the tutorial's name).
 
     ``compiled`` names how the step ran ("jax.jit" or "eager"); ``step_traces`` counts the
     runs of the step's Python code (every step when eager; once per batch shape when compiled);

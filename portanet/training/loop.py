@@ -43,7 +43,7 @@ _FITTING: set = set()  # id() of the networks being trained: one fit at a time e
 _FITTING_LOCK = threading.Lock()
 
 
-def fit(network, x_train, y_train, epochs, learning_rate=0.01, batch_size=1, shuffle=False,
+def fit(network, x_train, y_train, epochs, learning_rate=None, batch_size=1, shuffle=False,
         optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
         distributed=False, compile="auto", metrics=(), callbacks=None):
     """:meth:`portanet.Network.fit` (see there)."""
@@ -210,6 +210,8 @@ class Loop:
                                                            shuffle, callbacks, progress)
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
+                    # "error=": the tutorial's line, which its readers compare against; the
+                    # history calls it "loss", as Keras does
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
                         f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
                     history.stopped_epoch = epoch

@@ -239,7 +239,7 @@ def test_evaluate_a_network_saved_by_net_save(backend, tmp_path, capsys):
     net = portanet.Network([portanet.FCLayer(64, 10)])
     net.use("softmax_crossentropy")
     net.fit(x_train.reshape(len(x_train), 64) / 16, y_train, epochs=3, batch_size=32,
-            optimizer="adam", verbose=0)
+            optimizer="adam", learning_rate=0.01, verbose=0)
     net.scaler = portanet.preprocessing.Normalizer().fit(x_train)  # raw pixels in, as trained
     model = net.save(tmp_path / "digits.npz")
     assert main(["evaluate", "--model", str(model)]) == 0

@@ -89,10 +89,12 @@ def test_batch_of_one_reproduces_the_tutorial_exactly():
 
 
 def test_default_fit_prints_the_tutorial_line(capsys):
-    tutorial_net().fit(XOR_X, XOR_Y, epochs=3, learning_rate=0.1)
+    history = tutorial_net().fit(XOR_X, XOR_Y, epochs=3, learning_rate=0.1)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert all(re.fullmatch(r"epoch \d/3   error=\d+\.\d{6}", line) for line in lines)
+    errors = [float(line.split("error=")[1]) for line in lines]  # the tutorial's name for it
+    assert errors == pytest.approx(history.history["loss"], abs=5e-7)
     assert "\r" not in "".join(lines)  # captured output is not a terminal: plain lines
 
 

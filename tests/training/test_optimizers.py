@@ -273,6 +273,33 @@ def test_get_resolves_names_and_objects():
                                      "weight_decay=0)"
 
 
+def test_a_name_without_a_rate_gets_the_optimizers_own_default():
+    names = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+    assert [get(name).learning_rate for name in names] == [0.01] * 3 + [1e-3] * 3  # Keras's
+    assert get(None).learning_rate == 0.01  # the tutorial's SGD
+
+
+class RateSeen(portanet.callbacks.Callback):
+    def on_train_begin(self, logs):
+        self.rate = self.optimizer.learning_rate
+
+
+@pytest.mark.parametrize("args, kwargs, optimizer, rate", [
+    ((), {"optimizer": "adam"}, Adam, 1e-3),  # not the tutorial's 0.01
+    ((), {"optimizer": "rmsprop"}, RMSprop, 1e-3),
+    ((), {"optimizer": "adam", "learning_rate": 0.05}, Adam, 0.05),
+    ((), {}, SGD, 0.01),  # the tutorial's algorithm
+    ((0.2,), {}, SGD, 0.2),  # the tutorial's fit(x, y, epochs, learning_rate)
+    ((), {"optimizer": Adam(0.003)}, Adam, 0.003),  # an object keeps its own
+])
+def test_fit_without_a_rate_uses_the_optimizers_default(args, kwargs, optimizer, rate):
+    net = Network([FCLayer(3, 2)])
+    net.use("mse")
+    seen = RateSeen()
+    net.fit(np.ones((4, 3)), np.zeros((4, 2)), 1, *args, **kwargs, verbose=0, callbacks=[seen])
+    assert type(seen.optimizer) is optimizer and seen.rate == rate
+
+
 @pytest.mark.parametrize("optimizer, message", [
     ("adagrad", "unknown optimizer 'adagrad': choose one of sgd, momentum, nesterov, rmsprop"),
     (42, "optimizer must be a name or a portanet Optimizer"),
