@@ -3,7 +3,7 @@
 from array_api_compat import device
 
 from .backend import namespace, to_numpy
-from .errors import ShapeError
+from .errors import InputError, ShapeError
 
 
 def check_rows(y_true, y_pred):
@@ -27,18 +27,31 @@ def accuracy(y_true, y_pred):
     return xp.mean(xp.astype(hits, y_pred.dtype))
 
 
+def _one_hot(classes, y_pred):
+    """Rows of ``y_pred``'s dtype, 1 at each of the integer ``classes``."""
+    xp = namespace(y_pred)
+    columns = xp.arange(y_pred.shape[-1], dtype=classes.dtype, device=device(y_pred))
+    return xp.astype(xp.expand_dims(classes, axis=-1) == columns, y_pred.dtype)
+
+
 def confusion_matrix(y_true, y_pred):
-    """Counts[i, j] of samples of class i predicted as j, from one-hot targets and outputs."""
+    """Counts[i, j] of samples of class i predicted as j, from outputs and targets: one-hot
+    rows, or integer classes (one axis less than ``y_pred``), as :func:`accuracy` takes them."""
     check_rows(y_true, y_pred)
     xp = namespace(y_pred)
-    classes = y_pred.shape[-1]
-    winners = xp.expand_dims(xp.argmax(y_pred, axis=-1), axis=-1)
-    picked = xp.astype(winners == xp.arange(classes, device=device(y_pred)), y_pred.dtype)
-    return xp.matrix_transpose(y_true) @ picked
+    if y_true.ndim == y_pred.ndim - 1:
+        classes = y_pred.shape[-1]
+        if y_true.shape[0] and not bool(xp.all((y_true >= 0) & (y_true < classes))):
+            raise InputError(f"y_true holds classes outside 0..{classes - 1}, the columns of "
+                             f"y_pred: give one output column per class (or one-hot targets)")
+        y_true = _one_hot(y_true, y_pred)
+    winners = _one_hot(xp.argmax(y_pred, axis=-1), y_pred)
+    return xp.matrix_transpose(y_true) @ winners
 
 
 def classification_report(y_true, y_pred, names=None):
-    """Per-class precision, recall, F1 and support, and the overall accuracy, as text."""
+    """Per-class precision, recall, F1 and support, and the overall accuracy, as text;
+    ``y_true`` holds one-hot rows or integer classes, as :func:`confusion_matrix` takes them."""
     counts = to_numpy(confusion_matrix(y_true, y_pred)).tolist()
     classes = len(counts)
     names = [str(name) for name in (names or range(classes))]

@@ -86,7 +86,7 @@ def print_report(network, x_test, labels, classes, world=None):
             return
     print(f"\ntest set ({len(x_test)} images, predicted in {time.perf_counter() - started:.2f}s):")
     names = datasets.CLASS_NAMES.get(network.metadata.get("dataset"))
-    print(classification_report(to_categorical(labels, classes), outputs, names))
+    print(classification_report(labels, outputs, names))
 
 
 def cmd_train(args):
