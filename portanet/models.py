@@ -80,9 +80,16 @@ def modern_mlp(image_shape, classes):
 def small_cnn(image_shape, classes):
     """Two conv(3x3, same) + ReLU + 2x2 max-pool blocks (32, 64 channels), then 128-unit dense head.
 
-    Images go in as (N, 1, H, W) (NCHW).
+    ``image_shape`` is one grey image's, (H, W) or (1, H, W); images go in as (N, 1, H, W)
+    (NCHW).
     """
-    height, width = image_shape
+    shape = tuple(image_shape)
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 2:
+        raise InputError(f"small_cnn takes grey images: image_shape (H, W) or (1, H, W), got "
+                         f"{image_shape!r}; for C channels build the network with Conv2D(C, ...)")
+    height, width = shape
     net = Network()
     net.add(Conv2D(1, 32, 3, padding="same", input_shape=(1, height, width)))
     net.add(ActivationLayer("relu"))
