@@ -31,7 +31,8 @@ def _add(registry, name, value, what):
 def register_layer(cls=None, *, name=None):
     """Register a :class:`portanet.Layer` subclass (as a decorator, or called with the class)
     under ``name`` (default: the class name). Its ``config()`` must return the JSON-able
-    constructor arguments that rebuild it."""
+    constructor arguments that rebuild it: saving refuses a layer whose config() would not
+    (Layer's own ``{}`` suits a constructor without arguments only)."""
     def register(kind):
         if not (isinstance(kind, type) and issubclass(kind, Layer)):
             raise InputError(f"register_layer takes a subclass of portanet.Layer, got {kind!r}")

@@ -9,6 +9,7 @@ corrupts an existing file. A network saved on one backend loads on any other.
 
 from __future__ import annotations
 
+import inspect
 import json
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from .._checks import file_path
 from ..activations import ACTIVATIONS
 from ..data.preprocessing import scaler_from_config
 from ..errors import InputError, ModelFileError, PortanetError
-from ..layers import LAYERS, ActivationLayer
+from ..layers import LAYERS, ActivationLayer, Layer
 from ..losses import LOSSES
 from .files import check_writable, write_atomically
 
@@ -77,7 +78,34 @@ def _describe_layer(key, layer, seen) -> dict:
     if getattr(layer, "sublayers", ()):
         spec["sublayers"] = [_describe_layer(f"{key}.{index}", sublayer, seen)
                              for index, sublayer in enumerate(layer.sublayers)]
+    else:
+        _check_rebuilds(key, layer, config)
     return spec
+
+
+def _check_rebuilds(key, layer, config):
+    """ModelFileError unless loading can rebuild ``layer`` as ``type(layer)(**config)``: a
+    layer's config() gives its constructor's arguments (Layer's own, ``{}``, suits only a
+    constructor that takes none)."""
+    kind = type(layer)
+    signature = inspect.signature(kind)
+    named = [parameter.name for parameter in signature.parameters.values()
+             if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)]
+    if kind.config is Layer.config:
+        if not named:
+            return
+        reason = f"{kind.__name__} has no config() of its own"
+    else:
+        try:
+            signature.bind(**config)
+            return
+        except TypeError as exc:
+            reason = str(exc)
+    example = ", ".join(f"{name!r}: self.{name}" for name in named)
+    raise ModelFileError(f"layer {key} ({kind.__name__}) cannot be saved: config() gives "
+                         f"{config!r}, which would not rebuild it when loaded ({reason}); "
+                         f"write config() returning the constructor's arguments, e.g. "
+                         f"def config(self): return {{{example}}}")
 
 
 def describe(network) -> dict:

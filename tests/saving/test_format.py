@@ -151,6 +151,38 @@ def test_registered_custom_layers_and_functions_save_and_load_on_another_backend
         portanet.register_layer(type(registered.__name__, (portanet.Layer,), {}))
 
 
+class Offset(portanet.Layer):
+    """A user's layer whose config() does not say how to rebuild it (by default: none)."""
+
+    def __init__(self, features, shift=0.5):
+        super().__init__()
+        self.features, self.shift = features, shift
+
+    def apply(self, state, x, run):
+        return x + self.shift, lambda grad_output, need_input=True: (grad_output, {})
+
+
+@pytest.mark.parametrize("config, reason", [
+    (None, "Offset has no config\\(\\) of its own"),
+    ({"shift": 0.5}, "missing a required argument: 'features'"),
+    ({"features": 3, "size": 3}, "got an unexpected keyword argument 'size'"),
+])
+def test_a_layer_whose_config_cannot_rebuild_it_is_refused_at_save(tmp_path, config, reason):
+    kind = Offset if config is None else type("Offset", (Offset,), {"config": lambda self: config})
+    portanet.register_layer(kind)
+    try:
+        net = Network([FCLayer(3, 3), kind(3, shift=2.0)])
+        target = tmp_path / "net.npz"
+        with pytest.raises(portanet.ModelFileError, match=(
+                rf"layer 1 \(Offset\) cannot be saved: config\(\) gives .*which would not rebuild "
+                rf"it when loaded \({reason}.*def config\(self\): return \{{'features': "
+                r"self.features, 'shift': self.shift\}")):
+            net.save(target)
+        assert not target.exists()
+    finally:
+        del portanet.layers.LAYERS["Offset"]
+
+
 def test_bad_save_paths_name_the_fix(tmp_path, monkeypatch):
     net, _ = trained_net()
     with pytest.raises(portanet.InputError, match="does not exist .create it first"):
