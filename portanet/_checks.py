@@ -104,3 +104,12 @@ def sample_shape(name: str, value) -> tuple:
         raise InputError(f"{name} must be a tuple of positive ints (one sample's shape, e.g. "
                          f"(784,) or (1, 28, 28)), got {value!r}")
     return tuple(int(item) for item in items)
+
+
+def float_dtype(name: str, value) -> str:
+    """``value``, the name of a dtype portanet computes in: "float32" or "float64"."""
+    if not isinstance(value, str) or value not in ("float32", "float64"):
+        raise InputError(f"{name} must be 'float32' or 'float64', got {value!r}: a network "
+                         "computes in one of them; a precision policy (float16 or bfloat16 "
+                         "compute with float32 weights) does not exist yet")
+    return value

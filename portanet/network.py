@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import losses as losses_module
-from ._checks import function, one_of, sample_shape
+from ._checks import float_dtype, function, sample_shape
 from .activations import softmax
 from .backend import dtype_name, namespace, to_numpy
 from .errors import InputError, ModelFileError, PortanetError, ShapeError
@@ -31,7 +31,8 @@ class Network:
                     "e.g. Network([FCLayer(2, 3), ActivationLayer('tanh')]), or Network() and add")
             raise InputError(f"Network's first argument is a list of layers, got {layers!r}: "
                              f"{hint}")
-        one_of("dtype", dtype, (None, "float32", "float64"))
+        if dtype is not None:
+            float_dtype("dtype", dtype)
         self.layers: list = []
         self.loss = None
         self.loss_prime = None

@@ -14,13 +14,11 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .._checks import integer
+from .._checks import float_dtype, integer
 from ..errors import BackendError
 from .libraries import BACKENDS, LIBRARIES
 from .library import Library, device_name
 from .resources import env, keep_freed_memory, local_rank
-
-DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -34,9 +32,7 @@ class Backend:
 
     def dtype(self, name: str = "float32"):
         """The backend's floating dtype called ``name`` ("float32" or "float64")."""
-        if name not in DTYPES:
-            raise BackendError(f"unsupported dtype {name!r}: use one of {DTYPES}")
-        return getattr(self.xp, name)
+        return getattr(self.xp, float_dtype("dtype", name))
 
     def asarray(self, data, dtype: str | None = "float32"):
         """Copy host data (NumPy, lists, scalars) to this backend's device with ``dtype``."""

@@ -14,6 +14,7 @@ import inspect
 import threading
 import types
 
+from .._checks import float_dtype
 from ..backend import dtype_name, get_backend, namespace, to_numpy
 from ..errors import InputError, ShapeError
 
@@ -248,6 +249,7 @@ class Layer:
 
     def astype(self, dtype):
         """Cast parameters and buffers to ``dtype`` ("float32" or "float64")."""
+        float_dtype("dtype", dtype)
         for name in self.params + self.buffers:
             value = getattr(self, name)
             xp = namespace(value)

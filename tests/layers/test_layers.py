@@ -404,3 +404,19 @@ def test_tiny_cnn_trains():
     assert net.predict(x[:8]).shape == (8, 2)
     with pytest.raises(ShapeError):
         net.add(FCLayer(3, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int32", np.float32])
+def test_dtypes_other_than_float32_and_float64_are_refused_where_given(dtype):
+    refused = (r"dtype must be 'float32' or 'float64', got .*: a network computes in one of them; "
+               r"a precision policy .* does not exist yet")
+    layer = FCLayer(2, 3)
+    with pytest.raises(InputError, match=refused):
+        layer.astype(dtype)
+    assert layer.get_weights()[0].dtype == np.float32  # untouched
+    with pytest.raises(InputError, match=refused):
+        portanet.Sequential([FCLayer(2, 3)]).astype(dtype)
+    with pytest.raises(InputError, match=refused):
+        FCLayer(2, 3, dtype=dtype)
+    with pytest.raises(InputError, match=refused):
+        Network(dtype=dtype)
