@@ -351,7 +351,7 @@ def get(optimizer, learning_rate=None):
 
     A name gets ``learning_rate``, or where it is None the optimizer's own default, as in Keras:
     0.01 for "sgd" (the tutorial's), "momentum" and "nesterov", 1e-3 for "rmsprop", "adam" and
-    "adamw". An object keeps its own.
+    "adamw". An object keeps its own (InputError where ``learning_rate`` is given too).
     """
     rate = {} if learning_rate is None else {"learning_rate": learning_rate}
     if optimizer is None:
@@ -364,4 +364,8 @@ def get(optimizer, learning_rate=None):
         return OPTIMIZERS[key](**rate)
     if not isinstance(optimizer, Optimizer):
         raise InputError(f"optimizer must be a name or a portanet Optimizer, got {optimizer!r}")
+    if learning_rate is not None:
+        raise InputError(f"learning_rate={learning_rate!r} was given with the optimizer object "
+                         f"{optimizer!r}, which has its own rate: give the rate to the object "
+                         "(e.g. Adam(learning_rate=...)), or name the optimizer ('adam')")
     return optimizer

@@ -127,3 +127,8 @@ def test_a_bad_value_raises_a_portanet_error_naming_the_argument(backend, name, 
         call()
     assert names.lower() in str(raised.value).lower()
     assert pn.get_backend() is backend  # a refused set_backend leaves the selection as it was
+
+
+def test_a_learning_rate_with_an_optimizer_object_is_refused_not_ignored(backend):
+    with pytest.raises(pn.InputError, match="learning_rate=0.1 was given with the optimizer"):
+        net().fit(X, Y, 1, optimizer=opt.Adam(1e-3), learning_rate=0.1, verbose=0)

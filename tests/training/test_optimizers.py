@@ -268,7 +268,9 @@ def test_get_resolves_names_and_objects():
     plain = get(None, 0.3)
     assert type(plain) is SGD and plain.learning_rate == 0.3 and plain.momentum == 0
     given = AdamW(0.1)
-    assert get(given, 0.5) is given and given.learning_rate == 0.1
+    assert get(given) is given and given.learning_rate == 0.1
+    with pytest.raises(InputError, match="was given with the optimizer object"):
+        get(given, 0.5)
     assert repr(get("sgd", 0.5)) == "SGD(learning_rate=0.5, momentum=0, nesterov=False, " \
                                      "weight_decay=0)"
 
@@ -309,8 +311,8 @@ def test_get_rejects_unknown(optimizer, message):
         get(optimizer)
 
 
-@pytest.mark.parametrize("optimizer", [lambda: Adam(0.01), lambda: "adam"])
-def test_network_trains_with_adam(optimizer):
+@pytest.mark.parametrize("optimizer, rate", [(lambda: Adam(0.01), None), (lambda: "adam", 0.01)])
+def test_network_trains_with_adam(optimizer, rate):
     gen = np.random.default_rng(0)
     x = gen.normal(size=(64, 3))
     y = np.tanh(x @ np.array([[0.5], [-1.0], [0.8]]))
@@ -319,7 +321,7 @@ def test_network_trains_with_adam(optimizer):
     net.add(portanet.ActivationLayer(tanh, tanh_prime))
     net.add(FCLayer(8, 1))
     net.use(mse, mse_prime)
-    history = net.fit(x, y, epochs=20, learning_rate=0.01, batch_size=8,
+    history = net.fit(x, y, epochs=20, learning_rate=rate, batch_size=8,
                       optimizer=optimizer(), verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.2 * losses[0]
