@@ -29,14 +29,19 @@ class TorchCompile(Compiler):
         return TracedBySignature(function)
 
 
+# make_fx and TorchDynamo keep global state while they trace: one trace at a time in a process
+TRACING = threading.RLock()
+
+
 class TracedBySignature:
-    """``function`` traced and compiled once per argument signature (see :class:`TorchCompile`)."""
+    """``function`` traced and compiled once per argument signature (see :class:`TorchCompile`);
+    the first call of each signature (trace, then inductor's compile on the graph's first run)
+    is made one at a time in the process (:data:`TRACING`)."""
 
     def __init__(self, function):
         self.function = function
         self.programs = {}  # signature -> (compiled graph, output structure)
         self.ready = set()  # signatures whose graph has run (it compiles on its first call)
-        self.first_calls = threading.Lock()  # one thread at a time traces and compiles
 
     def __call__(self, *args):
         torch = sys.modules["torch"]
@@ -55,7 +60,7 @@ class TracedBySignature:
         if signature in self.ready:
             program, outputs = self.programs[signature]
             return torch.utils._pytree.tree_unflatten(program(*inputs), outputs)
-        with self.first_calls:
+        with TRACING:
             if signature not in self.programs:
                 self.programs[signature] = self._trace(structure, leaves, inputs)
             program, outputs = self.programs[signature]

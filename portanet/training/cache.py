@@ -8,12 +8,14 @@ settings and shapes say all they compute, so one compilation serves them all.
 from __future__ import annotations
 
 import copy
+import threading
 
 from ..backend import compilers, dtype_name
 from ..layers.base import is_builtin, walk
 
 SHARED: dict = {}  # compiled functions of networks alike, by (key, structure)
 ARCHITECTURES: dict = {}  # what they are made from, by structure
+MAKING = threading.RLock()  # threads that first predict at once make each function once
 
 
 def structure(network):
@@ -34,9 +36,10 @@ def own(network, key, make):
     """``make()``, made once per ``key`` and per layers of ``network`` (their identity and
     settings), kept in the network's cache."""
     key = (key, tuple((id(layer), repr(layer)) for layer in network.layers))
-    if key not in network.cache:
-        network.cache[key] = make()
-    return network.cache[key]
+    with MAKING:
+        if key not in network.cache:
+            network.cache[key] = make()
+        return network.cache[key]
 
 
 def cache_for(network, compiler):
@@ -50,13 +53,15 @@ def cache_for(network, compiler):
 
     def cached(key, make):
         key = (key, found)
-        if key not in SHARED:
-            if found not in ARCHITECTURES:
-                architecture = copy.copy(network)
-                architecture.layers, architecture.cache = copy.deepcopy(network.layers), {}
-                ARCHITECTURES[found] = architecture
-            SHARED[key] = make(ARCHITECTURES[found])
-        return SHARED[key]
+        with MAKING:
+            if key not in SHARED:
+                if found not in ARCHITECTURES:
+                    architecture = copy.copy(network)
+                    architecture.layers = copy.deepcopy(network.layers)
+                    architecture.cache = {}
+                    ARCHITECTURES[found] = architecture
+                SHARED[key] = make(ARCHITECTURES[found])
+            return SHARED[key]
 
     return cached
 

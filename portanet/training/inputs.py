@@ -34,6 +34,16 @@ def id_layer(network):
     return first if getattr(first, "takes_ids", False) else None
 
 
+def check_samples(array, label):
+    """InputError unless ``array`` holds at least one sample (rows first) of at least one
+    value."""
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise InputError(f"{label} is empty: give at least one sample (rows first)")
+    if 0 in array.shape[1:]:
+        raise InputError(f"{label} has samples of shape {tuple(array.shape[1:])}, which hold "
+                         "no values: give each sample at least one value")
+
+
 def integer_rows(data, label):
     """``data`` (token ids, class indices) as a backend integer array: never cast to
     float. InputError for data of another dtype."""
@@ -41,8 +51,7 @@ def integer_rows(data, label):
     if not namespace(array).isdtype(array.dtype, "integral"):
         raise InputError(f"{label} must hold integers (token ids or class indices), got "
                          f"dtype {array.dtype}: convert it, e.g. {label}.astype('int64')")
-    if array.ndim == 0 or array.shape[0] == 0:
-        raise InputError(f"{label} is empty: give at least one sample (rows first)")
+    check_samples(array, label)
     return (get_backend().asarray(array, "int64") if host else array), host
 
 
@@ -62,8 +71,7 @@ def as_rows(network, data, label, inputs=False, integers=False):
     xp = namespace(array)
     if dtype_name(array) != dtype or not xp.isdtype(array.dtype, "real floating"):
         array = xp.astype(array, getattr(xp, dtype))
-    if array.ndim == 0 or array.shape[0] == 0:
-        raise InputError(f"{label} is empty: give at least one sample (rows first)")
+    check_samples(array, label)
     if not all_finite(array):  # on the host where the data came from there, before scaling
         raise InputError(f"{label} contains NaN or infinity: clean or impute the data first")
     xp = namespace(array)

@@ -10,6 +10,7 @@ from helpers import assert_backend_array
 
 import portanet
 from portanet import FCLayer, Network
+from portanet.models import causal_transformer
 
 X = np.arange(24, dtype=np.float64).reshape(8, 3) / 10
 Y = np.stack([X[:, 0] - X[:, 1], X[:, 2]], axis=1)
@@ -104,3 +105,18 @@ def test_a_complex_backend_array_is_refused(backend):
 def test_a_batch_size_that_cannot_be_is_named(backend, entry):
     with pytest.raises(portanet.InputError, match="batch_size must be an integer >= 1"):
         entry(network())
+
+
+@pytest.mark.parametrize("make, data", [
+    (lambda: network(), np.zeros((4, 0))),
+    (lambda: Network([pn_conv()]), np.zeros((2, 1, 0, 0))),
+    (lambda: causal_transformer(10, 4, width=8, heads=2, blocks=1),
+     np.zeros((3, 0), dtype=np.int64)),
+])
+def test_samples_without_values_are_refused(backend, make, data):
+    with pytest.raises(portanet.InputError, match=r"x has samples of shape \(.*\), which hold no"):
+        make().predict(data)
+
+
+def pn_conv():
+    return portanet.Conv2D(1, 2, 3)
