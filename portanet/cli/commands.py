@@ -37,7 +37,7 @@ from ..data.preprocessing import Normalizer, to_categorical
 from ..errors import CompileWarning, InputError, InputWarning, PortanetError
 from ..metrics import classification_report
 from ..network import load
-from ..saving.files import check_writable
+from ..saving.files import writable_file
 from ..saving.format import model_path, saved_path
 from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, describe_onnx, export_onnx, onnx_path
 from ..training import world as distributed
@@ -238,10 +238,7 @@ def _images_path(text) -> Path:
 
 def _npy_path(text) -> Path:
     """``text`` as a Path where a .npy file can be written."""
-    path = check_writable(text, "the outputs")
-    if path.suffix != ".npy":
-        raise InputError(f"cannot save the outputs to {text!r}: give a name ending in .npy")
-    return path
+    return writable_file(text, "the outputs", (".npy",))
 
 
 class _Parser(argparse.ArgumentParser):

@@ -30,6 +30,17 @@ def check_writable(path, what="the network") -> Path:
     return path
 
 
+def writable_file(path, what, suffixes, kinds="") -> Path:
+    """``path`` as a Path where ``what`` can be written: a writable place (see
+    :func:`check_writable`) and a name ending in one of ``suffixes`` (``kinds`` says what they
+    are)."""
+    path = check_writable(path, what)
+    if path.suffix not in suffixes:
+        raise InputError(f"cannot save {what} to {str(path)!r}: unknown file suffix "
+                         f"{path.suffix!r}; use {' or '.join(suffixes)}{kinds}")
+    return path
+
+
 _DENIED = ("permission denied", "write to a folder you may write to, or change its permissions")
 # what went wrong and what to do, for the failures of the disk that a user can mend
 _ADVICE = {

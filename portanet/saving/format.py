@@ -22,7 +22,7 @@ from ..data.preprocessing import scaler_from_config
 from ..errors import InputError, ModelFileError, PortanetError
 from ..layers import LAYERS, ActivationLayer, Layer
 from ..losses import LOSSES
-from .files import check_writable, write_atomically
+from .files import writable_file, write_atomically
 
 FORMAT = "portanet-network"
 VERSION = 1
@@ -124,12 +124,7 @@ def describe(network) -> dict:
 def model_path(path, what="the network") -> Path:
     """``path`` as a Path if a network can be saved there (a writable place, a known suffix);
     ``what`` names the file in the error."""
-    path = check_writable(path, what)
-    if path.suffix not in SUFFIXES:
-        raise InputError(f"cannot save {what} to {str(path)!r}: unknown file suffix "
-                         f"{path.suffix!r}; use {' or '.join(SUFFIXES)} (NumPy archive or "
-                         "safetensors)")
-    return path
+    return writable_file(path, what, SUFFIXES, " (NumPy archive or safetensors)")
 
 
 def saved_path(path) -> Path:

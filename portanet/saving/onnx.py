@@ -30,7 +30,7 @@ from ..layers import (
     Reshape,
 )
 from ..losses import softmax_crossentropy
-from .files import check_writable, write_atomically
+from .files import writable_file, write_atomically
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
@@ -182,10 +182,7 @@ def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype
 
 def onnx_path(path) -> Path:
     """``path`` as a Path if an ONNX model can be written there (a writable place, .onnx)."""
-    path = check_writable(path, "the ONNX model")
-    if path.suffix != ".onnx":
-        raise InputError(f"cannot export to {str(path)!r}: ONNX files end in .onnx")
-    return path
+    return writable_file(path, "the ONNX model", (".onnx",))
 
 
 def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=False,

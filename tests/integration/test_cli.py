@@ -101,12 +101,12 @@ BAD_OPTIONS = [  # argv (in a folder holding net.npz and images.npy), what the e
     (["predict", "--model", "net.npz", "missing.npy"], "IMAGES: cannot read images from "
                                                        "missing.npy: no such file"),
     (["predict", "--model", "net.npz", "images.npy", "--output", "out.txt"],
-     "--output: cannot save the outputs to 'out.txt': give a name ending in .npy"),
+     "--output: cannot save the outputs to 'out.txt': unknown file suffix '.txt'; use .npy"),
     (["predict", "--model", "net.npz", "images.npy", "--output", "missing/out.npy"],
      "--output: cannot save the outputs"),
     (["export", "missing.npz", "net.onnx"], "MODEL: no saved network at missing.npz"),
-    (["export", "net.npz", "net.pb"], "OUTPUT: cannot export to 'net.pb': ONNX files end in "
-                                      ".onnx"),
+    (["export", "net.npz", "net.pb"], "OUTPUT: cannot save the ONNX model to 'net.pb': unknown "
+                                      "file suffix '.pb'; use .onnx"),
     (["export", "net.npz", "net.onnx", "--opset", "12"], "--opset must be an integer >= 13, "
                                                          "got 12"),
     (["info", "--verbose"], "unrecognized arguments: --verbose"),

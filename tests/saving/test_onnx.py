@@ -154,7 +154,7 @@ def test_unsupported_layers_are_named(tmp_path, onnx, layer):
 
 def test_bad_export_arguments(tmp_path, onnx):
     net = Network([FCLayer(3, 2)])
-    with pytest.raises(portanet.InputError, match="end in .onnx"):
+    with pytest.raises(portanet.InputError, match="unknown file suffix ..txt.; use .onnx"):
         portanet.export_onnx(net, tmp_path / "net.txt")
     with pytest.raises(portanet.InputError, match="opset must be an integer >= 13"):
         portanet.export_onnx(net, tmp_path / "net.onnx", opset=11)
@@ -192,7 +192,7 @@ def test_cli_export(backend, tmp_path, capsys, onnx):
     assert "output 'output': float32 (batch, 4)" in out
     np.testing.assert_allclose(run_onnx(onnx, output, x), net.predict(x), rtol=0, atol=ATOL)
     assert main(["export", str(model), str(tmp_path / "net.pb")]) == 2
-    assert "ONNX files end in .onnx" in capsys.readouterr().err
+    assert "unknown file suffix '.pb'; use .onnx" in capsys.readouterr().err
 
 
 # -- safetensors ---------------------------------------------------------------------------
