@@ -23,18 +23,14 @@ from ..errors import InputError, ModelFileError, PortanetError
 from ..layers import LAYERS, ActivationLayer, Layer
 from ..losses import LOSSES
 from .files import writable_file, write_atomically
+from .schema import FORMAT, REWRITE, VERSION, check_header
 
-FORMAT = "portanet-network"
-VERSION = 1
-HEADER = "__portanet__.json"
+HEADER = "__portanet__.json"  # the description, in an .npz file
 SUFFIXES = (".npz", ".safetensors")  # the formats, chosen by the file name
-DTYPES = ("float32", "float64")  # of a network
 # the dtypes of safetensors files that weights are read from: bfloat16 (torch's) is the upper
 # half of a float32; every weight is then cast to the network's dtype
 SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
                       "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
-REWRITE = ("the file is damaged or was not written by portanet: save the network again with "
-           "net.save")
 
 
 def _name_of(function, registry, what):
@@ -233,70 +229,6 @@ def _read_npz(path):
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
 
 
-_MISSING = object()
-
-
-def _field(path, name, value, valid, expected):
-    """``value``, the field ``name`` of the description in ``path``; ModelFileError naming both
-    where it is missing or not ``valid``, ``expected`` saying what it should be."""
-    if value is _MISSING:
-        raise ModelFileError(f"{path}: the network description has no field {name!r}; {REWRITE}")
-    if not valid(value):
-        raise ModelFileError(f"{path}: field {name!r} of the network description must be "
-                             f"{expected}, got {value!r:.80}; {REWRITE}")
-    return value
-
-
-def _is(*kinds):
-    return lambda value: isinstance(value, kinds)
-
-
-def _is_list_of(kind):
-    return lambda value: isinstance(value, list) and all(isinstance(item, kind)
-                                                         for item in value)
-
-
-def _check_layer(path, name, spec):
-    """The structure of the description of one layer (and its sublayers), field ``name``."""
-    _field(path, name, spec, _is(dict), "an object describing a layer")
-    if "shared" in spec:
-        _field(path, f"{name}.shared", spec["shared"], _is(str),
-               "the key of a layer before it, such as '0'")
-        return
-    _field(path, f"{name}.type", spec.get("type", _MISSING), _is(str),
-           "the name of a layer type, such as 'FCLayer'")
-    _field(path, f"{name}.config", spec.get("config", _MISSING), _is(dict),
-           "an object of the layer's settings")
-    _field(path, f"{name}.weights", spec.get("weights", _MISSING), _is_list_of(str),
-           "a list of the names of the layer's weights")
-    sublayers = _field(path, f"{name}.sublayers", spec.get("sublayers", []), _is(list),
-                       "a list of layers")
-    for index, sublayer in enumerate(sublayers):
-        _check_layer(path, f"{name}.sublayers[{index}]", sublayer)
-
-
-def _check_header(path, header):
-    """ModelFileError naming the field unless ``header`` has the structure :func:`describe`
-    gives (the one place a file's description is checked)."""
-    if not isinstance(header, dict) or header.get("format") != FORMAT \
-            or header.get("version") != VERSION:
-        found = header if isinstance(header, dict) else {}
-        raise ModelFileError(f"{path}: unsupported file format {found.get('format')!r} "
-                             f"version {found.get('version')!r} (fields 'format' and 'version'; "
-                             f"expected {FORMAT} {VERSION}): the file was written by another "
-                             "program, or by a newer portanet (upgrade portanet to read it)")
-    _field(path, "dtype", header.get("dtype", _MISSING), lambda value: value in DTYPES,
-           " or ".join(map(repr, DTYPES)))
-    _field(path, "loss", header.get("loss", _MISSING), _is(str, type(None)),
-           "the name of a loss, or null")
-    _field(path, "metadata", header.get("metadata"), _is(dict, type(None)), "an object or null")
-    _field(path, "scaler", header.get("scaler"), _is(dict, type(None)), "an object or null")
-    layers = _field(path, "layers", header.get("layers", _MISSING), _is(list),
-                    "a list of layers")
-    for index, spec in enumerate(layers):
-        _check_layer(path, f"layers[{index}]", spec)
-
-
 def _read(path):
     """The header dict and the arrays of a saved network, or a ModelFileError saying why not.
 
@@ -308,7 +240,7 @@ def _read(path):
         header = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
-    _check_header(path, header)
+    check_header(path, header)
     return header, arrays
 
 
