@@ -37,7 +37,7 @@ from ..data.preprocessing import Normalizer, to_categorical
 from ..errors import CompileWarning, InputError, InputWarning, PortanetError
 from ..metrics import classification_report
 from ..network import load
-from ..saving.files import writable_file
+from ..saving.files import writable_file, write_atomically
 from ..saving.format import model_path, saved_path
 from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, describe_onnx, export_onnx, onnx_path
 from ..training import world as distributed
@@ -190,7 +190,7 @@ def cmd_predict(args):
             outputs, kind = network.predict_proba(x), "class probabilities"
         except InputError:  # a network whose outputs are scores (tanh + MSE)
             outputs, kind = network.predict(x), "the network's raw outputs (not probabilities)"
-        np.save(args.output, outputs)
+        write_atomically(args.output, lambda stream: np.save(stream, outputs), "the outputs")
         print(f"wrote {kind}, shape {outputs.shape}, to {args.output}", file=sys.stderr)
     return 0
 
