@@ -38,6 +38,9 @@ from .layers import (
     LayerNorm,
     MaxPool2D,
     PositionalEmbedding,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
     Reshape,
     Residual,
     SelfAttention,
@@ -60,7 +63,7 @@ __all__ = [
     "export_onnx",
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
-    "Sequential",
+    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

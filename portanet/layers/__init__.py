@@ -6,6 +6,7 @@
 
 from .activation import ActivationLayer
 from .attention import SelfAttention
+from .augmentation import RandomCrop, RandomErasing, RandomFlip
 from .base import Layer, Pass
 from .containers import Residual, Sequential
 from .conv import Conv2D
@@ -18,8 +19,10 @@ from .shape import Flatten, Reshape
 LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPool2D, AvgPool2D,
                                         Flatten, Reshape, Dropout, BatchNorm, Dense, LayerNorm,
                                         Embedding, PositionalEmbedding, SelfAttention,
-                                        Sequential, Residual)}
+                                        Sequential, Residual, RandomFlip, RandomCrop,
+                                        RandomErasing)}
 
 __all__ = ["LAYERS", "ActivationLayer", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
            "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm", "MaxPool2D",
-           "Pass", "PositionalEmbedding", "Reshape", "Residual", "SelfAttention", "Sequential"]
+           "Pass", "PositionalEmbedding", "RandomCrop", "RandomErasing", "RandomFlip", "Reshape",
+           "Residual", "SelfAttention", "Sequential"]

@@ -27,6 +27,9 @@ from ..layers import (
     FCLayer,
     Flatten,
     MaxPool2D,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
     Reshape,
 )
 from ..losses import softmax_crossentropy
@@ -40,7 +43,10 @@ ONNX_ACTIVATIONS = {"identity": ("Identity", {}), "tanh": ("Tanh", {}),
                     "leaky_relu": ("LeakyRelu", {"alpha": LEAKY_SLOPE}),
                     "softmax": ("Softmax", {"axis": -1})}
 SUPPORTED = ("FCLayer, ActivationLayer (" + ", ".join(ONNX_ACTIVATIONS) + "), Conv2D, "
-             "MaxPool2D, AvgPool2D, Flatten, Reshape, BatchNorm, Dropout")
+             "MaxPool2D, AvgPool2D, Flatten, Reshape, BatchNorm, Dropout, RandomFlip, RandomCrop, "
+             "RandomErasing")
+# layers that pass their input through in inference: no nodes
+IDENTITY_IN_INFERENCE = (Dropout, RandomFlip, RandomCrop, RandomErasing)
 
 
 def _onnx():
@@ -118,7 +124,7 @@ def _add_layer(graph, layer, prefix, shape):
                    *(graph.array(f"{prefix}.{name}", getattr(layer, name))
                      for name in ("gamma", "beta", "running_mean", "running_var")),
                    epsilon=float(layer.epsilon))
-    elif kind is not Dropout:  # Dropout passes its input through in inference
+    elif kind not in IDENTITY_IN_INFERENCE:
         return False
     return True
 

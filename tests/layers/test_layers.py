@@ -18,6 +18,9 @@ from portanet.layers import (
     Dropout,
     Flatten,
     MaxPool2D,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
     Reshape,
 )
 from portanet.testing import check_layer
@@ -341,6 +344,9 @@ EXAMPLES = {  # a float32 layer and a batch it accepts
     "dropout": (lambda: Dropout(0.5), (2, 2, 5, 6)),
     "batch_norm_4d": (lambda: BatchNorm(2), (2, 2, 5, 6)),
     "batch_norm_2d": (lambda: BatchNorm(6), (4, 6)),
+    "random_flip": (lambda: RandomFlip("horizontal_and_vertical"), (2, 2, 5, 6)),
+    "random_crop": (lambda: RandomCrop(2), (2, 2, 5, 6)),
+    "random_erasing": (lambda: RandomErasing(3), (2, 2, 5, 6)),
 }
 
 
@@ -380,7 +386,7 @@ def test_registry_names_every_layer():
     assert set(LAYERS) == {"FCLayer", "ActivationLayer", "Conv2D", "MaxPool2D", "AvgPool2D",
                            "Flatten", "Reshape", "Dropout", "BatchNorm", "Dense", "LayerNorm",
                            "Embedding", "PositionalEmbedding", "SelfAttention", "Sequential",
-                           "Residual"}
+                           "Residual", "RandomFlip", "RandomCrop", "RandomErasing"}
     assert all(LAYERS[name].__name__ == name for name in LAYERS)
     conv = Conv2D(1, 2, (3, 5), stride=(2, 1), input_shape=(1, 8, 8))
     assert conv.config()["kernel_size"] == [3, 5] and conv.config()["input_shape"] == [1, 8, 8]
