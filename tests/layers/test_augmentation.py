@@ -109,7 +109,7 @@ def test_identity_in_inference(name):
     np.testing.assert_array_equal(to_numpy(layer.forward(on_backend(x))), x)
     grad = RNG.normal(size=x.shape)
     np.testing.assert_array_equal(to_numpy(layer.backward(on_backend(grad))), grad)
-    net = Network([layer, Flatten(), FCLayer(90, 2, dtype="float64")], dtype="float64")
+    net = Network([CASES[name](), Flatten(), FCLayer(90, 2, dtype="float64")], dtype="float64")
     plain = Network([Flatten(), FCLayer(90, 2, dtype="float64")], dtype="float64")
     plain.layers[1].set_weights(net.layers[2].get_weights())
     np.testing.assert_array_equal(net.predict(x), plain.predict(x))
