@@ -180,6 +180,13 @@ class Layer:
         self._last_pass = (run, backprop)
         return out
 
+    def __getstate__(self):
+        """What a copy (``copy.deepcopy``, pickle) of the layer holds: everything but the last
+        :meth:`forward`'s pass, which belongs to that call."""
+        state = dict(vars(self))
+        state.pop("_last_pass", None)
+        return state
+
     def backward(self, grad_output):
         """Gradient with respect to the input of the last :meth:`forward`; the parameter
         gradients go to ``self.grads`` (and a container's sublayers' to theirs)."""

@@ -267,3 +267,16 @@ def test_a_shared_layer_counts_trains_and_loads_once(model, backend, tmp_path):
     lines.clear()
     loaded.summary(print_fn=lines.append, input_shape=(4,))
     assert f"total trainable parameters: {20 + 10:,}" in lines[0]
+
+
+def test_a_copy_of_a_layer_leaves_out_its_last_forward(backend):
+    """A network used through the stateful form (forward, then backward) still predicts with
+    compile (which copies the architecture), and its copies hold no per-call state."""
+    import copy
+
+    layer = portanet.Dropout(0.5)
+    layer.forward(backend.asarray(np.ones((4, 3))), training=True)
+    copied = copy.deepcopy(layer)
+    assert "_last_pass" in vars(layer) and "_last_pass" not in vars(copied)
+    with pytest.raises(portanet.InputError, match="needs a forward"):
+        copied.backward(backend.asarray(np.ones((4, 3))))
