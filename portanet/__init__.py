@@ -10,7 +10,7 @@ from . import callbacks
 from ._version import __version__
 from .backend import BACKENDS, get_backend, set_backend, set_seed, using_backend
 from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
-from .data import datasets, preprocessing, text
+from .data import Loader, datasets, preprocessing, text
 from .errors import (
     BackendError,
     CompileWarning,
@@ -63,7 +63,7 @@ __all__ = [
     "export_onnx",
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
-    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip",
+    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

@@ -7,11 +7,11 @@ import math
 from . import losses as losses_module
 from ._checks import float_dtype, function, sample_shape
 from .activations import softmax
-from .backend import dtype_name, namespace, to_numpy
+from .backend import dtype_name, get_backend, namespace, to_numpy
 from .errors import InputError, ModelFileError, PortanetError, ShapeError
 from .layers.base import Layer, unique, walk, walk_shapes
 from .saving import format as saving
-from .training import evaluation, inputs, loop, world
+from .training import evaluation, feed, inputs, loop, world
 
 
 class Network:
@@ -116,6 +116,8 @@ class Network:
         time (default: as many as keep every layer's output under PREDICT_VALUES values).
         """
         inputs.check_ready(self, need_loss=False)
+        if feed.streams(x):
+            return evaluation.predict_stream(self, feed.loader_for(x, None, batch_size))
         rows, host, tutorial = inputs.as_rows(self, x, "x", inputs=True)
         inputs.check_features(self, rows, "x")
         out = evaluation.predict_rows(self, rows, batch_size)
@@ -137,9 +139,13 @@ class Network:
 
     def _classified(self, x, batch_size, probabilities):
         inputs.check_ready(self, need_loss=False)
-        rows, host, _ = inputs.as_rows(self, x, "x", inputs=True)
-        inputs.check_features(self, rows, "x")
-        out = evaluation.predict_rows(self, rows, batch_size)
+        if feed.streams(x):
+            out, host = evaluation.predict_stream(self, feed.loader_for(x, None, batch_size)), True
+            out = get_backend().asarray(out, self.working_dtype())
+        else:
+            rows, host, _ = inputs.as_rows(self, x, "x", inputs=True)
+            inputs.check_features(self, rows, "x")
+            out = evaluation.predict_rows(self, rows, batch_size)
         xp = namespace(out)
         if probabilities:
             out = self._probabilities(out)
@@ -165,8 +171,10 @@ class Network:
             f"{getattr(self.loss, '__name__', None)}): use predict_classes for class indices, or "
             "train with net.use('softmax_crossentropy') for probabilities")
 
-    def evaluate(self, x, y, batch_size=None, distributed=False):
-        """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats.
+    def evaluate(self, x, y=None, batch_size=None, distributed=False):
+        """Loss and accuracy on ``(x, y)`` in inference mode, as a dict of floats. ``x`` may
+        also be a data set or Loader giving ``(x, y)`` batches, or a memory map (read in
+        batches).
 
         ``distributed=True`` (under MPI, every rank holding all of ``x`` and ``y``) splits the
         samples over the ranks and sums their results: every rank gets the whole set's figures.
@@ -174,15 +182,26 @@ class Network:
         processes = world.resolve(distributed)
         inputs.check_ready(self, need_loss=True)
         inputs.check_loss_fits_output(self)
+        if feed.streams(x, y):
+            loss, acc = evaluation.score_stream(self, feed.loader_for(x, y, batch_size),
+                                                processes)
+            return {"loss": loss, "accuracy": acc}
+        if y is None:
+            raise InputError("y is missing: give the targets (evaluate(x, y)), or a data set "
+                             "or Loader that gives (x, y) batches")
         x_rows, y_rows = inputs.pair(self, x, y)
         loss, acc = evaluation.score(self, x_rows, y_rows, batch_size, processes)
         return {"loss": loss, "accuracy": acc}
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, x_train, y_train, epochs, learning_rate=None, batch_size=1, shuffle=False,
-            optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-            distributed=False, compile="auto", metrics=(), callbacks=None):
+    def fit(self, x_train, y_train=None, epochs=1, learning_rate=None, batch_size=1,
+            shuffle=False, optimizer=None, validation_data=None, validation_split=0.0,
+            verbose=1, distributed=False, compile="auto", metrics=(), callbacks=None):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
+
+        ``x_train`` may also be a data set or a :class:`portanet.data.Loader` giving ``(x, y)``
+        batches (``y_train`` left out), or a memory map: such data are read batch by batch,
+        ahead of the step in a background thread, never whole (see :mod:`portanet.data`).
 
         The defaults are the tutorial's algorithm: one sample at a time, in order, plain SGD at
         ``learning_rate``, a line ``epoch i/N   error=...`` per epoch (the error is the epoch's
@@ -192,12 +211,13 @@ class Network:
         not given, is the optimizer's own default: 0.01 for the tutorial's SGD (and "momentum",
         "nesterov"), 1e-3 for "rmsprop", "adam" and "adamw", as in Keras; an optimizer object
         keeps its own rate.
-        ``validation_data=(x, y)`` or ``validation_split`` (the last fraction of the training
-        data) adds "val_loss" and "val_accuracy"; ``metrics=["accuracy"]`` adds the training
-        accuracy of each epoch ("accuracy", over its batches as they were trained). Ctrl-C stops
-        after the current batch and keeps the network as trained so far; a non-finite loss
-        raises :class:`TrainingError`. ``callbacks``, a list of :mod:`portanet.callbacks`
-        objects (:class:`~portanet.callbacks.EarlyStopping`, ``ModelCheckpoint``,
+        ``validation_data=(x, y)`` (or a data set, or a Loader) or ``validation_split`` (the
+        last fraction of the training data) adds "val_loss" and "val_accuracy";
+        ``metrics=["accuracy"]`` adds the training accuracy of each epoch ("accuracy", over its
+        batches as they were trained). Ctrl-C stops after the current batch and keeps the
+        network as trained so far; a non-finite loss raises :class:`TrainingError`.
+        ``callbacks``, a list of :mod:`portanet.callbacks` objects
+        (:class:`~portanet.callbacks.EarlyStopping`, ``ModelCheckpoint``,
         ``LearningRateScheduler``, ``CSVLogger`` or your own), run at each epoch and batch;
         ``history.stop_reason`` says why training ended.
 

@@ -12,7 +12,15 @@
 - :mod:`~portanet.backend.compilers`: compiling pure functions where the backend can.
 """
 
-from .host import cuda_buffer, host_array, host_array_view, host_empty, is_host_data, to_numpy
+from .host import (
+    cuda_buffer,
+    host_array,
+    host_array_view,
+    host_concat,
+    host_empty,
+    is_host_data,
+    to_numpy,
+)
 from .libraries import BACKENDS
 from .library import device_name
 from .ops import (
@@ -47,7 +55,8 @@ from .selection import (
 
 __all__ = [
     "BACKENDS", "Backend", "backend_name", "blas_threads", "cuda_buffer", "describe_backends",
-    "device_name", "dtype_name", "get_backend", "host_array", "host_array_view", "host_empty",
+    "device_name", "dtype_name", "get_backend", "host_array", "host_array_view", "host_concat",
+    "host_empty",
     "is_host_data", "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul",
     "namespace", "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "step_threads",
     "sum_rows", "take_rows", "to_numpy", "usable_cores", "using_backend", "writes_into",

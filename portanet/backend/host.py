@@ -46,3 +46,8 @@ def host_array(data, dtype=None) -> np.ndarray:
 def host_empty(shape, dtype="float64") -> np.ndarray:
     """An uninitialised NumPy buffer, for MPI to receive into."""
     return np.empty(shape, dtype=dtype)
+
+
+def host_concat(arrays) -> np.ndarray:
+    """NumPy ``arrays`` joined along their first axis."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)

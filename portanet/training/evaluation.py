@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 
 from .._checks import integer
-from ..backend import compilers, get_backend, namespace
+from ..backend import compilers, get_backend, host_concat, namespace, to_numpy
 from ..layers.base import not_pure
 from ..metrics import accuracy
 from .cache import cache_for, own
+from .feed import Streamed
 from .step import Inference
 from .world import SINGLE
 
@@ -45,8 +46,33 @@ def score(network, x, y, batch_size=None, world=SINGLE):
     lo, hi = world.shard(0, n)
     sums = [0.0, 0.0]
     if hi > lo:
-        out = predict_rows(network, x[lo:hi, ...], batch_size)
-        sums = [float(network.loss(y[lo:hi, ...], out)) * (hi - lo),
-                float(accuracy(y[lo:hi, ...], out)) * (hi - lo)]
+        sums = _sums(network, x[lo:hi, ...], y[lo:hi, ...], batch_size)
     sums = world.sum(sums, "the evaluation")
     return sums[0] / n, sums[1] / n
+
+
+def _sums(network, x, y, batch_size=None):
+    """The loss and the accuracy over rows ``x``, each times their number."""
+    out = predict_rows(network, x, batch_size)
+    return [float(network.loss(y, out)) * x.shape[0], float(accuracy(y, out)) * x.shape[0]]
+
+
+def score_stream(network, loader, world=SINGLE):
+    """:func:`score` over the batches of ``loader`` (a :class:`portanet.data.Loader`), each
+    rank reading only its share of each batch."""
+    sums, seen = [0.0, 0.0], 0
+    with Streamed(network, loader).epoch(1, world) as batches:
+        for _, stop, _, _, rows in batches:
+            if rows is not None:
+                sums = [a + b for a, b in zip(sums, _sums(network, *rows, rows[0].shape[0]))]
+            seen = stop
+    sums = world.sum(sums, "the evaluation")
+    return sums[0] / seen, sums[1] / seen
+
+
+def predict_stream(network, loader):
+    """``network``'s outputs for the inputs of ``loader``'s batches, as one NumPy array."""
+    with Streamed(network, loader, targets=False).epoch(1, SINGLE) as batches:
+        parts = [to_numpy(predict_rows(network, rows, rows.shape[0]))
+                 for _, _, _, _, rows in batches]
+    return host_concat(parts)

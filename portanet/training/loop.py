@@ -22,29 +22,29 @@ from ..backend import (
     compilers,
     get_backend,
     namespace,
-    rng,
     step_threads,
     to_numpy,
 )
 from ..callbacks import CallbackList
+from ..data.loaders import Loader, split
 from ..errors import InputError, TrainingError
 from ..layers.base import WEIGHTS_LOCK, not_pure
 from ..layers.parameters import ParameterLayout
-from . import inputs
+from . import feed, inputs
 from . import world as distributed_module
 from .cache import cache_for
-from .evaluation import score
+from .evaluation import score, score_stream
 from .history import History
 from .progress import Progress
-from .step import Batches, TrainStep, buffer_slots, parameter_slots, zeros_like_all
+from .step import TrainStep, buffer_slots, parameter_slots, zeros_like_all
 from .threads import SplitGradients, splittable
 
 _FITTING: set = set()  # id() of the networks being trained: one fit at a time each
 _FITTING_LOCK = threading.Lock()
 
 
-def fit(network, x_train, y_train, epochs, learning_rate=None, batch_size=1, shuffle=False,
-        optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
+def fit(network, x_train, y_train=None, epochs=1, learning_rate=None, batch_size=1,
+        shuffle=False, optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
         distributed=False, compile="auto", metrics=(), callbacks=None):
     """:meth:`portanet.Network.fit` (see there)."""
     with _FITTING_LOCK:
@@ -72,28 +72,60 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
         fraction("validation_split", validation_split)
         shuffle = boolean("shuffle", shuffle)
         one_of("verbose", verbose, (0, 1, 2))
-        if validation_data is not None and (not isinstance(validation_data, (tuple, list))
-                                            or len(validation_data) != 2):
-            raise InputError("validation_data must be a pair (x_val, y_val), got "
-                             f"{type(validation_data).__name__}")
         optimizer = optimizers.get(optimizer, learning_rate)
         callbacks = CallbackList(callbacks)
         metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
         if any(metric != "accuracy" for metric in metrics):
             raise InputError(f"metrics may name 'accuracy' only, got {metrics!r}")
+        source, validation = _sources(network, x_train, y_train, batch_size, shuffle,
+                                      validation_data, validation_split)
+        world.join(network, source.samples, *source.sample_sizes(), batch_size)
+        loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
+        return loop.run(source, epochs, validation, verbose and world.is_root, callbacks)
+
+
+def _sources(network, x_train, y_train, batch_size, shuffle, validation_data,
+             validation_split):
+    """The training batches (a :class:`feed.Held` or :class:`feed.Streamed`) and the
+    validation data (backend rows ``(x, y)``, a Loader, or None)."""
+    if feed.streams(x_train, y_train):
+        if isinstance(x_train, Loader) and (batch_size != 1 or shuffle):
+            raise InputError("x_train is a Loader, which sets its own batches: give batch_size "
+                             "and shuffle to the Loader, not to fit")
+        loader = feed.loader_for(x_train, y_train, batch_size, shuffle, "x_train")
+        validation = None
+        if validation_split:
+            loader, validation = split(loader, validation_split)
+        source = feed.Streamed(network, loader)
+    else:
+        if y_train is None:
+            raise InputError("y_train is missing: give the targets (fit(x_train, y_train, ...)), "
+                             "or a data set or Loader that gives (x, y) batches")
         x, y = inputs.pair(network, x_train, y_train, "x_train")
+        validation = None
         if validation_split:  # the last samples, already read (and scaled) with the rest
             keep = x.shape[0] - max(1, int(round(x.shape[0] * validation_split)))
             if keep < 1:
                 raise InputError("validation_split leaves no training samples")
-            validation_data = (x[keep:, ...], y[keep:, ...])
+            validation = (x[keep:, ...], y[keep:, ...])
             x, y = x[:keep, ...], y[:keep, ...]
-        elif validation_data is not None:
-            validation_data = inputs.pair(network, *validation_data, "x_val")
-        world.join(network, x, y, batch_size)
-        loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
-        return loop.run(x, y, epochs, batch_size, shuffle, validation_data,
-                        verbose and world.is_root, callbacks)
+        source = feed.Held(x, y, batch_size, shuffle)
+    if validation_data is not None:
+        if validation_split:
+            raise InputError("give validation_data or validation_split, not both")
+        validation = _validation(network, validation_data)
+    return source, validation
+
+
+def _validation(network, data):
+    if feed.streams(data) and not isinstance(data, (tuple, list)):
+        return feed.loader_for(data, None, what="validation_data")
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise InputError("validation_data must be a pair (x_val, y_val) or a data set, got "
+                         f"{type(data).__name__}")
+    if feed.streams(*data):  # a memory map: read in batches, never whole
+        return feed.loader_for(*data, what="validation_data")
+    return inputs.pair(network, *data, "x_val")
 
 
 def compose(step, compiler, world):
@@ -181,11 +213,13 @@ class Loop:
         self.split = cached(("split", helpers.name, flat), lambda net: compilers.compiled(
             helpers, layout.split, "splitting the parameters"))
         self.stop_requested = False
+        self.sample_shape = ()  # the last batch's, for a rank with no share of a batch
 
-    def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None):
-        """Train on rows ``x``, ``y`` for ``epochs`` epochs; return the :class:`History`."""
+    def run(self, source, epochs, validation, verbose, callbacks=None):
+        """Train on the batches of ``source`` (see :mod:`portanet.training.feed`) for ``epochs``
+        epochs; return the :class:`History`."""
         network, optimizer, step = self.network, self.optimizer, self.step
-        progress = Progress(epochs, math.ceil(x.shape[0] / batch_size), verbose)
+        progress = Progress(epochs, source.batch_count, verbose)
         progress.live = progress.live and self.world.size == 1  # MPI ranks print to a pipe
         history = History()
         callbacks = callbacks or CallbackList()
@@ -200,14 +234,13 @@ class Loop:
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
         state = [params, [getattr(layer, name) for layer, name in self.buffers],
                  optimizer.state_for(self.layout, params)]
-        batches = Batches(x, y, indexed=self.compiler.name != "eager")
         with self._interruptible():
             try:
                 for epoch in range(1, epochs + 1):
                     callbacks.on_epoch_begin(epoch)
                     progress.start_epoch(epoch)
-                    total, seen, interrupted = self._epoch(epoch, state, x, batches, batch_size,
-                                                           shuffle, callbacks, progress)
+                    total, seen, interrupted = self._epoch(epoch, state, source, callbacks,
+                                                           progress)
                     values = self._epoch_values(epoch, total, seen, validation)
                     history.record(epoch, values)
                     # "error=": the tutorial's line, which its readers compare against; the
@@ -216,7 +249,8 @@ class Loop:
                         f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
                     history.stopped_epoch = epoch
                     callbacks.on_epoch_end(epoch, dict(values))
-                    if self._ends_after(epoch, interrupted, seen, x.shape[0], history, progress):
+                    if self._ends_after(epoch, interrupted, seen, source.samples, history,
+                                        progress):
                         break
             finally:
                 self._give_back(state)
@@ -227,39 +261,35 @@ class Loop:
         callbacks.on_train_end(dict(values))
         return history
 
-    def _epoch(self, epoch, state, x, batches, batch_size, shuffle, callbacks, progress):
+    def _epoch(self, epoch, state, source, callbacks, progress):
         """Train one epoch's batches, ``state`` (params, buffers, optimizer state) updated in
         place; return the sums of their losses, the samples seen and whether Ctrl-C asked to
         stop. The layers get the epoch's weights at its end (every batch's, where a callback
         has batch hooks)."""
         network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
-        n, dtype = x.shape[0], network.working_dtype()
-        order = rng().permutation(n) if shuffle else None
-        if order is not None:  # rank 0's order, however the ranks were seeded
-            order = get_backend().asarray(world.broadcast(order, "the epoch's sample order"),
-                                          dtype=None)
-        batches.start_epoch(order)
+        dtype = network.working_dtype()
         # the sums of the epoch's batches (the step makes new ones)
         total = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
         seen, interrupted = 0, False
         every_batch = callbacks.has_batch_hooks()  # they may look at the layers' weights
-        for batch, start in enumerate(range(0, n, batch_size), 1):
-            callbacks.on_batch_begin(batch)
-            stop = min(start + batch_size, n)
-            lo, hi = world.shard(start, stop)
-            *new_state, total, interrupted = self.run_step(
-                *state, total, batches(lo, hi), hi - lo, optimizer.scalars(),
-                step.draw(x.shape[1:], hi - lo, dtype), (hi - lo) / (stop - start),
-                lambda: self.stop_requested)
-            state[:] = new_state
-            optimizer.iterations += 1
-            seen = stop
-            progress.batch_done(batch)
-            if every_batch:
-                self._give_back(state, f"in epoch {epoch}, batch {batch}")
-            callbacks.on_batch_end(batch)
-            if interrupted or network.stop_training:
-                break
+        with source.epoch(epoch, world, indexed=self.compiler.name != "eager") as batches:
+            for batch, (start, stop, lo, hi, rows) in enumerate(batches, 1):
+                callbacks.on_batch_begin(batch)
+                if rows is not None:
+                    self.sample_shape = rows[0].shape[1:]
+                *new_state, total, interrupted = self.run_step(
+                    *state, total, rows, hi - lo, optimizer.scalars(),
+                    step.draw(self.sample_shape, hi - lo, dtype), (hi - lo) / (stop - start),
+                    lambda: self.stop_requested)
+                state[:] = new_state
+                optimizer.iterations += 1
+                seen = stop
+                progress.batch_done(batch)
+                if every_batch:
+                    self._give_back(state, f"in epoch {epoch}, batch {batch}")
+                callbacks.on_batch_end(batch)
+                if interrupted or network.stop_training:
+                    break
         self._give_back(state, f"in epoch {epoch}")  # the layers hold each epoch's weights
         if world.size > 1:  # the ranks' running statistics, averaged on the layers
             world.average_buffers(network.layers)
@@ -273,7 +303,8 @@ class Loop:
         if interrupted:
             history.interrupted = True
             history.stop_reason = "interrupted (Ctrl-C)"
-            progress.message(f"interrupted in epoch {epoch} after {seen} of {n} samples: the "
+            of = f" of {n}" if n is not None else ""
+            progress.message(f"interrupted in epoch {epoch} after {seen}{of} samples: the "
                              "network keeps the weights of the last full batch")
             return True
         if self.network.stop_training:
@@ -325,8 +356,9 @@ class Loop:
                 f"Lower the learning rate (now {self.optimizer.learning_rate:g}) or normalise "
                 "the inputs (portanet.preprocessing.standardize / normalize).")
         if validation is not None:
-            values["val_loss"], values["val_accuracy"] = score(self.network, *validation,
-                                                               world=world)
+            values["val_loss"], values["val_accuracy"] = (
+                score_stream(self.network, validation, world) if isinstance(validation, Loader)
+                else score(self.network, *validation, world=world))
         return values
 
     @contextlib.contextmanager

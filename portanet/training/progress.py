@@ -11,6 +11,7 @@ class Progress:
     """Reports training progress on ``stream``; silent when ``verbose`` is false."""
 
     def __init__(self, epochs, batches, verbose=True, stream=None):
+        """``batches`` per epoch, or None where the data do not say."""
         self.epochs, self.batches, self.verbose = epochs, batches, verbose
         self.stream = stream if stream is not None else sys.stdout
         self.live = verbose and getattr(self.stream, "isatty", lambda: False)()
@@ -24,12 +25,16 @@ class Progress:
         if not self.live:
             return
         now = time.perf_counter()
-        if now - self._shown < REFRESH_SECONDS and done < self.batches:
+        total = self.batches
+        if now - self._shown < REFRESH_SECONDS and (total is None or done < total):
             return
         self._shown = now
-        filled = BAR_WIDTH * done // self.batches
-        bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        self.stream.write(f"\repoch {self._epoch}/{self.epochs} [{bar}] {done}/{self.batches} "
+        if total is None:  # a data set that does not know its length: a count, no bar
+            shown = f"{done} batches"
+        else:
+            filled = BAR_WIDTH * done // total
+            shown = "[" + "#" * filled + "." * (BAR_WIDTH - filled) + f"] {done}/{total}"
+        self.stream.write(f"\repoch {self._epoch}/{self.epochs} {shown} "
                           f"{now - self._started:.1f}s")
         self.stream.flush()
 

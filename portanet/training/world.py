@@ -116,8 +116,10 @@ class SingleProcess:
         """This rank's part ``[lo, hi)`` of samples ``[start, stop)``."""
         return start, stop
 
-    def join(self, network, x, y, batch_size):
-        """Called as training starts: check that the ranks agree and share rank 0's weights."""
+    def join(self, network, samples, input_values, target_values, batch_size):
+        """Called as training starts with the training data's number of samples (None: not
+        known ahead) and values per input and target sample (-1: not known ahead): check that
+        the ranks agree and share rank 0's weights."""
 
     def average_buffers(self, layers):
         """Make non-trained state (BatchNorm's running statistics) the mean over the ranks."""
@@ -246,7 +248,7 @@ class World(SingleProcess):
         return gathered
 
     # -- the network's arrays -------------------------------------------------------------
-    def join(self, network, x, y, batch_size):
+    def join(self, network, samples, input_values, target_values, batch_size):
         """Check that every rank trains alike, then give all ranks rank 0's weights."""
         tutorial_style = [layer for layer in network.layers if not is_native(layer)]
         if tutorial_style:
@@ -256,8 +258,9 @@ class World(SingleProcess):
         layers = unique(walk(network.layers))
         sizes = [math.prod(getattr(layer, name).shape) for layer in layers
                  for name in layer.params + layer.buffers]
-        self.agree(training_samples=x.shape[0], input_values=math.prod(x.shape[1:]),
-                   target_values=math.prod(y.shape[1:]), batch_size=batch_size,
+        self.agree(training_samples=-1 if samples is None else samples,
+                   input_values=input_values, target_values=target_values,
+                   batch_size=batch_size,
                    weight_arrays=len(sizes), weights=sum(sizes))
         for layer in layers:
             weights = layer.get_weights()

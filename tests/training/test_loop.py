@@ -13,6 +13,7 @@ from portanet import BatchNorm, Dense, Network
 from portanet.backend import compilers, to_numpy
 from portanet.callbacks import Callback, CallbackList
 from portanet.optimizers import SGD
+from portanet.training import feed
 from portanet.training import loop as training
 from portanet.training import world as distributed
 from portanet.training.step import TrainStep
@@ -74,6 +75,11 @@ def rows(backend, *arrays):
     return tuple(backend.asarray(array, "float64") for array in arrays)
 
 
+def held(backend, x, y, batch_size, shuffle):
+    """Rows ``x``, ``y`` on the backend, as the loop's batches."""
+    return feed.Held(*rows(backend, x, y), batch_size, shuffle)
+
+
 def quietly(function, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", portanet.CompileWarning)
@@ -102,7 +108,7 @@ def test_history_records_every_epochs_loss_and_the_layers_get_each_epochs_weight
     net = linear()
     recorder = EpochWeights()
     loop = loop_for(net, compile)
-    history = quietly(loop.run, *rows(backend, x, y), 3, 4, False, None, False,
+    history = quietly(loop.run, held(backend, x, y, 4, False), 3, None, False,
                       CallbackList([recorder]))
     losses, weights = reference(x, y, 3, 4)
     assert history.epoch == [1, 2, 3] and list(history.history) == ["loss"]
@@ -131,7 +137,7 @@ def test_history_records_validation_and_accuracy(backend):
     net = linear()
     loop = loop_for(net, accuracy=True)
     recorder = EpochWeights()
-    history = loop.run(*rows(backend, x, labels), 2, 5, False, rows(backend, x_val, labels_val),
+    history = loop.run(held(backend, x, labels, 5, False), 2, rows(backend, x_val, labels_val),
                        False, CallbackList([recorder]))
     assert list(history.history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
     assert all(len(values) == 2 for values in history.history.values())
@@ -155,7 +161,7 @@ def test_shuffle_trains_each_epoch_in_the_seeded_generators_order(backend):
     x, y = data()
     net = linear()
     portanet.set_seed(7)
-    history = loop_for(net).run(*rows(backend, x, y), 2, 4, True, None, False)
+    history = loop_for(net).run(held(backend, x, y, 4, True), 2, None, False)
     gen = np.random.default_rng(7)
     losses, weights = reference(x, y, 2, 4, orders=[gen.permutation(SAMPLES) for _ in range(2)])
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-10)
@@ -193,7 +199,7 @@ def test_a_callback_stops_training_after_its_epoch(backend):
     x, y = data()
     net = linear()
     loop = loop_for(net)
-    history = loop.run(*rows(backend, x, y), 5, 4, False, None, False,
+    history = loop.run(held(backend, x, y, 4, False), 5, None, False,
                        CallbackList([StopAfter(epoch=2)]))
     assert history.epoch == [1, 2] and len(history.history["loss"]) == 2
     assert history.stopped_epoch == 2
@@ -202,13 +208,13 @@ def test_a_callback_stops_training_after_its_epoch(backend):
     _, weights = reference(x, y, 2, 4)
     np.testing.assert_allclose(to_numpy(net.layers[0].weights), weights[-1][0], rtol=1e-10,
                                atol=1e-12)
-    again = loop.run(*rows(backend, x, y), 3, 4, False, None, False)  # the flag starts False
+    again = loop.run(held(backend, x, y, 4, False), 3, None, False)  # the flag starts False
     assert again.epoch == [1, 2, 3] and again.stop_reason == "completed"
 
 
 def test_a_callback_stop_keeps_the_reason_it_gives(backend):
     x, y = data()
-    history = loop_for(linear()).run(*rows(backend, x, y), 5, 4, False, None, False,
+    history = loop_for(linear()).run(held(backend, x, y, 4, False), 5, None, False,
                                      CallbackList([StopAfter(epoch=1, reason="good enough")]))
     assert history.epoch == [1] and history.stop_reason == "good enough"
 
@@ -216,7 +222,7 @@ def test_a_callback_stop_keeps_the_reason_it_gives(backend):
 def test_a_stop_from_a_batch_hook_ends_the_epoch_after_that_batch(backend):
     x, y = data()
     net = linear()
-    history = loop_for(net).run(*rows(backend, x, y), 3, 4, False, None, False,
+    history = loop_for(net).run(held(backend, x, y, 4, False), 3, None, False,
                                 CallbackList([StopAtBatch(batch=2)]))
     losses, weights = reference(x, y, 1, 4, batches=2)
     assert history.epoch == [1] and history.step_traces == 2
