@@ -1,5 +1,5 @@
 """portanet.ImageFolder: a folder of small PNGs written by each test, read lazily with Pillow;
-and a network trained on it."""
+a network trained on it, and the command trained, evaluated and run on it."""
 
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ from PIL import Image
 
 import portanet as pn
 from portanet.backend import to_numpy
+from portanet.cli import main
 from portanet.errors import DataError, InputError
 from portanet.models import small_cnn
 
@@ -169,3 +170,30 @@ def test_a_network_learns_the_folders_classes(backend, tmp_path):
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     np.testing.assert_array_equal(to_numpy(net.predict_classes(x)), y)
 
+
+def test_the_command_trains_evaluates_and_predicts_on_a_folder(backend, tmp_path, capsys):
+    folder, model = tmp_path / "shapes", tmp_path / "shapes.npz"
+    write_folder(folder, rgb=True, count=8)
+    assert main(["train", "--dataset", f"folder:{folder}", "--color-mode", "rgb", "--model",
+                 "cnn", "--epochs", "1", "--batch-size", "8", "--backend", backend.name,
+                 "--save", str(model), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"dataset folder:{folder}: 18 training and 6 test images of 3x8x8" in out
+    report = out.split("test set (6 images")[1]
+    assert all(name in report for name in CLASSES)
+    accuracy = float(report.split("accuracy")[-1].split()[0])
+    net = pn.load(model)
+    assert net.metadata["class_names"] == list(CLASSES)
+    assert net.metadata["image_shape"] == [3, 8, 8]
+
+    assert main(["evaluate", "--model", str(model)]) == 0  # the folder it was trained on
+    out = capsys.readouterr().out
+    assert "6 test images" in out and f"{accuracy:9.3f}" in out
+    assert all(name in out for name in CLASSES)
+
+    ds = pn.ImageFolder(folder, color_mode="rgb")
+    np.save(tmp_path / "images.npy", ds.rows(np.arange(3))[0])
+    assert main(["predict", "--model", str(model), str(tmp_path / "images.npy")]) == 0
+    expected = to_numpy(net.predict_classes(ds.rows(np.arange(3))[0]))
+    assert capsys.readouterr().out.splitlines() == [
+        f"{i}\t{label}\t{CLASSES[label]}" for i, label in enumerate(expected)]
