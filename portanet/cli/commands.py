@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
-from .._checks import fraction, integer_text, number_text, positive
+from .._checks import fraction, integer_text, number_text, positive, size_pair
 from .._version import __version__
 from ..backend import (
     backend_name,
@@ -81,6 +81,12 @@ def _dataset(text):
         raise InputError(f"unknown data set {text!r}: choose one of {', '.join(datasets.DATASETS)}"
                          f", or {FOLDER}PATH for a folder of images")
     return text
+
+
+def _image_size(option, text):
+    """``text``, HxW (e.g. 32x32), as (height, width)."""
+    return size_pair(f"{option} (HxW, e.g. 32x32)", tuple(
+        integer_text(option, part) for part in text.lower().split("x")))
 
 
 def _load_dataset(name, data_dir, **folder_options):
@@ -156,13 +162,16 @@ def _train(args, world):
                      if getattr(args, key) is not None})
     print(f"portanet {__version__} on {backend}"
           + (f", {world.size} MPI process{'es' if world.size > 1 else ''}" if world else ""))
-    folder_options = {"color_mode": args.color_mode} if args.dataset.startswith(FOLDER) else {}
+    folder_options = {"color_mode": args.color_mode, "image_size": args.image_size} \
+        if args.dataset.startswith(FOLDER) else {}
     (x_train, y_train), (x_test, y_test), class_names = _load_dataset(
         args.dataset, args.data_dir, **folder_options)
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]  # None: all of them
     classes = int(max(y_train.max(), y_test.max())) + 1
     metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
-                "image_shape": list(x_train.shape[1:]), "classes": classes, **folder_options}
+                "image_shape": list(x_train.shape[1:]), "classes": classes}
+    if folder_options:
+        metadata["color_mode"] = args.color_mode
     if class_names:
         metadata["class_names"] = list(class_names)
     network = spec.build(tuple(x_train.shape[1:]), classes)
@@ -321,6 +330,9 @@ def build_parser():
                             "the test set; default: %(default)s (embedded, no download)")
     train.add_argument("--color-mode", choices=("grayscale", "rgb"), default="grayscale",
                        help="how images of a folder are read (default: %(default)s)")
+    train.add_argument("--image-size", metavar="HxW", type=_number("--image-size", _image_size),
+                       help="resize the images of a folder to H x W pixels (bilinear); default: "
+                            "every image must have the first one's size")
     train.add_argument("--data-dir", help="folder holding the data set's files")
     train.add_argument("--model", default="mlp", choices=sorted(models.MODELS),
                        help="default: %(default)s; " + "; ".join(

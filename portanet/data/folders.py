@@ -113,8 +113,10 @@ class ImageFolder:
                 if not self._resizes:
                     raise DataError(f"{path} has size {image.size[::-1]} (height, width), not "
                                     f"{self.image_size} as the first image {self.paths[0]}: "
-                                    f"give ImageFolder(..., image_size={self.image_size}) to "
-                                    "resize every image to one size")
+                                    f"give ImageFolder(..., image_size={self.image_size}) "
+                                    "(portanet train --image-size "
+                                    f"{'x'.join(map(str, self.image_size))}) to resize every "
+                                    "image to one size")
                 image = image.resize(self.image_size[::-1], _pillow().Resampling.BILINEAR)
             return np.asarray(image, dtype=np.float32)
 

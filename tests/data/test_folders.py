@@ -197,3 +197,20 @@ def test_the_command_trains_evaluates_and_predicts_on_a_folder(backend, tmp_path
     expected = to_numpy(net.predict_classes(ds.rows(np.arange(3))[0]))
     assert capsys.readouterr().out.splitlines() == [
         f"{i}\t{label}\t{CLASSES[label]}" for i, label in enumerate(expected)]
+
+
+def test_the_command_resizes_a_folder_of_mixed_sizes_with_image_size(backend, tmp_path, capsys):
+    folder, model = tmp_path / "shapes", tmp_path / "shapes.npz"
+    write_folder(folder)
+    odd = folder / "square" / "odd.png"
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(odd)
+    argv = ["train", "--dataset", f"folder:{folder}", "--epochs", "1", "--quiet", "--backend",
+            backend.name]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"portanet: error: {odd} has size (12, 10)") and "--image-size 8x8" in err
+    assert main([*argv, "--image-size", "6x6", "--save", str(model)]) == 0
+    assert "images of 1x6x6" in capsys.readouterr().out
+    assert pn.load(model).metadata["image_shape"] == [1, 6, 6]
+    assert main(["evaluate", "--model", str(model)]) == 0  # read at the network's size again
+    assert "3 test images of 1x6x6" in capsys.readouterr().out

@@ -93,6 +93,10 @@ BAD_OPTIONS = [  # argv (in a folder holding net.npz and images.npy), what the e
     (["train", "--dataset", "folder:missing"], "--dataset: no folder at 'missing'"),
     (["train", "--dataset", "folder:net.npz"], "--dataset: no folder at 'net.npz'"),
     (["train", "--color-mode", "cmyk"], "argument --color-mode: invalid choice: 'cmyk'"),
+    (["train", "--image-size", "32"], "--image-size (HxW, e.g. 32x32) must be (height, width), "
+                                      "two positive ints, got (32,)"),
+    (["train", "--image-size", "0x8"], "--image-size must be an integer >= 1, got 0"),
+    (["train", "--image-size", "ax8"], "--image-size must be an integer >= 1, got 'a'"),
     (["train", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
     (["train", "--backend", "tensorflow"], "--backend: unknown backend 'tensorflow'"),
     (["train", "--epochs"], "argument --epochs: expected one argument"),
