@@ -10,7 +10,7 @@ from . import callbacks
 from ._version import __version__
 from .backend import BACKENDS, get_backend, set_backend, set_seed, using_backend
 from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
-from .data import Loader, datasets, preprocessing, text
+from .data import ImageFolder, Loader, datasets, preprocessing, text
 from .errors import (
     BackendError,
     CompileWarning,
@@ -55,8 +55,9 @@ from .training.history import History
 __all__ = [
     "BACKENDS", "ActivationLayer", "AvgPool2D", "BackendError", "BatchNorm", "CompileWarning",
     "Conv2D", "DataError", "DistributedError", "Dropout", "FCLayer", "Flatten", "get_backend",
-    "History", "InputError", "InputWarning", "Layer", "load", "MaxPool2D", "ModelFileError",
-    "Network", "PortanetError", "register_activation", "register_layer", "register_loss",
+    "History", "ImageFolder", "InputError", "InputWarning", "Layer", "load", "MaxPool2D",
+    "ModelFileError", "Network", "PortanetError", "register_activation", "register_layer",
+    "register_loss",
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError", "WriteError",
     "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
     "ModelCheckpoint",

@@ -106,6 +106,14 @@ def sample_shape(name: str, value) -> tuple:
     return tuple(int(item) for item in items)
 
 
+def size_pair(name: str, value) -> tuple:
+    """``value`` as a (height, width) tuple of two positive ints."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(is_integer(item) and item > 0 for item in value)):
+        raise InputError(f"{name} must be (height, width), two positive ints, got {value!r}")
+    return tuple(int(item) for item in value)
+
+
 def float_dtype(name: str, value) -> str:
     """``value``, the name of a dtype portanet computes in: "float32" or "float64"."""
     if not isinstance(value, str) or value not in ("float32", "float64"):

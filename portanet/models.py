@@ -80,18 +80,18 @@ def modern_mlp(image_shape, classes):
 def small_cnn(image_shape, classes):
     """Two conv(3x3, same) + ReLU + 2x2 max-pool blocks (32, 64 channels), then 128-unit dense head.
 
-    ``image_shape`` is one grey image's, (H, W) or (1, H, W); images go in as (N, 1, H, W)
-    (NCHW).
+    ``image_shape`` is one image's, (C, H, W), or (H, W) for grey images; images go in as
+    (N, C, H, W) (NCHW).
     """
     shape = tuple(image_shape)
-    if len(shape) == 3 and shape[0] == 1:
-        shape = shape[1:]
-    if len(shape) != 2:
-        raise InputError(f"small_cnn takes grey images: image_shape (H, W) or (1, H, W), got "
-                         f"{image_shape!r}; for C channels build the network with Conv2D(C, ...)")
-    height, width = shape
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise InputError(f"small_cnn takes images of shape (C, H, W), or (H, W) for grey ones, "
+                         f"got image_shape {image_shape!r}")
+    channels, height, width = shape
     net = Network()
-    net.add(Conv2D(1, 32, 3, padding="same", input_shape=(1, height, width)))
+    net.add(Conv2D(channels, 32, 3, padding="same", input_shape=shape))
     net.add(ActivationLayer("relu"))
     net.add(MaxPool2D(2))
     net.add(Conv2D(32, 64, 3, padding="same"))

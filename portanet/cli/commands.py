@@ -2,6 +2,7 @@
 
     portanet train                                  # digits, offline, a few seconds
     portanet train --dataset fashion-mnist --model mlp --epochs 10 --save fmnist.npz
+    portanet train --dataset folder:photos --color-mode rgb --model cnn   # photos/<class>/*.png
     portanet evaluate --model fmnist.npz --dataset fashion-mnist
     mpirun -n 4 portanet train --distributed --dataset fashion-mnist   # 4 processes, one network
     portanet predict --model fmnist.npz images.npy
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
-from .._checks import fraction, integer_text, number_text, positive
+from .._checks import fraction, integer_text, number_text, positive, size_pair
 from .._version import __version__
 from ..backend import (
     backend_name,
@@ -32,7 +33,7 @@ from ..backend import (
     step_threads,
 )
 from ..callbacks import EarlyStopping, ModelCheckpoint
-from ..data import datasets, images
+from ..data import ImageFolder, datasets, images
 from ..data.preprocessing import Normalizer, to_categorical
 from ..errors import CompileWarning, InputError, InputWarning, PortanetError
 from ..metrics import classification_report
@@ -64,12 +65,58 @@ def cmd_info(args):
     return 0
 
 
-def _load_dataset(name, data_dir):
+FOLDER = "folder:"  # --dataset folder:PATH
+
+
+def _dataset(text):
+    """``text`` as a --dataset value: a data set's name, or folder:PATH of an existing folder."""
+    if text.startswith(FOLDER):
+        path, wanted = text.removeprefix(FOLDER), "a folder holding one sub-folder of images " \
+                                                  "per class"
+        if not path:
+            raise InputError(f"{FOLDER} needs the folder's path: {FOLDER}PATH, PATH {wanted}")
+        if not Path(path).is_dir():
+            raise InputError(f"no folder at {path!r}: give {FOLDER}PATH, PATH {wanted}")
+    elif text not in datasets.DATASETS:
+        raise InputError(f"unknown data set {text!r}: choose one of {', '.join(datasets.DATASETS)}"
+                         f", or {FOLDER}PATH for a folder of images")
+    return text
+
+
+def _image_size(option, text):
+    """``text``, HxW (e.g. 32x32), as (height, width)."""
+    return size_pair(f"{option} (HxW, e.g. 32x32)", tuple(
+        integer_text(option, part) for part in text.lower().split("x")))
+
+
+def _load_dataset(name, data_dir, **folder_options):
+    """``(x_train, y_train), (x_test, y_test), class_names`` (None where the classes are the
+    digits) of the data set ``name`` (see :func:`_dataset`); ``folder_options`` go to
+    :class:`ImageFolder`."""
     started = time.perf_counter()
-    (x_train, y_train), (x_test, y_test) = datasets.load(name, data_dir=data_dir)
-    print(f"dataset {name}: {len(x_train)} training and {len(x_test)} test images of "
-          f"{'x'.join(map(str, x_train.shape[1:]))} ({time.perf_counter() - started:.1f}s)")
-    return (x_train, y_train), (x_test, y_test)
+    if name.startswith(FOLDER):
+        train, test, class_names = _read_folder(name.removeprefix(FOLDER), **folder_options)
+    else:
+        train, test = datasets.load(name, data_dir=data_dir)
+        class_names = datasets.CLASS_NAMES.get(name)
+    print(f"dataset {name}: {len(train[0])} training and {len(test[0])} test images of "
+          f"{'x'.join(map(str, train[0].shape[1:]))} ({time.perf_counter() - started:.1f}s)")
+    return train, test, class_names
+
+
+def _read_folder(path, **options):
+    """A folder of images (:class:`ImageFolder`) read whole into arrays, split per class as the
+    digits are (a quarter of each class for the test split), and its class names. The one place
+    that holds a folder in memory: streaming it (portanet.data's loaders) replaces this."""
+    folder = ImageFolder(path, **options)
+    train, test = datasets.split_per_class(folder.labels)
+    return folder.rows(train), folder.rows(test), folder.class_names
+
+
+def _class_names(metadata):
+    """The names of a network's classes: as ``portanet train`` noted them, or the ones of the
+    data set it was trained on (files saved before the notes held them); None for digits."""
+    return metadata.get("class_names") or datasets.CLASS_NAMES.get(metadata.get("dataset"))
 
 
 def print_report(network, x_test, labels, classes, world=None):
@@ -85,8 +132,7 @@ def print_report(network, x_test, labels, classes, world=None):
         if outputs is None:
             return
     print(f"\ntest set ({len(x_test)} images, predicted in {time.perf_counter() - started:.2f}s):")
-    names = datasets.CLASS_NAMES.get(network.metadata.get("dataset"))
-    print(classification_report(labels, outputs, names))
+    print(classification_report(labels, outputs, _class_names(network.metadata)))
 
 
 def cmd_train(args):
@@ -116,11 +162,18 @@ def _train(args, world):
                      if getattr(args, key) is not None})
     print(f"portanet {__version__} on {backend}"
           + (f", {world.size} MPI process{'es' if world.size > 1 else ''}" if world else ""))
-    (x_train, y_train), (x_test, y_test) = _load_dataset(args.dataset, args.data_dir)
+    folder_options = {"color_mode": args.color_mode, "image_size": args.image_size} \
+        if args.dataset.startswith(FOLDER) else {}
+    (x_train, y_train), (x_test, y_test), class_names = _load_dataset(
+        args.dataset, args.data_dir, **folder_options)
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]  # None: all of them
     classes = int(max(y_train.max(), y_test.max())) + 1
     metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
                 "image_shape": list(x_train.shape[1:]), "classes": classes}
+    if folder_options:
+        metadata["color_mode"] = args.color_mode
+    if class_names:
+        metadata["class_names"] = list(class_names)
     network = spec.build(tuple(x_train.shape[1:]), classes)
     network.metadata = metadata
     network.scaler = Normalizer().fit(x_train)  # saved with the network, applied to every input
@@ -166,8 +219,13 @@ def cmd_evaluate(args):
     print(f"portanet {__version__} on {set_backend(args.backend, args.device)}")
     network = load(args.model)
     metadata = network.metadata
-    _, (x_test, y_test) = _load_dataset(args.dataset or metadata.get("dataset", "digits"),
-                                        args.data_dir)
+    name = args.dataset or metadata.get("dataset", "digits")
+    folder_options = {}
+    if name.startswith(FOLDER) and "color_mode" in metadata:  # read as it was trained on
+        folder_options = {"color_mode": metadata["color_mode"],
+                          "image_size": metadata["image_shape"][1:],
+                          "class_names": metadata["class_names"]}
+    _, (x_test, y_test), _ = _load_dataset(name, args.data_dir, **folder_options)
     classes = metadata.get("classes") or network.output_shape()[-1]
     print_report(network, images.network_input(x_test, network), y_test, classes)
     return 0
@@ -183,8 +241,9 @@ def cmd_predict(args):
         raise InputError(f"cannot read images from {args.images} (a .npy array of raw pixel "
                          f"values is expected): {exc}") from None
     x = images.network_input(pictures, network)
+    names = _class_names(network.metadata)
     for index, label in enumerate(network.predict_classes(x)):
-        print(f"{index}\t{label}")
+        print(f"{index}\t{label}" + (f"\t{names[label]}" if names else ""))
     if args.output:
         try:
             outputs, kind = network.predict_proba(x), "class probabilities"
@@ -265,8 +324,15 @@ def build_parser():
         run=cmd_info)
 
     train = commands.add_parser("train", help="train a classifier and report on its test set")
-    train.add_argument("--dataset", default="digits", choices=sorted(datasets.DATASETS),
-                       help="default: %(default)s (embedded, no download)")
+    train.add_argument("--dataset", default="digits", type=_checked("--dataset", _dataset),
+                       help=f"{', '.join(datasets.DATASETS)}, or {FOLDER}PATH: the images in "
+                            "PATH's sub-folders, one per class, a quarter of each held out for "
+                            "the test set; default: %(default)s (embedded, no download)")
+    train.add_argument("--color-mode", choices=("grayscale", "rgb"), default="grayscale",
+                       help="how images of a folder are read (default: %(default)s)")
+    train.add_argument("--image-size", metavar="HxW", type=_number("--image-size", _image_size),
+                       help="resize the images of a folder to H x W pixels (bilinear); default: "
+                            "every image must have the first one's size")
     train.add_argument("--data-dir", help="folder holding the data set's files")
     train.add_argument("--model", default="mlp", choices=sorted(models.MODELS),
                        help="default: %(default)s; " + "; ".join(
@@ -313,8 +379,8 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="report a saved network on a test set")
     evaluate.add_argument("--model", required=True, metavar="PATH",
                           type=_checked("--model", saved_path))
-    evaluate.add_argument("--dataset", choices=sorted(datasets.DATASETS),
-                          help="default: the one the network was trained on")
+    evaluate.add_argument("--dataset", type=_checked("--dataset", _dataset),
+                          help="as for train; default: the one the network was trained on")
     evaluate.add_argument("--data-dir")
     _backend_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
@@ -323,7 +389,9 @@ def build_parser():
     predict.add_argument("--model", required=True, metavar="PATH",
                          type=_checked("--model", saved_path))
     predict.add_argument("images", type=_checked("IMAGES", _images_path), metavar="IMAGES",
-                         help=".npy file of raw images, (N, H, W) or (H, W)")
+                         help=".npy file of raw images, (N, H, W) or (H, W); for a network "
+                              "trained on a folder, images as ImageFolder gives them: "
+                              "(N, C, H, W) in [0, 1]")
     predict.add_argument("--output", type=_checked("--output", _npy_path),
                          help="also save the class probabilities (the raw outputs for networks "
                               "without them) to this .npy file")

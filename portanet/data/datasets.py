@@ -144,15 +144,22 @@ def load_digits(test_fraction=0.25, seed=0):
     bunch = sklearn_digits()
     images = bunch.images.astype(np.uint8)
     labels = bunch.target.astype(np.uint8)
+    train, test = split_per_class(labels, test_fraction, seed)
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
+def split_per_class(labels, test_fraction=0.25, seed=0):
+    """Indices ``(train, test)`` of the samples whose classes are ``labels``, each shuffled:
+    ``test_fraction`` of each class (at least one, where a class has two or more samples) drawn
+    at random, reproducibly, for the test split."""
+    labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     is_test = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         count = min(max(round(len(members) * test_fraction), 1), len(members) - 1)
         is_test[members[:count]] = True
-    train = rng.permutation(np.flatnonzero(~is_test))
-    test = rng.permutation(np.flatnonzero(is_test))
-    return (images[train], labels[train]), (images[test], labels[test])
+    return rng.permutation(np.flatnonzero(~is_test)), rng.permutation(np.flatnonzero(is_test))
 
 
 DATASETS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist}

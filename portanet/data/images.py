@@ -23,7 +23,8 @@ def prepare(images, metadata):
         x = x / np.float32(metadata["scale"])
     if metadata["layout"] == "flat":
         return x.reshape(len(x), -1)
-    return x.reshape(len(x), 1, *shape)
+    channels = () if len(shape) == 3 else (1,)  # (H, W): grey images, given their channel
+    return x.reshape(len(x), *channels, *shape)
 
 
 def network_input(images, network):

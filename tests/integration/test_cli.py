@@ -87,14 +87,24 @@ BAD_OPTIONS = [  # argv (in a folder holding net.npz and images.npy), what the e
     (["train", "--plot", "missing/curves.png"], "--plot: cannot save the plot"),
     (["train", "--plot", "curves.txt"], "--plot: cannot save the plot to 'curves.txt': unknown "
                                         "image suffix '.txt'; use one of"),
-    (["train", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["train", "--dataset", "cifar"], "--dataset: unknown data set 'cifar': choose one of "
+                                      "digits, mnist, fashion-mnist, or folder:PATH"),
+    (["train", "--dataset", "folder:"], "--dataset: folder: needs the folder's path"),
+    (["train", "--dataset", "folder:missing"], "--dataset: no folder at 'missing'"),
+    (["train", "--dataset", "folder:net.npz"], "--dataset: no folder at 'net.npz'"),
+    (["train", "--color-mode", "cmyk"], "argument --color-mode: invalid choice: 'cmyk'"),
+    (["train", "--image-size", "32"], "--image-size (HxW, e.g. 32x32) must be (height, width), "
+                                      "two positive ints, got (32,)"),
+    (["train", "--image-size", "0x8"], "--image-size must be an integer >= 1, got 0"),
+    (["train", "--image-size", "ax8"], "--image-size must be an integer >= 1, got 'a'"),
     (["train", "--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
     (["train", "--backend", "tensorflow"], "--backend: unknown backend 'tensorflow'"),
     (["train", "--epochs"], "argument --epochs: expected one argument"),
     (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["evaluate"], "the following arguments are required: --model"),
     (["evaluate", "--model", "missing.npz"], "--model: no saved network at missing.npz"),
-    (["evaluate", "--model", "net.npz", "--dataset", "cifar"], "argument --dataset: invalid"),
+    (["evaluate", "--model", "net.npz", "--dataset", "cifar"], "--dataset: unknown data set"),
+    (["evaluate", "--model", "net.npz", "--dataset", "folder:"], "--dataset: folder: needs"),
     (["evaluate", "--model", "net.npz", "--backend", "tf"], "--backend: unknown backend 'tf'"),
     (["predict", "--model", "missing.npz", "images.npy"], "--model: no saved network at "
                                                           "missing.npz"),
@@ -124,7 +134,8 @@ def test_every_option_is_checked_before_any_work(argv, message, tmp_path, monkey
         raise AssertionError("work started before the options were checked")
 
     for module, name in ((portanet.data.datasets, "load"), (commands, "load"),
-                         (commands, "set_backend"), (commands.distributed, "init")):
+                         (commands, "ImageFolder"), (commands, "set_backend"),
+                         (commands.distributed, "init")):
         monkeypatch.setattr(module, name, no_work)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "net.npz").touch()
