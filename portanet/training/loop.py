@@ -45,7 +45,7 @@ _FITTING_LOCK = threading.Lock()
 
 def fit(network, x_train, y_train, epochs, learning_rate=None, batch_size=1, shuffle=False,
         optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-        distributed=False, compile="auto", metrics=(), callbacks=None):
+        distributed=False, compile="auto", metrics=(), callbacks=None, initial_epoch=0):
     """:meth:`portanet.Network.fit` (see there)."""
     with _FITTING_LOCK:
         if id(network) in _FITTING:
@@ -55,19 +55,24 @@ def fit(network, x_train, y_train, epochs, learning_rate=None, batch_size=1, shu
     try:
         return _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                     optimizer, validation_data, validation_split, verbose, distributed, compile,
-                    metrics, callbacks)
+                    metrics, callbacks, initial_epoch)
     finally:
         with _FITTING_LOCK:
             _FITTING.discard(id(network))
 
 
 def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, optimizer,
-         validation_data, validation_split, verbose, distributed, compile, metrics, callbacks):
+         validation_data, validation_split, verbose, distributed, compile, metrics, callbacks,
+         initial_epoch):
     world = distributed_module.resolve(distributed)
     with world.together():
         inputs.check_ready(network, need_loss=True)
         inputs.check_loss_fits_output(network)
         integer("epochs", epochs, low=0)
+        if integer("initial_epoch", initial_epoch, low=0) > epochs:
+            raise InputError(f"initial_epoch ({initial_epoch}) must not be above epochs "
+                             f"({epochs}), the number of the last epoch: epochs "
+                             "initial_epoch + 1 to epochs are trained")
         integer("batch_size", batch_size)
         fraction("validation_split", validation_split)
         shuffle = boolean("shuffle", shuffle)
@@ -93,7 +98,7 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
         world.join(network, x, y, batch_size)
         loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
         return loop.run(x, y, epochs, batch_size, shuffle, validation_data,
-                        verbose and world.is_root, callbacks)
+                        verbose and world.is_root, callbacks, initial_epoch)
 
 
 def compose(step, compiler, world):
@@ -182,8 +187,11 @@ class Loop:
             helpers, layout.split, "splitting the parameters"))
         self.stop_requested = False
 
-    def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None):
-        """Train on rows ``x``, ``y`` for ``epochs`` epochs; return the :class:`History`."""
+    def run(self, x, y, epochs, batch_size, shuffle, validation, verbose, callbacks=None,
+            initial_epoch=0):
+        """Train on rows ``x``, ``y``, epochs ``initial_epoch + 1`` to ``epochs`` (or after the
+        epoch a callback restored, see :meth:`CallbackList.initial_epoch`); return the
+        :class:`History`."""
         network, optimizer, step = self.network, self.optimizer, self.step
         progress = Progress(epochs, math.ceil(x.shape[0] / batch_size), verbose)
         progress.live = progress.live and self.world.size == 1  # MPI ranks print to a pipe
@@ -195,6 +203,7 @@ class Loop:
                        {"epochs": epochs, "steps": progress.batches, "metrics": metrics})
         network.stop_training = False
         callbacks.on_train_begin({})
+        initial_epoch = callbacks.initial_epoch(initial_epoch)  # after a restore: its epoch
         values = {}  # the last epoch's
         traces = step.traces
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
@@ -203,7 +212,7 @@ class Loop:
         batches = Batches(x, y, indexed=self.compiler.name != "eager")
         with self._interruptible():
             try:
-                for epoch in range(1, epochs + 1):
+                for epoch in range(initial_epoch + 1, epochs + 1):
                     callbacks.on_epoch_begin(epoch)
                     progress.start_epoch(epoch)
                     total, seen, interrupted = self._epoch(epoch, state, x, batches, batch_size,
