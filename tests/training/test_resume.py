@@ -5,8 +5,10 @@ import copy
 import errno
 import os
 import pickle
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,3 +282,12 @@ def test_cli_refuses_bad_resume_paths_before_any_work(tmp_path, capsys):
         captured = capsys.readouterr()
         assert "--resume: " in captured.err and says in captured.err, captured.err
         assert captured.out == ""  # nothing loaded, nothing trained
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    section = text.split("## Checkpoint and resume")[1].split("\n## ")[0]
+    (example,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/training.md", "exec"), {})
+    assert sorted(os.listdir(tmp_path)) == ["state.npz"]  # the backup is deleted at the end
