@@ -9,7 +9,14 @@ import sys
 from . import callbacks
 from ._version import __version__
 from .backend import BACKENDS, get_backend, set_backend, set_seed, using_backend
-from .callbacks import Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint
+from .callbacks import (
+    BackupAndRestore,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+)
 from .data import ImageFolder, Loader, datasets, preprocessing, text
 from .errors import (
     BackendError,
@@ -46,9 +53,10 @@ from .layers import (
     SelfAttention,
     Sequential,
 )
-from .network import Network, load
+from .network import Network, load, load_training
 from .registry import register_activation, register_layer, register_loss
 from .saving.onnx import export_onnx
+from .saving.state import save_training
 from .training import world as distributed
 from .training.history import History
 
@@ -60,7 +68,7 @@ __all__ = [
     "register_loss",
     "Reshape", "set_backend", "set_seed", "ShapeError", "TrainingError", "WriteError",
     "callbacks", "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler",
-    "ModelCheckpoint",
+    "ModelCheckpoint", "BackupAndRestore", "save_training", "load_training",
     "export_onnx",
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",

@@ -25,12 +25,13 @@ import os
 import string
 from pathlib import Path
 
-from ._checks import integer, non_negative, one_of, positive
+from ._checks import boolean, integer, non_negative, one_of, positive
 from .backend import namespace
 from .errors import InputError
 from .layers.base import walk
 from .saving.files import append, check_writable, write_atomically
 from .saving.format import describe
+from .saving.state import resume, save_training
 
 
 class Callback:
@@ -39,6 +40,7 @@ class Callback:
 
     network = optimizer = history = world = None  # set by fit before training starts
     params = None  # set by fit too: {"epochs", "steps" (per epoch), "metrics" (value names)}
+    restored_epoch = None  # set in on_train_begin by a callback that restored training
 
     def on_train_begin(self, logs):
         """Training starts (``logs`` is empty)."""
@@ -98,6 +100,13 @@ class CallbackList:
     def on_train_begin(self, logs):
         for callback in self.callbacks:
             callback.on_train_begin(logs)
+
+    def initial_epoch(self, initial_epoch):
+        """The epoch training goes on after: the last one a callback restored
+        (``restored_epoch``, e.g. :class:`BackupAndRestore`'s), else ``initial_epoch``."""
+        restored = [callback.restored_epoch for callback in self.callbacks
+                    if callback.restored_epoch is not None]
+        return restored[-1] if restored else initial_epoch
 
     def on_train_end(self, logs):
         for callback in self.callbacks:
@@ -375,3 +384,38 @@ class CSVLogger(Callback):
 
     def __repr__(self):
         return f"CSVLogger({str(self.path)!r})"
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state after every epoch, and resume from it (Keras's).
+
+    When ``fit`` starts and ``path`` holds a training state (see
+    :func:`portanet.save_training`), the network's weights, the optimizer's state, step count
+    and learning rate, and portanet's random generator are restored from it, and training goes
+    on after its epoch: the same ``fit`` called again after an interruption ends with the
+    weights the uninterrupted one would have had. After every epoch the state is written to
+    ``path`` (.npz or .safetensors), atomically. Resuming is at epoch granularity: an epoch cut
+    short is trained again from its start. ``delete_checkpoint`` (as in Keras) removes the file
+    when training ends other than by Ctrl-C. The network and optimizer must be made as for the
+    first run (InputError otherwise); under MPI every rank restores and rank 0 writes.
+    """
+
+    def __init__(self, path, delete_checkpoint=True):
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"BackupAndRestore needs a file path, got {path!r}")
+        self.path = Path(path)
+        self.delete_checkpoint = boolean("delete_checkpoint", delete_checkpoint)
+
+    def on_train_begin(self, logs):
+        self.restored_epoch = resume(self.path, self.network, self.optimizer)
+
+    def on_epoch_end(self, epoch, logs):
+        if self.world.is_root:
+            save_training(self.path, self.network, self.optimizer, epoch)
+
+    def on_train_end(self, logs):
+        if self.delete_checkpoint and not self.history.interrupted and self.world.is_root:
+            self.path.unlink(missing_ok=True)
+
+    def __repr__(self):
+        return f"BackupAndRestore({str(self.path)!r})"

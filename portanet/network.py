@@ -11,6 +11,7 @@ from .backend import dtype_name, get_backend, namespace, to_numpy
 from .errors import InputError, ModelFileError, PortanetError, ShapeError
 from .layers.base import Layer, unique, walk, walk_shapes
 from .saving import format as saving
+from .saving.state import TrainingState
 from .training import evaluation, feed, inputs, loop, world
 
 
@@ -196,7 +197,8 @@ class Network:
     # -- training ---------------------------------------------------------------------------
     def fit(self, x_train, y_train=None, epochs=1, learning_rate=None, batch_size=1,
             shuffle=False, optimizer=None, validation_data=None, validation_split=0.0,
-            verbose=1, distributed=False, compile="auto", metrics=(), callbacks=None):
+            verbose=1, distributed=False, compile="auto", metrics=(), callbacks=None,
+            initial_epoch=0):
         """Train for ``epochs`` passes over ``(x_train, y_train)``; return a :class:`History`.
 
         ``x_train`` may also be a data set or a :class:`portanet.data.Loader` giving ``(x, y)``
@@ -221,6 +223,11 @@ class Network:
         ``LearningRateScheduler``, ``CSVLogger`` or your own), run at each epoch and batch;
         ``history.stop_reason`` says why training ended.
 
+        ``initial_epoch`` (as in Keras) resumes a training: ``epochs`` is then the number of the
+        last epoch, and epochs ``initial_epoch + 1`` to ``epochs`` are trained, numbered so in
+        the history, the callbacks and the progress lines (see :func:`portanet.load_training`
+        and :class:`~portanet.callbacks.BackupAndRestore`).
+
         ``compile`` ("auto", True or False) compiles the training step where the backend can
         (``jax.jit`` on JAX; see :mod:`portanet.backend.compilers`): "auto" does so where it
         measured faster, and ``PORTANET_COMPILE`` overrides it. The results equal eager
@@ -233,7 +240,7 @@ class Network:
         """
         return loop.fit(self, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                             optimizer, validation_data, validation_split, verbose, distributed,
-                            compile, metrics, callbacks)
+                            compile, metrics, callbacks, initial_epoch)
 
     # -- inspecting and saving -----------------------------------------------------------
     def summary(self, print_fn=print, input_shape=None):
@@ -275,7 +282,25 @@ class Network:
 
 def load(path) -> Network:
     """Rebuild a network saved with :meth:`Network.save` on the current backend."""
-    header, layers, scaler = saving.read(path)
+    return _assembled(path, *saving.read(path))
+
+
+def load_training(path, optimizer=None):
+    """``(network, optimizer, epoch)`` from a training state that
+    :func:`portanet.save_training` (or :class:`~portanet.callbacks.BackupAndRestore`) wrote,
+    on the current backend; portanet's random generator is set to its saved state, so that
+    ``network.fit(..., optimizer=optimizer, initial_epoch=epoch)`` goes on as the saved
+    training would have. ``optimizer``, where given, gets the saved state (it must be of the
+    saved type and settings; an optimizer with a ``schedule`` must be given, as a function is
+    not saved); else a new one is made from the saved settings."""
+    state = TrainingState(saving.saved_path(path))
+    network = _assembled(path, state.header, *state.layers())
+    optimizer = state.optimizer() if optimizer is None else optimizer
+    return network, optimizer, state.restore(network, optimizer)
+
+
+def _assembled(path, header, layers, scaler) -> Network:
+    """The network of the layers and scaler read from ``path``, as its ``header`` says."""
     network = Network(dtype=header["dtype"])
     try:
         for layer in layers:

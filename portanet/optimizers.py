@@ -37,7 +37,11 @@ def step_decay(initial, drop, every):
     initial = positive("initial", initial)
     drop = number("drop", drop, lambda v: 0 < v <= 1, "a number in (0, 1]")
     every = integer("every", every)
-    return lambda iteration: initial * drop ** (iteration // every)
+    return functools.partial(_step_decay, initial, drop, every)
+
+
+def _step_decay(initial, drop, every, iteration):
+    return initial * drop ** (iteration // every)
 
 
 def exponential_decay(initial, rate, steps):
@@ -45,7 +49,11 @@ def exponential_decay(initial, rate, steps):
     initial = positive("initial", initial)
     rate = number("rate", rate, lambda v: 0 < v <= 1, "a number in (0, 1]")
     steps = positive("steps", steps)
-    return lambda iteration: initial * rate ** (iteration / steps)
+    return functools.partial(_exponential_decay, initial, rate, steps)
+
+
+def _exponential_decay(initial, rate, steps, iteration):
+    return initial * rate ** (iteration / steps)
 
 
 def cosine_decay(initial, total_steps, final=0.0):
@@ -54,11 +62,12 @@ def cosine_decay(initial, total_steps, final=0.0):
     total_steps = integer("total_steps", total_steps)
     final = number("final", final, lambda v: 0 <= v <= initial, f"a number in [0, {initial:g}]")
 
-    def schedule(iteration):
-        progress = min(iteration, total_steps) / total_steps
-        return final + (initial - final) * 0.5 * (1 + math.cos(math.pi * progress))
+    return functools.partial(_cosine_decay, initial, total_steps, final)
 
-    return schedule
+
+def _cosine_decay(initial, total_steps, final, iteration):
+    progress = min(iteration, total_steps) / total_steps
+    return final + (initial - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # -- optimizers -------------------------------------------------------------------------------
@@ -84,6 +93,28 @@ class Optimizer:
         self.iterations = 0
         self.state = None  # per dtype group: a tuple of ``state_buffers`` flat arrays
         self.layout = None  # the parameters the state was made for
+        self.restored = None  # {(id(layer), name): (layer, arrays)}, until the next step
+
+    def parameter_states(self):
+        """``[((layer, name), arrays)]``: the state arrays (``state_buffers`` of them) of each
+        parameter, however the parameters are laid out; empty before the first step."""
+        if self.restored is not None:
+            return list(self.restored.values())
+        if self.layout is None:
+            return []
+        per_buffer = [self.layout.split([group[k] for group in self.state])
+                      for k in range(self.state_buffers)]
+        return [(slot, tuple(arrays[index] for arrays in per_buffer))
+                for index, slot in enumerate(self.layout.slots)]
+
+    def restore(self, iterations, learning_rate, states):
+        """Continue from a saved point: ``iterations`` steps made, the base ``learning_rate``,
+        and ``states`` as :meth:`parameter_states` gives them; the next step lays them out."""
+        self.iterations = integer("iterations", iterations, low=0)
+        self.learning_rate = positive("learning_rate", learning_rate)
+        self.state = self.layout = None
+        self.restored = {(id(layer), name): ((layer, name), tuple(arrays))
+                         for (layer, name), arrays in states}
 
     @property
     def current_learning_rate(self):
@@ -102,7 +133,9 @@ class Optimizer:
     def state_for(self, layout: ParameterLayout, flats):
         """The state for ``layout``'s parameters (zeros on first use); InputError if this
         optimizer already holds state for other parameters."""
-        if self.layout is None:
+        if self.restored is not None:
+            self._lay_out_restored(layout)
+        elif self.layout is None:
             self.layout = layout
             self.state = [tuple(namespace(flat).zeros_like(flat)
                                 for _ in range(self.state_buffers)) for flat in flats]
@@ -112,12 +145,28 @@ class Optimizer:
                 "another network's parameters: give each network its own optimizer (a name "
                 "such as 'adam', or a new object), or call optimizer.reset() to start afresh")
         elif self.layout.flat != layout.flat:  # the same parameters, eager then compiled or back
-            buffers = [layout.relaid([group[k] for group in self.state], self.layout)
-                       for k in range(self.state_buffers)]
-            self.state = [tuple(buffers[k][g] for k in range(self.state_buffers))
-                          for g in range(len(layout.sizes))]
-            self.layout = layout
+            self._set_state(layout, [layout.relaid([group[k] for group in self.state],
+                                                   self.layout)
+                                     for k in range(self.state_buffers)])
         return self.state
+
+    def _lay_out_restored(self, layout):
+        """The restored state (:meth:`restore`) laid out as ``layout``; InputError unless it
+        holds the state of exactly ``layout``'s parameters."""
+        restored, self.restored = self.restored, None
+        keys = [(id(layer), name) for layer, name in layout.slots]
+        if set(keys) != set(restored):
+            raise InputError(f"the restored state of this {type(self).__name__} optimizer is "
+                             "for other parameters than the network being trained: restore it "
+                             "with the network it was saved with")
+        self._set_state(layout, [layout.flatten([restored[key][1][k] for key in keys])
+                                 for k in range(self.state_buffers)])
+
+    def _set_state(self, layout, buffers):
+        """Hold ``buffers`` (per state buffer, the groups of ``layout``) as the state."""
+        self.state = [tuple(buffers[k][g] for k in range(self.state_buffers))
+                      for g in range(len(layout.sizes))]
+        self.layout = layout
 
     def apply(self, params, grads, state, scalars):
         """Update every group: ``(new params, new state)`` as lists per dtype group. The
@@ -163,18 +212,19 @@ class Optimizer:
         """``grad`` plus the L2 term ``weight_decay * param`` (weight decay in the gradient)."""
         return grad + self.weight_decay * param if self.weight_decay else grad
 
-    def _config(self):
+    def config(self):
+        """The constructor's arguments (but ``schedule``: a function is not saved)."""
         clip = {} if self.clip_norm is None else {"clip_norm": self.clip_norm}
         return {"learning_rate": self.learning_rate, **clip}
 
     def config_key(self):
         """What the update computes depends on: the type and hyperparameters (a compiled step
         made for one optimizer serves every optimizer with the same key)."""
-        return (type(self), tuple(self._config().items()))
+        return (type(self), tuple(self.config().items()))
 
     def __repr__(self):
         args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in self._config().items())
+                         for k, v in self.config().items())
         schedule = ", schedule=..." if self.schedule is not None else ""
         return f"{type(self).__name__}({args}{schedule})"
 
@@ -210,8 +260,8 @@ class SGD(Optimizer):
         param -= scalars["learning_rate"] * step
         return param, (velocity,)
 
-    def _config(self):
-        return {**super()._config(), "momentum": self.momentum, "nesterov": self.nesterov,
+    def config(self):
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
 
 
@@ -240,8 +290,8 @@ class RMSprop(Optimizer):
         param -= step
         return param, (square,)
 
-    def _config(self):
-        return {**super()._config(), "rho": self.rho, "epsilon": self.epsilon,
+    def config(self):
+        return {**super().config(), "rho": self.rho, "epsilon": self.epsilon,
                 "weight_decay": self.weight_decay}
 
 
@@ -313,8 +363,8 @@ class Adam(Optimizer):
         denominator += scalars["epsilon_hat"]
         return first / denominator, (first, second)
 
-    def _config(self):
-        return {**super()._config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+    def config(self):
+        return {**super().config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon, "weight_decay": self.weight_decay}
 
 
@@ -336,6 +386,7 @@ class AdamW(Adam):
         return param, state
 
 
+CLASSES = {kind.__name__: kind for kind in (SGD, RMSprop, Adam, AdamW)}  # saved by name
 OPTIMIZERS = {
     "sgd": SGD,
     "momentum": functools.partial(SGD, momentum=0.9),

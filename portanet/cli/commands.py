@@ -32,7 +32,7 @@ from ..backend import (
     set_seed,
     step_threads,
 )
-from ..callbacks import EarlyStopping, ModelCheckpoint
+from ..callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint
 from ..data import ImageFolder, datasets, images
 from ..data.preprocessing import Normalizer, to_categorical
 from ..errors import CompileWarning, InputError, InputWarning, PortanetError
@@ -41,6 +41,7 @@ from ..network import load
 from ..saving.files import writable_file, write_atomically
 from ..saving.format import model_path, saved_path
 from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, describe_onnx, export_onnx, onnx_path
+from ..saving.state import state_path
 from ..training import world as distributed
 from .plotting import plot_history, plot_path
 
@@ -153,7 +154,8 @@ def _train(args, world):
     stopping = args.early_stopping is not None and EarlyStopping(
         monitor, patience=args.early_stopping, restore_best_weights=True)
     checkpoint = args.checkpoint and ModelCheckpoint(args.checkpoint, monitor, save_best_only=True)
-    callbacks = [callback for callback in (stopping, checkpoint) if callback]
+    backup = args.resume and BackupAndRestore(args.resume, delete_checkpoint=False)
+    callbacks = [callback for callback in (stopping, checkpoint, backup) if callback]
     backend = set_backend(args.backend, args.device)
     set_seed(args.seed)
     spec = models.get(args.model)
@@ -367,6 +369,10 @@ def build_parser():
                        help="save the best network so far (lowest val_loss, or training loss "
                             "with --validation-split 0) to PATH (.npz or .safetensors; may "
                             "hold {epoch}) after each epoch that improves it; default: off")
+    train.add_argument("--resume", metavar="PATH", type=_checked("--resume", state_path),
+                       help="continue from the training state at PATH if there is one, and "
+                            "write it there after every epoch (.npz or .safetensors; --epochs "
+                            "is then the last epoch's number); default: off")
     train.add_argument("--quiet", action="store_true", help="no summary, no per-epoch output")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job (mpirun -n N ...)")

@@ -12,7 +12,6 @@ buffers donated, on this project's CPU machine).
 from __future__ import annotations
 
 import math
-import weakref
 
 from ..backend import dtype_name, namespace
 from ..errors import ShapeError
@@ -38,7 +37,6 @@ class ParameterLayout:
             sizes[group] += math.prod(array.shape)
             self.places.append((group, start, sizes[group], tuple(array.shape)))
         self.sizes = sizes
-        self._layers = [weakref.ref(layer) for layer, _ in self.slots]
 
     def flatten(self, arrays):
         """The groups' arrays holding ``arrays`` (one per slot, in slot order): one flat buffer
@@ -95,8 +93,8 @@ class ParameterLayout:
         (flat or not)."""
         return (self.shapes() == other.shapes()
                 and [name for _, name in self.slots] == [name for _, name in other.slots]
-                and all(mine() is theirs for mine, (theirs, _) in zip(self._layers,
-                                                                       other.slots)))
+                and all(mine is theirs for (mine, _), (theirs, _) in zip(self.slots,
+                                                                          other.slots)))
 
     def shapes(self):
         """Each slot's ``(shape, dtype name)``."""

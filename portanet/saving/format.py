@@ -42,7 +42,7 @@ def _name_of(function, registry, what):
                          "function, derivative), here and in the program that loads")
 
 
-def _keyed(layers, prefix="", seen=None):
+def keyed(layers, prefix="", seen=None):
     """``(key, layer)`` for ``layers`` and the sublayers of containers: keys "0", "1", ...
     and "1.0", "1.0.2", ... inside containers (weights are saved as ``key/name``). A layer used
     at several places comes once, at its first place."""
@@ -53,7 +53,7 @@ def _keyed(layers, prefix="", seen=None):
             continue
         seen[id(layer)] = key
         yield key, layer
-        yield from _keyed(getattr(layer, "sublayers", ()), key + ".", seen)
+        yield from keyed(getattr(layer, "sublayers", ()), key + ".", seen)
 
 
 def _describe_layer(key, layer, seen) -> dict:
@@ -131,10 +131,10 @@ def saved_path(path) -> Path:
     return path
 
 
-def _weights(network):
+def weights(network):
     """Every layer's parameters and buffers as NumPy arrays, named ``"<layer key>/<name>"``
     (the layer's index, and its place in containers: "2.0.1")."""
-    return {f"{key}/{name}": value for key, layer in _keyed(network.layers)
+    return {f"{key}/{name}": value for key, layer in keyed(network.layers)
             for name, value in zip(layer.params + layer.buffers, layer.get_weights())}
 
 
@@ -153,16 +153,20 @@ def save(network, path) -> Path:
     The suffix chooses the format: ``.npz`` (NumPy archive) or ``.safetensors`` (the
     description as JSON in the file's ``__metadata__``, under "portanet").
     """
-    path = model_path(path)
-    header = json.dumps(describe(network))
-    arrays = _weights(network)
+    return write(model_path(path), describe(network), weights(network))
+
+
+def write(path, header, arrays, what="the network") -> Path:
+    """Write the description ``header`` and the NumPy ``arrays`` to ``path`` (a checked
+    :func:`model_path`) atomically, in the format its suffix names."""
+    text = json.dumps(header)
     if path.suffix == ".safetensors":
         contiguous = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
-        data = _safetensors().numpy.save(contiguous, metadata={"format": FORMAT,
-                                                               "portanet": header})
-        return write_atomically(path, lambda stream: stream.write(data))
-    arrays[HEADER] = np.frombuffer(header.encode(), dtype=np.uint8)
-    return write_atomically(path, lambda stream: np.savez(stream, **arrays))
+        data = _safetensors().numpy.save(contiguous, metadata={"format": header["format"],
+                                                               "portanet": text})
+        return write_atomically(path, lambda stream: stream.write(data), what)
+    arrays = {**arrays, HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}
+    return write_atomically(path, lambda stream: np.savez(stream, **arrays), what)
 
 
 def _from_safetensors(path, name, tensor):
@@ -229,8 +233,9 @@ def _read_npz(path):
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
 
 
-def _read(path):
-    """The header dict and the arrays of a saved network, or a ModelFileError saying why not.
+def read_file(path, kind=FORMAT):
+    """The header dict and the arrays of a saved network (``kind``: or of a training state),
+    or a ModelFileError saying why not.
 
     ``.safetensors`` files are read as such, any other as ``.npz``."""
     path = saved_path(path)
@@ -240,7 +245,7 @@ def _read(path):
         header = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: the network description is damaged: {exc}") from None
-    check_header(path, header)
+    check_header(path, header, kind)
     return header, arrays
 
 
@@ -322,7 +327,13 @@ def read(path):
     """The header (dict), the layers (built on the current backend, with their weights, in the
     header's dtype) and the input scaler (or None) of the network saved at ``path``;
     ModelFileError naming the file and the field where the file cannot give them."""
-    header, arrays = _read(path)
+    header, arrays = read_file(path)
+    return (header, *build(path, header, arrays))
+
+
+def build(path, header, arrays):
+    """The layers and the input scaler that ``header`` and ``arrays`` (of the file ``path``,
+    as :func:`read_file` gives them) describe."""
     loss = header["loss"]
     if loss is not None and loss not in LOSSES:
         raise ModelFileError(f"{path}: field 'loss' names {loss!r}, which is not a registered "
@@ -332,4 +343,4 @@ def read(path):
     arrays = _in_dtype(path, arrays, dtype)
     layers = [_build(path, str(index), spec, arrays, dtype, built)
               for index, spec in enumerate(header["layers"])]
-    return header, layers, _scaler(path, header.get("scaler"))
+    return layers, _scaler(path, header.get("scaler"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..errors import ModelFileError
 
 FORMAT = "portanet-network"
+TRAINING_FORMAT = "portanet-training-state"  # a network and how its training stood
 VERSION = 1
 DTYPES = ("float32", "float64")  # of a network
 REWRITE = ("the file is damaged or was not written by portanet: save the network again with "
@@ -54,15 +55,26 @@ def _check_layer(path, name, spec):
         _check_layer(path, f"{name}.sublayers[{index}]", sublayer)
 
 
-def check_header(path, header):
+_OTHER_KIND = {
+    FORMAT: "a saved network, not a training state: load it with portanet.load, or give the "
+            "path of a file that portanet.save_training or BackupAndRestore wrote",
+    TRAINING_FORMAT: "a training state, not a network: load it with portanet.load_training "
+                     "(or resume with BackupAndRestore), or give the path of a file that "
+                     "net.save wrote",
+}
+
+
+def check_header(path, header, kind=FORMAT):
     """ModelFileError naming the field unless ``header`` has the structure :func:`describe`
-    gives (the one place a file's description is checked)."""
-    if not isinstance(header, dict) or header.get("format") != FORMAT \
-            or header.get("version") != VERSION:
+    gives, its format ``kind`` (the one place a file's description is checked)."""
+    found = header.get("format") if isinstance(header, dict) else None
+    if found in _OTHER_KIND and found != kind and header.get("version") == VERSION:
+        raise ModelFileError(f"{path} is {_OTHER_KIND[found]}")
+    if not isinstance(header, dict) or found != kind or header.get("version") != VERSION:
         found = header if isinstance(header, dict) else {}
         raise ModelFileError(f"{path}: unsupported file format {found.get('format')!r} "
                              f"version {found.get('version')!r} (fields 'format' and 'version'; "
-                             f"expected {FORMAT} {VERSION}): the file was written by another "
+                             f"expected {kind} {VERSION}): the file was written by another "
                              "program, or by a newer portanet (upgrade portanet to read it)")
     _field(path, "dtype", header.get("dtype", _MISSING), lambda value: value in DTYPES,
            " or ".join(map(repr, DTYPES)))
@@ -74,3 +86,31 @@ def check_header(path, header):
                     "a list of layers")
     for index, spec in enumerate(layers):
         _check_layer(path, f"layers[{index}]", spec)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_training(path, training):
+    """``training``, the field "training" of a training state's description; ModelFileError
+    naming the field unless it has the structure :func:`portanet.saving.state.save_training`
+    writes."""
+    training = _field(path, "training", _MISSING if training is None else training, _is(dict),
+                      "an object")
+    _field(path, "training.epoch", training.get("epoch", _MISSING), _is_count,
+           "an integer >= 0")
+    _field(path, "training.random", training.get("random", _MISSING), _is(dict), "an object")
+    optimizer = _field(path, "training.optimizer", training.get("optimizer", _MISSING),
+                       _is(dict), "an object")
+    for name, valid, expected in (
+            ("type", _is(str), "the name of an optimizer class"),
+            ("config", _is(dict), "an object of the optimizer's settings"),
+            ("schedule", _is(bool), "true or false"),
+            ("iterations", _is_count, "an integer >= 0"),
+            ("learning_rate", lambda v: _is(int, float)(v) and not isinstance(v, bool) and v > 0,
+             "a positive number"),
+            ("state", _is_list_of(str), "a list of parameter places such as '0/weights'")):
+        _field(path, f"training.optimizer.{name}", optimizer.get(name, _MISSING), valid,
+               expected)
+    return training

@@ -45,7 +45,7 @@ _FITTING_LOCK = threading.Lock()
 
 def fit(network, x_train, y_train=None, epochs=1, learning_rate=None, batch_size=1,
         shuffle=False, optimizer=None, validation_data=None, validation_split=0.0, verbose=1,
-        distributed=False, compile="auto", metrics=(), callbacks=None):
+        distributed=False, compile="auto", metrics=(), callbacks=None, initial_epoch=0):
     """:meth:`portanet.Network.fit` (see there)."""
     with _FITTING_LOCK:
         if id(network) in _FITTING:
@@ -55,19 +55,24 @@ def fit(network, x_train, y_train=None, epochs=1, learning_rate=None, batch_size
     try:
         return _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle,
                     optimizer, validation_data, validation_split, verbose, distributed, compile,
-                    metrics, callbacks)
+                    metrics, callbacks, initial_epoch)
     finally:
         with _FITTING_LOCK:
             _FITTING.discard(id(network))
 
 
 def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, optimizer,
-         validation_data, validation_split, verbose, distributed, compile, metrics, callbacks):
+         validation_data, validation_split, verbose, distributed, compile, metrics, callbacks,
+         initial_epoch):
     world = distributed_module.resolve(distributed)
     with world.together():
         inputs.check_ready(network, need_loss=True)
         inputs.check_loss_fits_output(network)
         integer("epochs", epochs, low=0)
+        if integer("initial_epoch", initial_epoch, low=0) > epochs:
+            raise InputError(f"initial_epoch ({initial_epoch}) must not be above epochs "
+                             f"({epochs}), the number of the last epoch: epochs "
+                             "initial_epoch + 1 to epochs are trained")
         integer("batch_size", batch_size)
         fraction("validation_split", validation_split)
         shuffle = boolean("shuffle", shuffle)
@@ -81,7 +86,8 @@ def _fit(network, x_train, y_train, epochs, learning_rate, batch_size, shuffle, 
                                       validation_data, validation_split)
         world.join(network, source.samples, *source.sample_sizes(), batch_size)
         loop = Loop(network, optimizer, world, compile, accuracy="accuracy" in metrics)
-        return loop.run(source, epochs, validation, verbose and world.is_root, callbacks)
+        return loop.run(source, epochs, validation, verbose and world.is_root, callbacks,
+                        initial_epoch)
 
 
 def _sources(network, x_train, y_train, batch_size, shuffle, validation_data,
@@ -215,9 +221,10 @@ class Loop:
         self.stop_requested = False
         self.sample_shape = ()  # the last batch's, for a rank with no share of a batch
 
-    def run(self, source, epochs, validation, verbose, callbacks=None):
-        """Train on the batches of ``source`` (see :mod:`portanet.training.feed`) for ``epochs``
-        epochs; return the :class:`History`."""
+    def run(self, source, epochs, validation, verbose, callbacks=None, initial_epoch=0):
+        """Train on the batches of ``source`` (see :mod:`portanet.training.feed`), epochs
+        ``initial_epoch + 1`` to ``epochs`` (or after the epoch a callback restored, see
+        :meth:`CallbackList.initial_epoch`); return the :class:`History`."""
         network, optimizer, step = self.network, self.optimizer, self.step
         progress = Progress(epochs, source.batch_count, verbose)
         progress.live = progress.live and self.world.size == 1  # MPI ranks print to a pipe
@@ -229,6 +236,7 @@ class Loop:
                        {"epochs": epochs, "steps": progress.batches, "metrics": metrics})
         network.stop_training = False
         callbacks.on_train_begin({})
+        initial_epoch = callbacks.initial_epoch(initial_epoch)  # after a restore: its epoch
         values = {}  # the last epoch's
         traces = step.traces
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
@@ -236,7 +244,7 @@ class Loop:
                  optimizer.state_for(self.layout, params)]
         with self._interruptible():
             try:
-                for epoch in range(1, epochs + 1):
+                for epoch in range(initial_epoch + 1, epochs + 1):
                     callbacks.on_epoch_begin(epoch)
                     progress.start_epoch(epoch)
                     total, seen, interrupted = self._epoch(epoch, state, source, callbacks,

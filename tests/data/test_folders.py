@@ -171,6 +171,23 @@ def test_a_network_learns_the_folders_classes(backend, tmp_path):
     np.testing.assert_array_equal(to_numpy(net.predict_classes(x)), y)
 
 
+def test_a_network_trains_on_the_folder_itself_as_on_its_images(backend, tmp_path):
+    write_folder(tmp_path, count=4)
+    ds = pn.ImageFolder(tmp_path)
+    x, y = ds.rows(np.arange(len(ds)))
+    losses, outputs = [], []
+    for data in ((x, y), (ds,)):  # in memory, then read batch by batch from the files
+        pn.set_seed(0)
+        net = small_cnn(ds.image_shape, len(ds.class_names))
+        history = net.fit(*data, epochs=2, batch_size=4, shuffle=True, verbose=0)
+        losses.append(history.history["loss"])
+        outputs.append(to_numpy(net.predict(x)))
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(to_numpy(net.predict_classes(ds)),
+                                  to_numpy(net.predict_classes(x)))
+
+
 def test_the_command_trains_evaluates_and_predicts_on_a_folder(backend, tmp_path, capsys):
     folder, model = tmp_path / "shapes", tmp_path / "shapes.npz"
     write_folder(folder, rgb=True, count=8)
