@@ -97,8 +97,44 @@ class Saboteur(Layer):
         return grad_output
 
 
+class Recording:
+    """A sized data set recording the samples this process read."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.read = x, y, []
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        self.read.append(index)
+        return self.x[index], self.y[index]
+
+
+def train_streamed(net, data_set, **options):
+    """:func:`train`, the training samples read from ``data_set``, the validation samples
+    through a Loader."""
+    _, _, x_val, y_val = data()
+    return net.fit(data_set, epochs=EPOCHS, batch_size=BATCH, shuffle=True,
+                   optimizer=optimizers.Adam(0.05),
+                   validation_data=portanet.Loader(x_val, y_val, batch_size=5), verbose=0,
+                   **options)
+
+
 def main(case, out):
     world = distributed.init()
+    if case == "stream":
+        net = build()
+        if world.rank:
+            portanet.set_seed(SEED + world.rank)
+        x, y, _, _ = data()
+        data_set = Recording(x, y)
+        history = train_streamed(net, data_set, distributed=True)
+        np.savez(os.path.join(out, f"stream{world.rank}.npz"),
+                 *[w for layer in net.layers for w in layer.get_weights()],
+                 loss=history.history["loss"], val_loss=history.history["val_loss"],
+                 read=np.array(data_set.read))
+        return
     if case != "train":
         net = build([Saboteur(case)])
         history = train(net, distributed=True, compile=False)

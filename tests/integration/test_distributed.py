@@ -92,6 +92,31 @@ def test_two_ranks_end_identical_and_equal_to_one_process(backend, tmp_path):
                                rtol=1e-9)
 
 
+def test_two_ranks_streaming_read_their_shares_and_equal_one_process(backend, tmp_path):
+    done, _ = mpi_job([WORKER, "stream", tmp_path], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rank0, rank1 = (np.load(tmp_path / f"stream{r}.npz") for r in (0, 1))
+    net = worker.build()  # one process, the same global batches, from arrays
+    history = worker.train(net)
+    weights = [w for layer in net.layers for w in layer.get_weights()]
+    for k, expected in enumerate(weights):
+        assert np.array_equal(rank0[f"arr_{k}"], rank1[f"arr_{k}"])
+        np.testing.assert_allclose(rank0[f"arr_{k}"], expected, rtol=1e-9, atol=1e-12)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(rank0[key], history.history[key], rtol=1e-9)
+    # each rank read its share of every batch (after one sample read to check the shapes)
+    reads = [rank["read"][1:] for rank in (rank0, rank1)]
+    n = worker.TRAINING_SAMPLES
+    shares = [sum(hi - lo for lo, hi in (distributed._shard_of(min(start + worker.BATCH, n) -
+                                                               start, rank, 2)
+                                         for start in range(0, n, worker.BATCH)))
+              for rank in (0, 1)]
+    assert [len(r) for r in reads] == [worker.EPOCHS * share for share in shares]
+    assert shares[0] + shares[1] == n and min(shares) > 0
+    np.testing.assert_array_equal(np.sort(np.concatenate(reads)),
+                                  np.repeat(np.arange(n), worker.EPOCHS))
+
+
 @pytest.mark.parametrize("how, says", [
     ("raise", r"rank 1 of 2: RuntimeError: sabotage on rank 1\. Stopping every rank"),
     ("hang", r"rank 0 of 2: no answer from the other ranks for 10 s in the gradient allreduce"),
