@@ -107,8 +107,9 @@ def _load_dataset(name, data_dir, **folder_options):
 
 def _read_folder(path, **options):
     """A folder of images (:class:`ImageFolder`) read whole into arrays, split per class as the
-    digits are (a quarter of each class for the test split), and its class names. The one place
-    that holds a folder in memory: streaming it (portanet.data's loaders) replaces this."""
+    digits are (a quarter of each class for the test split), and its class names. The command
+    holds the folder in memory; from Python, ``fit(ImageFolder(path))`` reads it batch by
+    batch."""
     folder = ImageFolder(path, **options)
     train, test = datasets.split_per_class(folder.labels)
     return folder.rows(train), folder.rows(test), folder.class_names
@@ -142,6 +143,10 @@ def cmd_train(args):
     With ``--distributed`` (under mpirun) every rank trains its share of each batch; only
     rank 0 prints, saves and plots.
     """
+    if not args.dataset.startswith(FOLDER) and (args.color_mode or args.image_size):
+        raise InputError(f"--color-mode and --image-size read the images of --dataset "
+                         f"{FOLDER}PATH; the data set {args.dataset} has its own layout: leave "
+                         "them out")
     world = distributed.init() if args.distributed else None
     if world is None or world.is_root:
         return _train(args, world)
@@ -164,8 +169,8 @@ def _train(args, world):
                      if getattr(args, key) is not None})
     print(f"portanet {__version__} on {backend}"
           + (f", {world.size} MPI process{'es' if world.size > 1 else ''}" if world else ""))
-    folder_options = {"color_mode": args.color_mode, "image_size": args.image_size} \
-        if args.dataset.startswith(FOLDER) else {}
+    folder_options = {"color_mode": args.color_mode or "grayscale",
+                      "image_size": args.image_size} if args.dataset.startswith(FOLDER) else {}
     (x_train, y_train), (x_test, y_test), class_names = _load_dataset(
         args.dataset, args.data_dir, **folder_options)
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]  # None: all of them
@@ -173,7 +178,7 @@ def _train(args, world):
     metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
                 "image_shape": list(x_train.shape[1:]), "classes": classes}
     if folder_options:
-        metadata["color_mode"] = args.color_mode
+        metadata["color_mode"] = folder_options["color_mode"]
     if class_names:
         metadata["class_names"] = list(class_names)
     network = spec.build(tuple(x_train.shape[1:]), classes)
@@ -330,8 +335,8 @@ def build_parser():
                        help=f"{', '.join(datasets.DATASETS)}, or {FOLDER}PATH: the images in "
                             "PATH's sub-folders, one per class, a quarter of each held out for "
                             "the test set; default: %(default)s (embedded, no download)")
-    train.add_argument("--color-mode", choices=("grayscale", "rgb"), default="grayscale",
-                       help="how images of a folder are read (default: %(default)s)")
+    train.add_argument("--color-mode", choices=("grayscale", "rgb"),
+                       help="how images of a folder are read (default: grayscale)")
     train.add_argument("--image-size", metavar="HxW", type=_number("--image-size", _image_size),
                        help="resize the images of a folder to H x W pixels (bilinear); default: "
                             "every image must have the first one's size")

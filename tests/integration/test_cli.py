@@ -93,6 +93,8 @@ BAD_OPTIONS = [  # argv (in a folder holding net.npz and images.npy), what the e
     (["train", "--dataset", "folder:missing"], "--dataset: no folder at 'missing'"),
     (["train", "--dataset", "folder:net.npz"], "--dataset: no folder at 'net.npz'"),
     (["train", "--color-mode", "cmyk"], "argument --color-mode: invalid choice: 'cmyk'"),
+    (["train", "--color-mode", "rgb"], "--color-mode and --image-size read the images of"),
+    (["train", "--image-size", "8x8"], "--color-mode and --image-size read the images of"),
     (["train", "--image-size", "32"], "--image-size (HxW, e.g. 32x32) must be (height, width), "
                                       "two positive ints, got (32,)"),
     (["train", "--image-size", "0x8"], "--image-size must be an integer >= 1, got 0"),
