@@ -16,6 +16,7 @@ import math
 from ..backend import get_backend, rng
 from ..data.loaders import Loader, Prefetch, describe, is_stream
 from ..errors import InputError
+from ..layers.base import not_pure
 from . import inputs
 from .step import Batches
 
@@ -93,9 +94,12 @@ class Streamed:
         parts = world.shard if world.size > 1 else None
         items = ((start, stop, *(parts or _whole)(start, stop), batch)
                  for start, stop, batch in self.loader.batches(order, parts))
+        # checking a batch may run the layers once (to learn an output shape): in the
+        # background only where no layer keeps per-call state on itself
+        ahead = not_pure(self.network.layers) is None
         with Prefetch(items, self.loader.prefetch, describe(self.loader),
-                      self._prepared) as batches:
-            yield batches
+                      self._prepared if ahead else None) as batches:
+            yield batches if ahead else map(self._prepared, batches)
 
 
 def _whole(start, stop):

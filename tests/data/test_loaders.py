@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import portanet
-from portanet import ActivationLayer, Dense, Dropout, Network
+from portanet import ActivationLayer, Dense, Dropout, Layer, Network
+from portanet.backend import namespace
 from portanet.callbacks import Callback
 from portanet.data import ArrayDataset, Loader, open_npy, open_npz
 from portanet.errors import DataError, InputError
@@ -274,3 +275,34 @@ def test_a_torch_dataset_and_data_loader_train_as_the_arrays(backend):
     assert_same_training(in_memory, trained(tensors, batch_size=BATCH, shuffle=True))
     unshuffled = trained(x, y, batch_size=BATCH)
     assert_same_training(unshuffled, trained(DataLoader(tensors, batch_size=BATCH)))
+
+
+class Scale(Layer):
+    """A user layer keeping its input on itself, with no output_shape: checking a batch's
+    targets needs a trial run of the network, which must not race with training."""
+
+    params = ("factor",)
+
+    def __init__(self, size):
+        super().__init__()
+        self.factor = portanet.get_backend().asarray(np.linspace(0.5, 1.5, size), "float64")
+
+    def forward(self, x, training=False):
+        self.input = x
+        return x * self.factor
+
+    def backward(self, grad_output):
+        self.grads = {"factor": namespace(grad_output).sum(grad_output * self.input, axis=0)}
+        return grad_output * self.factor
+
+
+def test_a_layer_keeping_state_on_itself_trains_on_a_stream_as_on_arrays(backend):
+    x, y = data()
+    results = []
+    for source in ((x, y), (Indexable(x, y),)):
+        portanet.set_seed(0)
+        net = Network([Dense(FEATURES, CLASSES), Scale(CLASSES)], dtype="float64")
+        net.use("softmax_crossentropy")
+        history = net.fit(*source, epochs=3, batch_size=4, shuffle=True, verbose=0)
+        results.append((net, history))
+    assert_same_training(*results)
