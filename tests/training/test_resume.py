@@ -285,9 +285,9 @@ def test_cli_refuses_bad_resume_paths_before_any_work(tmp_path, capsys):
 
 
 def test_the_docs_example_runs(tmp_path, monkeypatch):
-    text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
     section = text.split("## Checkpoint and resume")[1].split("\n## ")[0]
     (example,) = re.findall(r"```python\n(.*?)```", section, re.S)
     monkeypatch.chdir(tmp_path)
-    exec(compile(example, "docs/training.md", "exec"), {})
+    exec(compile(example, "docs/data.md", "exec"), {})
     assert sorted(os.listdir(tmp_path)) == ["state.npz"]  # the backup is deleted at the end
