@@ -126,7 +126,7 @@ def tests(session, backend):
     # PYTHONDONTWRITEBYTECODE is set (uv installs no .pyc files), rather than compiling jax or
     # torch from source again in each process (~3 s each).
     session.env.update(PYTHONDONTWRITEBYTECODE="",
-                       PYTHONPYCACHEPREFIX=str(Path(session.create_tmp()) / "pycache"))
+                       PYTHONPYCACHEPREFIX=str(Path(session.create_tmp()).resolve() / "pycache"))
     session.run(python, "-m", "pytest", *(session.posargs or ["-q"]))
     if backend == "array_api_strict" and not session.posargs:
         # Again on a fake second device: arrays must never meet default-device ones, the CPU
