@@ -82,6 +82,7 @@ class SampleDataset:
 
     def __init__(self, data):
         self.data, self.name = data, describe(data)
+        self.class_names = getattr(data, "class_names", None)  # an ImageFolder's
 
     def __len__(self):
         return len(self.data)
@@ -235,6 +236,11 @@ class Loader:
         self._epochs = 0  # epochs iterated outside fit (the seed's epoch number)
 
     @property
+    def class_names(self):
+        """The names of the data set's classes where it has them (an ImageFolder), else None."""
+        return getattr(self.dataset, "class_names", None)
+
+    @property
     def samples(self):
         """The number of samples of the data set (None for an iterable of batches)."""
         return len(self.dataset) if self.sized else None
@@ -386,6 +392,7 @@ class _Range:
     def __init__(self, dataset, start, stop):
         self.dataset, self.start, self.stop = dataset, start, stop
         self.name = describe(dataset)
+        self.class_names = getattr(dataset, "class_names", None)
 
     def __len__(self):
         return self.stop - self.start

@@ -99,6 +99,8 @@ def _sources(network, x_train, y_train, batch_size, shuffle, validation_data,
             raise InputError("x_train is a Loader, which sets its own batches: give batch_size "
                              "and shuffle to the Loader, not to fit")
         loader = feed.loader_for(x_train, y_train, batch_size, shuffle, "x_train")
+        if loader.class_names:  # kept with the network, and saved with it
+            network.metadata["class_names"] = list(loader.class_names)
         validation = None
         if validation_split:
             loader, validation = split(loader, validation_split)

@@ -186,6 +186,9 @@ def test_a_network_trains_on_the_folder_itself_as_on_its_images(backend, tmp_pat
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(to_numpy(net.predict_classes(ds)),
                                   to_numpy(net.predict_classes(x)))
+    assert net.metadata["class_names"] == list(ds.class_names)  # kept with the network
+    net.save(tmp_path / "net.npz")
+    assert pn.load(tmp_path / "net.npz").metadata["class_names"] == list(ds.class_names)
 
 
 def test_the_command_trains_evaluates_and_predicts_on_a_folder(backend, tmp_path, capsys):
