@@ -12,7 +12,8 @@ memory, and prefetch overlapping a costly map with the step.
 2. Memory: a fresh child process trains one streamed epoch on a file of a tenth of the size and
    one on the whole file, sampling its anonymous resident memory (``RssAnon``) every 5 ms; a
    stream holds a few batches, so the peak should not grow with the file.
-3. Prefetch: a Loader whose ``map`` costs about as much as a step; the epoch against the step
+3. Prefetch: a Loader whose ``map`` costs about as much as a step (elementwise passes written
+   into one buffer, and the same passes allocating new arrays); the epoch against the step
    alone (no map) and the map alone (iterating the loader without training). Without overlap
    the epoch would take their sum.
 """
@@ -125,32 +126,51 @@ def memory(folder, samples):
             for label, count in (("tenth", samples // 10), ("whole", samples))}
 
 
-def costly(rounds, x, y):
-    """A map costing ``rounds`` elementwise passes over the batch (NumPy releases the GIL)."""
+def in_place(rounds, x, y):
+    """A map of ``rounds`` elementwise passes over the batch into one output buffer (NumPy
+    releases the GIL in each)."""
+    out = np.empty_like(x)
+    np.copyto(out, x)
     for _ in range(rounds):
-        x = np.sqrt(x * x + 1e-3)
+        np.sqrt(out, out=out)
+        np.multiply(out, out, out=out)
+    return out, y
+
+
+def allocating(rounds, x, y):
+    """The same passes, each into a new array (memory allocated and freed in the loader's
+    thread while the step allocates in its own)."""
+    for _ in range(rounds):
+        x = np.sqrt(x) * np.sqrt(x)
     return x, y
 
 
+def map_seconds(x, y, kind, rounds):
+    """Seconds to iterate a Loader over ``x``, ``y`` mapping ``kind`` of ``rounds`` rounds."""
+    started = time.perf_counter()
+    for _ in Loader(x, y, batch_size=BATCH, map=functools.partial(kind, rounds)):
+        pass
+    return time.perf_counter() - started
+
+
 def prefetch(folder, repeats):
-    """Epoch seconds: the step alone, the map alone, both with prefetch (in a process whose
-    BLAS and step use one core, so the map has the other)."""
+    """Epoch seconds: the step alone, and for each kind of map costing about a step, the map
+    alone and both with prefetch (in a process whose BLAS and step use one core, so the map
+    has the other)."""
     x = np.load(folder / "x.npy", mmap_mode="r")[:60000]
     y = np.load(folder / "y.npy", mmap_mode="r")[:60000]
     net = network()
     step = statistics.median(epoch_seconds(net, Loader(x, y, batch_size=BATCH))
                              for _ in range(repeats))
-    rounds, map_alone = 1, 0.0
-    while map_alone < step and rounds < 4096:  # make the map cost about a step
-        rounds *= 2
-        started = time.perf_counter()
-        for _ in Loader(x, y, batch_size=BATCH, map=functools.partial(costly, rounds)):
-            pass
-        map_alone = time.perf_counter() - started
-    both = statistics.median(
-        epoch_seconds(net, Loader(x, y, batch_size=BATCH, map=functools.partial(costly, rounds)))
-        for _ in range(repeats))
-    return {"step alone": step, "map alone": map_alone, "both": both, "map rounds": rounds}
+    figures = {"step alone": step}
+    for kind in (in_place, allocating):
+        rounds = max(1, round(8 * step / map_seconds(x, y, kind, 8)))  # costing about a step
+        map_alone = map_seconds(x, y, kind, rounds)
+        both = statistics.median(epoch_seconds(net, Loader(
+            x, y, batch_size=BATCH, map=functools.partial(kind, rounds)))
+            for _ in range(repeats))
+        figures[kind.__name__] = {"map alone": map_alone, "both": both, "rounds": rounds}
+    return figures
 
 
 def main(argv=None):
@@ -187,11 +207,14 @@ def main(argv=None):
         print(f"peak growth from a tenth to the whole file: {growth:.0f} MiB")
         overlap = child("prefetch", folder, args.repeats, OPENBLAS_NUM_THREADS="1",
                         PORTANET_STEP_THREADS="1")
-        slowest = max(overlap["step alone"], overlap["map alone"])
-        print(f"prefetch (60000 samples, map of {overlap['map rounds']} rounds): step alone "
-              f"{overlap['step alone']:.2f} s, map alone {overlap['map alone']:.2f} s, both "
-              f"{overlap['both']:.2f} s = {overlap['both'] / slowest:.2f}x the larger (the sum "
-              f"would be {(overlap['step alone'] + overlap['map alone']) / slowest:.2f}x)")
+        for kind in ("in_place", "allocating"):
+            figures = overlap[kind]
+            slowest = max(overlap["step alone"], figures["map alone"])
+            print(f"prefetch, {kind} map of {figures['rounds']} rounds (60000 samples): step "
+                  f"alone {overlap['step alone']:.2f} s, map alone {figures['map alone']:.2f} s, "
+                  f"both {figures['both']:.2f} s = {figures['both'] / slowest:.2f}x the larger "
+                  f"(the sum would be "
+                  f"{(overlap['step alone'] + figures['map alone']) / slowest:.2f}x)")
     if args.json:
         Path(args.json).write_text(json.dumps({"samples": samples, "times": times,
                                                "memory": peaks, "prefetch": overlap}, indent=1))

@@ -58,6 +58,7 @@ class Streamed:
 
     def __init__(self, network, loader, targets=True):
         self.network, self.loader, self.targets = network, loader, targets
+        self.shapes = {}  # the network's output shape per input shape, learnt once
         self.samples = loader.samples
         try:
             self.batch_count = len(loader)
@@ -84,7 +85,7 @@ class Streamed:
         if not isinstance(batch, tuple) or len(batch) != 2:
             raise InputError(f"{label} is not an (x, y) pair: a data set to train or evaluate "
                              "on must give inputs and targets")
-        return start, stop, lo, hi, inputs.pair(self.network, *batch, label)
+        return start, stop, lo, hi, inputs.pair(self.network, *batch, label, self.shapes)
 
     @contextlib.contextmanager
     def epoch(self, number, world, indexed=False):

@@ -149,26 +149,28 @@ def check_features(network, x, label):
                          f"{first!r} expects {tuple(expected)}{detail}")
 
 
-def pair(network, x, y, label="x"):
+def pair(network, x, y, label="x", shapes=None):
     """``(x, y)`` as backend rows, checked against each other and the network. Integer
     class labels (shape (N,) or (N, 1)) for a network with several outputs become one-hot
     rows, so every entry point scores them as it would one-hot targets; a loss on integer
     targets (``sparse_softmax_crossentropy``) keeps them as integers, whatever their
-    shape."""
+    shape. ``shapes`` (a dict) keeps the network's output shapes per input shape, for callers
+    checking batch after batch (see :func:`output_shape_for`)."""
     y_label = label.replace("x", "y")
     x_rows, _, _ = as_rows(network, x, label, inputs=True)
     check_features(network, x_rows, label)
     if network.loss in losses_module.INTEGER_TARGET_LOSSES:
         y_rows, _, _ = as_rows(network, y, y_label, integers=True)
     else:
-        y_rows, _, _ = as_rows(network, one_hot_labels(network, y, x_rows, y_label), y_label)
+        y_rows, _, _ = as_rows(network, one_hot_labels(network, y, x_rows, y_label, shapes),
+                               y_label)
     if x_rows.shape[0] != y_rows.shape[0]:
         raise InputError(f"{label} has {x_rows.shape[0]} samples but {y_label} has "
                          f"{y_rows.shape[0]}: they must match")
     if network.loss in losses_module.INTEGER_TARGET_LOSSES:
-        check_classes(network, x_rows, y_rows, y_label)
+        check_classes(network, x_rows, y_rows, y_label, shapes)
         return x_rows, y_rows
-    shape = output_shape_for(network, x_rows, tuple(y_rows.shape[1:]))
+    shape = output_shape_for(network, x_rows, tuple(y_rows.shape[1:]), shapes)
     if shape != tuple(y_rows.shape[1:]):
         raise ShapeError(f"the network outputs per-sample shape {shape} but {y_label} has "
                          f"{tuple(y_rows.shape[1:])}: give one target per output (one-hot "
@@ -178,10 +180,10 @@ def pair(network, x, y, label="x"):
     return x_rows, y_rows
 
 
-def check_classes(network, x, y, label):
+def check_classes(network, x, y, label, shapes=None):
     """ShapeError unless integer targets ``y`` name one class per output row of the network
     for ``x``; InputError for classes out of range."""
-    shape = output_shape_for(network, x)
+    shape = output_shape_for(network, x, shapes=shapes)
     if shape[:-1] != tuple(y.shape[1:]):
         raise ShapeError(f"the network outputs per-sample shape {shape}, so {label} needs one "
                          f"class index per row of scores: per-sample shape {shape[:-1]}, got "
@@ -193,17 +195,23 @@ def check_classes(network, x, y, label):
                          f"scores classes 0 to {shape[-1] - 1}")
 
 
-def output_shape_for(network, x, expected=None):
+def output_shape_for(network, x, expected=None, shapes=None):
     """Per-sample output shape for rows ``x``: from the layers' shapes where they know it
-    (and it is the ``expected`` one), else from a trial run on one row."""
+    (and it is the ``expected`` one), else from a trial run on one row, kept in ``shapes``
+    (a dict, per input shape) where given."""
     shape = network.output_shape()
     if shape is None or tuple(shape) != expected:
+        key = tuple(x.shape[1:])
+        if shapes is not None and key in shapes:
+            return shapes[key]
         trial = Pass.of(network.layers).output(network.layers, x[:1, ...])  # one row through
-        shape = trial.shape[1:]
+        shape = tuple(trial.shape[1:])
+        if shapes is not None:
+            shapes[key] = shape
     return tuple(shape)
 
 
-def one_hot_labels(network, y, x, label="y"):
+def one_hot_labels(network, y, x, label="y", shapes=None):
     """``y`` one-hot encoded if it holds integer class labels for a network with several
     outputs (InputError for labels outside its classes); else ``y`` as an array."""
     array, _ = readable(y, label)
@@ -211,7 +219,7 @@ def one_hot_labels(network, y, x, label="y"):
     if not (xp.isdtype(array.dtype, "integral") and array.shape[0] > 0
             and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1))):
         return array
-    shape = output_shape_for(network, x)
+    shape = output_shape_for(network, x, shapes=shapes)
     if len(shape) != 1 or shape[0] < 2:
         return array
     return to_categorical(xp.reshape(array, (-1,)), shape[0])
