@@ -1,15 +1,18 @@
 """A CNN with batch norm and augmentation on Fashion-MNIST: about 93 % test accuracy.
 
 Augmentation (horizontal flips, shifts by up to 2 pixels with RandomCrop(padding=2), optionally
-a random erased square), then two blocks of conv 3x3 + BatchNorm + ReLU, each followed by
-2x2 max-pooling, and a dense head (BatchNorm, dropout), softmax cross-entropy, AdamW with a
-cosine-decaying learning rate, mini-batches of 128. The test set is used once, at the end.
+a random erased square), then two blocks of conv 3x3 + BatchNorm + ReLU + 2x2 max-pooling
+(32 and 64 channels), a dense head (256 units, BatchNorm, dropout 0.5), softmax
+cross-entropy, AdamW with a cosine-decaying learning rate, mini-batches of 128. The test set
+is used once, at the end.
 
     python examples/fashion_mnist_cnn.py --limit 256 --epochs 1     # a smoke run, seconds
-    PORTANET_BACKEND=jax python examples/fashion_mnist_cnn.py        # the full run (compiled)
+    PORTANET_BACKEND=jax python examples/fashion_mnist_cnn.py --compile true   # the full run
 
-Measured (2 shared CPU cores, see the CHANGELOG for the command and figures): the default
-settings reach about 0.93 test accuracy on the 10000 test images.
+Measured with the defaults (20 epochs, 60000 training images) on JAX with the compiled step,
+2 CPU cores shared with other work: test accuracy 0.9329 on the 10000 test images, 1953 s of
+training (69-119 s per epoch). JAX compiled was the fastest backend there: one 6000-image
+epoch took 6 s, against 30 s on PyTorch compiled, ~35-40 s on NumPy and PyTorch eager.
 """
 
 import argparse
@@ -18,8 +21,18 @@ import time
 import portanet
 from portanet.callbacks import Callback
 from portanet.datasets import load
-from portanet.layers import (ActivationLayer, BatchNorm, Conv2D, Dense, Dropout, Flatten,
-                             MaxPool2D, RandomCrop, RandomErasing, RandomFlip)
+from portanet.layers import (
+    ActivationLayer,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+)
 from portanet.network import Network
 from portanet.optimizers import AdamW, cosine_decay
 from portanet.preprocessing import to_categorical
@@ -29,11 +42,12 @@ parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnis
                                                                    "digits"])
 parser.add_argument("--data-dir", help="where the IDX files are (default: the system's copy, "
                                        "else ~/.portanet, else download)")
-parser.add_argument("--epochs", type=int, default=15)
+parser.add_argument("--epochs", type=int, default=20)
 parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--width", type=int, default=32, help="channels of the first conv block "
                                                           "(the second has twice as many)")
 parser.add_argument("--dense", type=int, default=256, help="units of the hidden dense layer")
+parser.add_argument("--dropout", type=float, default=0.5, help="dropout before the output layer")
 parser.add_argument("--learning-rate", type=float, default=2e-3)
 parser.add_argument("--erase", type=int, default=0, help="RandomErasing square size (0: none)")
 parser.add_argument("--seed", type=int, default=0)
@@ -64,11 +78,10 @@ for c_in, c_out in ((1, c1), (c1, c2)):
     net.add(ActivationLayer("relu"))
     net.add(MaxPool2D(2))
 net.add(Flatten())
-net.add(Dropout(0.25))
 net.add(Dense(c2 * (height // 4) * (width // 4), args.dense, init="he_uniform"))
 net.add(BatchNorm(args.dense))
 net.add(ActivationLayer("relu"))
-net.add(Dropout(0.5))
+net.add(Dropout(args.dropout))
 net.add(Dense(args.dense, 10))
 net.use("softmax_crossentropy")
 net.summary(input_shape=(1, height, width))
