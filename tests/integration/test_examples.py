@@ -106,3 +106,12 @@ def test_charlm_example_trains_saves_and_the_loaded_network_generates_the_same(r
     loaded = run_example("charlm.py", "--load", tmp_path / "lm.npz", "--generate", 30)
     assert loaded.split("sample: ")[1].splitlines()[0] == last_sample
     assert len(ast.literal_eval(last_sample)) == len("def ") + 30  # printed with repr
+
+
+def test_fashion_mnist_cnn_example_trains_with_augmentation(run_example):
+    out = run_example("fashion_mnist_cnn.py", "--dataset", "digits", "--epochs", 3,
+                      "--limit", 1000, "--batch-size", 32, "--dense", 64, "--erase", 2)
+    assert "epoch 3/3" in out and "epoch 3 took" in out
+    assert "RandomFlip" in out and "RandomCrop(padding=2)" in out and "BatchNorm" in out
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert accuracy > 0.2  # chance: 0.1 (8x8 digits shifted by up to 2 pixels learn slowly)
