@@ -22,10 +22,52 @@ class JaxJit(Compiler):
         return sys.modules["jax"].jit(function, donate_argnums=donate)
 
 
+def conv2d(x, weights, bias, stride, padding):
+    """The convolution kernel (:mod:`portanet.backend.kernels`) by
+    ``jax.lax.conv_general_dilated``, its gradients by ``jax.vjp``."""
+    jax = sys.modules["jax"]
+
+    def convolve(x, weights, bias):
+        out = jax.lax.conv_general_dilated(x, weights, stride, padding,
+                                           dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return out + bias[:, None, None]
+    out, vjp = jax.vjp(convolve, x, weights, bias)
+
+    def backward(grad_output, need_input=True):
+        grad_x, grad_weights, grad_bias = vjp(grad_output)
+        return (grad_x if need_input else None), grad_weights, grad_bias
+    return out, backward
+
+
+def _reduce_windows(x, pool, stride, start, reduce):
+    """``jax.lax.reduce_window`` of ``reduce`` from ``start`` over ``pool`` windows of ``x``,
+    and its ``jax.vjp`` function."""
+    jax = sys.modules["jax"]
+
+    def windows(x):
+        return jax.lax.reduce_window(x, np.array(start, x.dtype), reduce, (1, 1, *pool),
+                                     (1, 1, *stride), "VALID")
+    return jax.vjp(windows, x)
+
+
+def max_pool2d(x, pool, stride):
+    """The max-pooling kernel by ``jax.lax.reduce_window``, its gradient by ``jax.vjp``."""
+    out, vjp = _reduce_windows(x, pool, stride, -np.inf, sys.modules["jax"].lax.max)
+    return out, lambda grad_output: vjp(grad_output)[0]
+
+
+def avg_pool2d(x, pool, stride):
+    """The average-pooling kernel by ``jax.lax.reduce_window``, its gradient by ``jax.vjp``."""
+    size = pool[0] * pool[1]
+    total, vjp = _reduce_windows(x, pool, stride, 0, sys.modules["jax"].lax.add)
+    return total / size, lambda grad_output: vjp(grad_output / size)[0]
+
+
 class Jax(Library):
     name = module = "jax"
     install = "pip install 'portanet[jax]'  (for NVIDIA GPUs: pip install 'jax[cuda12]')"
     compiler = JaxJit
+    kernels = {"conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d}
 
     def load(self):
         # take GPU memory on demand, like torch and cupy, so processes can share a GPU
