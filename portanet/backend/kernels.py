@@ -12,8 +12,8 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
 (torch: ``torch.nn.functional`` and the matching ATen backward operators; JAX: ``jax.lax`` and
-``jax.vjp``). The functions here pick, by the type of ``x``, the native kernel where the array's
-library has one and the portable one elsewhere.
+``jax.vjp`` where that measured faster). The functions here pick, by the type of ``x``, the
+native kernel where the array's library has one and the portable one elsewhere.
 """
 
 from __future__ import annotations
