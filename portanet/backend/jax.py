@@ -22,10 +22,41 @@ class JaxJit(Compiler):
         return sys.modules["jax"].jit(function, donate_argnums=donate)
 
 
+def conv2d(x, weights, bias, stride, padding):
+    """The convolution kernel (:mod:`portanet.backend.kernels`) by
+    ``jax.lax.conv_general_dilated``, its gradients by ``jax.vjp``."""
+    jax = sys.modules["jax"]
+
+    def convolve(x, weights, bias):
+        out = jax.lax.conv_general_dilated(x, weights, stride, padding,
+                                           dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return out + bias[:, None, None]
+    out, vjp = jax.vjp(convolve, x, weights, bias)
+
+    def backward(grad_output, need_input=True):
+        grad_x, grad_weights, grad_bias = vjp(grad_output)
+        return (grad_x if need_input else None), grad_weights, grad_bias
+    return out, backward
+
+
+def avg_pool2d(x, pool, stride):
+    """The average-pooling kernel by ``jax.lax.reduce_window``, its gradient by ``jax.vjp``."""
+    jax, size = sys.modules["jax"], pool[0] * pool[1]
+
+    def total(x):
+        return jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, (1, 1, *pool),
+                                     (1, 1, *stride), "VALID")
+    out, vjp = jax.vjp(total, x)
+    return out / size, lambda grad_output: vjp(grad_output / size)[0]
+
+
 class Jax(Library):
     name = module = "jax"
     install = "pip install 'portanet[jax]'  (for NVIDIA GPUs: pip install 'jax[cuda12]')"
     compiler = JaxJit
+    # Max pooling stays portable: under jax.jit on the CPU, reduce_window's gradient
+    # (select_and_scatter_add) took twice as long as the portable backward (CNN benchmark shapes)
+    kernels = {"conv2d": conv2d, "avg_pool2d": avg_pool2d}
 
     def load(self):
         # take GPU memory on demand, like torch and cupy, so processes can share a GPU

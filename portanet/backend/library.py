@@ -32,6 +32,7 @@ class Library:
     module = ""  # the module to import
     install = ""  # how to install it
     compiler = None  # a portanet.backend.compilers.Compiler class, where it has one
+    kernels: dict = {}  # native kernels by name, where it has them (see portanet.backend.kernels)
 
     def load(self):
         """Import the library, with portanet's settings for it."""

@@ -91,11 +91,55 @@ class TracedBySignature:
         return torch.compile(graph, fullgraph=True, dynamic=False, mode=mode), found["outputs"]
 
 
+def conv2d(x, weights, bias, stride, padding):
+    """The convolution kernel (:mod:`portanet.backend.kernels`) by ``torch.nn.functional`` and
+    ATen's ``convolution_backward``; uneven padding is added to the image first."""
+    torch = sys.modules["torch"]
+    ((top, bottom), (left, right)), h, w = padding, *x.shape[2:]
+    even = top == bottom and left == right
+    image = x if even else torch.nn.functional.pad(x, (left, right, top, bottom))
+    pad = (top, left) if even else (0, 0)
+    out = torch.nn.functional.conv2d(image, weights, bias, stride, pad)
+
+    def backward(grad_output, need_input=True):
+        grad_image, grad_weights, grad_bias = torch.ops.aten.convolution_backward(
+            grad_output, image, weights, [weights.shape[0]], stride, pad, (1, 1), False, (0, 0),
+            1, [need_input, True, True])
+        if need_input and not even:
+            grad_image = grad_image[:, :, top:top + h, left:left + w]
+        return grad_image, grad_weights, grad_bias
+    return out, backward
+
+
+def max_pool2d(x, pool, stride):
+    """The max-pooling kernel by ``torch.nn.functional.max_pool2d`` and its ATen backward."""
+    torch = sys.modules["torch"]
+    out, indices = torch.nn.functional.max_pool2d(x, pool, stride, return_indices=True)
+
+    def backward(grad_output):
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad_output, x, pool, stride, (0, 0), (1, 1), False, indices)
+    return out, backward
+
+
+def avg_pool2d(x, pool, stride):
+    """The average-pooling kernel by ``torch.nn.functional.avg_pool2d`` and its ATen
+    backward."""
+    torch = sys.modules["torch"]
+    out = torch.nn.functional.avg_pool2d(x, pool, stride)
+
+    def backward(grad_output):
+        return torch.ops.aten.avg_pool2d_backward(grad_output, x, pool, stride, (0, 0), False,
+                                                  True, None)
+    return out, backward
+
+
 class Torch(Library):
     name = module = "torch"
     install = ("pip install 'portanet[torch]'  (CPU only: pip install torch --index-url "
                "https://download.pytorch.org/whl/cpu)")
     compiler = TorchCompile
+    kernels = {"conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d}
 
     def owns(self, x):
         return array_api_compat.is_torch_array(x)

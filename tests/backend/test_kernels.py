@@ -1,0 +1,142 @@
+"""The kernels of portanet.backend.kernels: each native kernel against the portable one (forward
+and gradients, eager and compiled), and which one the layers get on each backend."""
+
+import numpy as np
+import pytest
+
+import portanet
+from portanet.backend import kernels, to_numpy
+
+NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d"},  # elsewhere: the portable ones
+          "jax": {"conv2d", "avg_pool2d"}}
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
+
+# (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right))
+CONVOLUTIONS = {
+    "valid": ((3, 4), (7, 9), (3, 3), (1, 1), ((0, 0), (0, 0))),
+    "same": ((3, 4), (7, 9), (3, 3), (1, 1), ((1, 1), (1, 1))),
+    "same-stride-2-uneven": ((3, 4), (8, 10), (3, 3), (2, 2), ((0, 1), (0, 1))),
+    "valid-stride-2-odd": ((2, 5), (7, 9), (3, 2), (2, 2), ((0, 0), (0, 0))),
+    "tall-kernel-mixed-stride": ((3, 2), (9, 7), (5, 3), (2, 1), ((2, 2), (1, 1))),
+    "first-layer": ((1, 16), (9, 9), (3, 3), (2, 2), ((0, 0), (0, 0))),
+}
+# (height, width), pool, stride
+POOLS = {"tiled": ((8, 6), (2, 2), (2, 2)), "odd": ((7, 9), (2, 2), (2, 2)),
+         "overlapping": ((7, 9), (3, 3), (2, 2)), "uneven": ((9, 8), (2, 3), (1, 2))}
+
+
+def native_or_skip(backend, name):
+    if name not in NATIVE.get(backend.name, ()):
+        pytest.skip(f"{backend.name} has no native {name}: the portable one is used "
+                    "(test_each_backend_uses_its_native_kernels_and_the_portable_ones_elsewhere)")
+
+
+def random(backend, shape, dtype, seed):
+    return backend.asarray(np.random.default_rng(seed).normal(size=shape), dtype)
+
+
+def assert_close(got, expected, dtype, label):
+    got, expected = to_numpy(got), to_numpy(expected)
+    assert got.shape == expected.shape, label
+    error = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
+    assert error <= TOLERANCE[dtype], f"{label}: relative error {error:.2e}"
+
+
+def conv_inputs(backend, case, dtype):
+    (c_in, c_out), size, kernel, stride, padding = CONVOLUTIONS[case]
+    x = random(backend, (2, c_in, *size), dtype, 0)
+    weights = random(backend, (c_out, c_in, *kernel), dtype, 1)
+    return x, weights, random(backend, (c_out,), dtype, 2), stride, padding
+
+
+def test_each_backend_uses_its_native_kernels_and_the_portable_ones_elsewhere(backend):
+    x = backend.zeros((1, 1, 4, 4), "float32")
+    for name, portable in kernels.PORTABLE.items():
+        used = kernels.kernel(name, x)
+        native = name in NATIVE.get(backend.name, ())
+        assert (used is not portable) == native, name
+        assert used is backend.library.kernels.get(name, portable)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CONVOLUTIONS)
+def test_native_conv2d_equals_the_portable_one(backend, case, dtype):
+    native_or_skip(backend, "conv2d")
+    args = conv_inputs(backend, case, dtype)
+    out, backward = kernels.conv2d(*args)
+    expected, expected_backward = kernels.portable_conv2d(*args)
+    assert_close(out, expected, dtype, "output")
+    grad = random(backend, tuple(expected.shape), dtype, 3)
+    got, wanted = backward(grad), expected_backward(grad)
+    for label, mine, theirs in zip(("input", "weights", "bias"), got, wanted):
+        assert mine.dtype == theirs.dtype
+        assert_close(mine, theirs, dtype, f"gradient of the {label}")
+    none, *params = backward(grad, need_input=False)
+    assert none is None
+    for label, mine, theirs in zip(("weights", "bias"), params, wanted[1:]):
+        assert_close(mine, theirs, dtype, f"gradient of the {label} without the input's")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", POOLS)
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d"])
+def test_native_pooling_equals_the_portable_one(backend, name, case, dtype):
+    native_or_skip(backend, name)
+    size, pool, stride = POOLS[case]
+    x = random(backend, (2, 3, *size), dtype, 0)
+    out, backward = getattr(kernels, name)(x, pool, stride)
+    expected, expected_backward = kernels.PORTABLE[name](x, pool, stride)
+    assert_close(out, expected, dtype, "output")
+    grad = random(backend, tuple(expected.shape), dtype, 1)
+    assert_close(backward(grad), expected_backward(grad), dtype, "gradient of the input")
+
+
+def test_max_pooling_gives_a_tied_windows_gradient_to_its_first_maximum(backend):
+    """As the portable kernel does (after a ReLU, windows of zeros are common)."""
+    x = backend.asarray([[[[0, 0, 1, 1], [0, 0, 1, 1], [2, 0, 0, 3], [0, 2, 3, 3]]]], "float64")
+    for pool, stride, expected in (
+            ((2, 2), (2, 2), [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]]),
+            ((3, 3), (1, 1), [[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 2], [0, 0, 1, 0]])):
+        _, backward = kernels.max_pool2d(x, pool, stride)
+        grad = backward(backend.asarray(np.ones((1, 1, 2, 2)), "float64"))
+        np.testing.assert_array_equal(to_numpy(grad)[0, 0], expected)
+
+
+def test_kernels_compile_with_the_backends_compiler(backend):
+    """Forward and backward of every kernel inside one compiled function (traced: no host
+    reads) give what they give eagerly."""
+    if backend.library.compiler is None:
+        pytest.skip(f"{backend.name} has no compiler")
+    x, weights, bias, stride, padding = conv_inputs(backend, "same-stride-2-uneven", "float64")
+
+    def step(x, weights, bias):
+        out, conv_backward = kernels.conv2d(x, weights, bias, stride, padding)
+        pooled, max_backward = kernels.max_pool2d(out, (2, 2), (1, 1))
+        averaged, avg_backward = kernels.avg_pool2d(pooled, (2, 2), (1, 1))
+        return averaged, conv_backward(max_backward(avg_backward(averaged)))
+
+    compiled = backend.library.compiler().compile(step)
+    for mine, theirs in zip(flatten(compiled(x, weights, bias)), flatten(step(x, weights, bias))):
+        assert_close(mine, theirs, "float64", "compiled")
+
+
+def flatten(result):
+    out, grads = result
+    return [out, *grads]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda b: kernels.conv2d(b.zeros((3, 4, 4), "float32"), b.zeros((2, 3, 3, 3), "float32"),
+                              b.zeros((2,), "float32"), (1, 1), ((0, 0), (0, 0))), "4-D"),
+    (lambda b: kernels.conv2d(b.zeros((1, 2, 4, 4), "float32"), b.zeros((2, 3, 3, 3), "float32"),
+                              b.zeros((2,), "float32"), (1, 1), ((0, 0), (0, 0))),
+     "take 3 input channels, the batch has 2"),
+    (lambda b: kernels.conv2d(b.zeros((1, 3, 2, 4), "float32"), b.zeros((2, 3, 3, 3), "float32"),
+                              b.zeros((2,), "float32"), (1, 1), ((0, 0), (0, 0))), "does not fit"),
+    (lambda b: kernels.max_pool2d(b.zeros((1, 1, 4, 4), "float32"), (2, 2), (0, 1)), "positive"),
+    (lambda b: kernels.avg_pool2d(b.zeros((1, 1, 4, 1), "float32"), (2, 2), (2, 2)),
+     "does not fit"),
+])
+def test_bad_shapes_are_refused(backend, call, match):
+    with pytest.raises(portanet.ShapeError, match=match):
+        call(backend)
