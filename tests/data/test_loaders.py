@@ -306,3 +306,38 @@ def test_a_layer_keeping_state_on_itself_trains_on_a_stream_as_on_arrays(backend
         history = net.fit(*source, epochs=3, batch_size=4, shuffle=True, verbose=0)
         results.append((net, history))
     assert_same_training(*results)
+
+
+class CrashIn(Callback):
+    """Raise as epoch ``epoch`` begins."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("crash")
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_training_on_a_loader_resumes_where_it_stopped(backend, tmp_path, seed):
+    x, y = data()
+
+    def fit(callbacks):
+        portanet.set_seed(7)
+        return net.fit(Loader(x, y, batch_size=BATCH, shuffle=True, seed=seed), epochs=4,
+                       optimizer="adam", verbose=0, callbacks=callbacks)
+
+    net = network()
+    straight = (net, fit([]))
+    net = network()
+    backup = portanet.BackupAndRestore(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        fit([backup, CrashIn(3)])
+    net = network()  # a new start: the state file holds the weights, optimizer and generator
+    resumed = fit([portanet.BackupAndRestore(tmp_path / "state.npz")])
+    assert resumed.epoch == [3, 4]
+    for a, b in zip(weights(straight[0]), weights(net)):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(resumed.history["loss"], straight[1].history["loss"][2:],
+                               rtol=1e-10)
