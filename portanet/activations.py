@@ -14,7 +14,7 @@ import math
 
 from array_api_compat import device
 
-from .backend import is_array, namespace
+from .backend import is_array, namespace, softmax, softmax_vjp
 from .errors import InputError
 
 
@@ -133,14 +133,6 @@ def silu_with_prime(x):
     return y, slope
 
 
-def softmax(x):
-    """Softmax over the last axis, shifted by the row maximum so large inputs stay finite."""
-    xp = namespace(x)
-    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
-    e /= xp.sum(e, axis=-1, keepdims=True)
-    return e
-
-
 def softmax_prime(x):
     """Jacobian of :func:`softmax`, shape ``x.shape + (n,)``: diag(s) - s s^T per row."""
     return softmax_prime_from_output(softmax(x))
@@ -150,14 +142,6 @@ def softmax_prime_from_output(s):
     xp = namespace(s)
     eye = xp.eye(s.shape[-1], dtype=s.dtype, device=device(s))
     return xp.expand_dims(s, axis=-1) * (eye - xp.expand_dims(s, axis=-2))
-
-
-def softmax_vjp(s, g):
-    """The Jacobian-vector product ``diag(s) g - s (s . g)`` of softmax output ``s``, without
-    building the Jacobian."""
-    product = g - namespace(g).sum(g * s, axis=-1, keepdims=True)
-    product *= s
-    return product
 
 
 ACTIVATIONS = {

@@ -6,7 +6,8 @@
 - one module per backend (:mod:`~portanet.backend.numpy`, ``array_api_strict``, ``torch``,
   ``jax``, ``cupy``) describing it, listed in :mod:`~portanet.backend.libraries`;
 - :mod:`~portanet.backend.ops`: hot-path helpers (the namespace of arrays, ``matmul``, ...);
-- :mod:`~portanet.backend.kernels`: convolution and pooling, native where the library has them;
+- :mod:`~portanet.backend.kernels`: convolution, pooling, embedding and attention, native
+  where the library has them;
 - :mod:`~portanet.backend.host`: transfers between the host (NumPy) and the backends;
 - :mod:`~portanet.backend.reading`: what users give as data, read as arrays;
 - :mod:`~portanet.backend.resources`: CPU cores, threads and memory shared with other processes;
@@ -30,6 +31,8 @@ from .ops import (
     is_traced,
     matmul,
     namespace,
+    softmax,
+    softmax_vjp,
     sum_rows,
     take_rows,
     writes_into,
@@ -59,6 +62,7 @@ __all__ = [
     "device_name", "dtype_name", "get_backend", "host_array", "host_array_view", "host_concat",
     "host_empty",
     "is_host_data", "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul",
-    "namespace", "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "step_threads",
-    "sum_rows", "take_rows", "to_numpy", "usable_cores", "using_backend", "writes_into",
+    "namespace", "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "softmax",
+    "softmax_vjp", "step_threads", "sum_rows", "take_rows", "to_numpy", "usable_cores",
+    "using_backend", "writes_into",
 ]

@@ -1,4 +1,5 @@
-"""Kernels for what the array API lacks: 2-D convolution and max/average pooling (NCHW).
+"""Kernels for what the array API lacks: 2-D convolution and max/average pooling (NCHW), the
+embedding lookup and scaled dot-product attention.
 
 Each kernel is a function of arrays that returns its output and ``backward``, a function of the
 gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
@@ -7,7 +8,12 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
   ``((top, bottom), (left, right))`` around the image, ``backward(grad, need_input=True) ->
   (grad_x or None, grad_weights, grad_bias)``;
 - ``max_pool2d(x, pool, stride)``, ``avg_pool2d(x, pool, stride) -> (out, backward)``, windows
-  without padding, ``backward(grad) -> grad_x``.
+  without padding, ``backward(grad) -> grad_x``;
+- ``embedding(table, ids) -> (out, backward)``, rows ``ids`` of ``table``, ``backward(grad) ->
+  grad_table``;
+- ``attention(q, k, v, causal) -> (out, backward)``, ``softmax(q k^T / sqrt(d)) v`` for ``(N,
+  heads, T, d)`` arrays (``causal``: query ``t`` attends to keys ``<= t``), ``backward(grad) ->
+  (grad_q, grad_k, grad_v)``.
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
@@ -25,7 +31,7 @@ from array_api_compat import device
 
 from ..errors import ShapeError
 from .libraries import library_of
-from .ops import namespace
+from .ops import namespace, softmax, softmax_vjp
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -203,8 +209,47 @@ def portable_avg_pool2d(x, pool, stride):
     return total / len(windows), backward
 
 
+def portable_embedding(table, ids):
+    """``take`` of the rows; the gradient of the table adds up the output gradient's rows that
+    share an id by a product with the ids' one-hot matrix (the array API has no scatter-add):
+    one matmul, traced by ``jax.jit`` like any other and cheap for small vocabularies (it costs
+    ``positions x vocabulary`` values)."""
+    xp = namespace(table)
+    flat = xp.reshape(ids, (-1,))
+    rows = xp.take(table, flat, axis=0)
+
+    def backward(grad_output):
+        vocabulary = xp.arange(table.shape[0], dtype=ids.dtype, device=device(ids))
+        one_hot = xp.astype(xp.expand_dims(flat, axis=1) == vocabulary, grad_output.dtype)
+        return xp.matrix_transpose(one_hot) @ xp.reshape(grad_output, (-1, table.shape[1]))
+    return xp.reshape(rows, (*ids.shape, table.shape[1])), backward
+
+
+def portable_attention(q, k, v, causal):
+    """The scores by matrix products, the causal mask added as ``-inf`` above the diagonal (by
+    comparing position indices: no boolean indexing, so it traces), softmax shifted by the row
+    maximum."""
+    xp = namespace(q)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    q = q * scale  # scaled here: q is smaller than the scores
+    scores = q @ xp.matrix_transpose(k)
+    if causal:
+        positions = xp.arange(q.shape[-2], device=device(q))
+        allowed = xp.expand_dims(positions, axis=1) >= positions  # (T, T): key <= query
+        scores += xp.where(allowed, xp.asarray(0.0, dtype=scores.dtype, device=device(q)),
+                           xp.asarray(-math.inf, dtype=scores.dtype, device=device(q)))
+    weights = softmax(scores)
+
+    def backward(grad_output):
+        grad_scores = softmax_vjp(weights, grad_output @ xp.matrix_transpose(v))
+        return ((grad_scores @ k) * scale, xp.matrix_transpose(grad_scores) @ q,
+                xp.matrix_transpose(weights) @ grad_output)
+    return weights @ v, backward
+
+
 PORTABLE = {"conv2d": portable_conv2d, "max_pool2d": portable_max_pool2d,
-            "avg_pool2d": portable_avg_pool2d}
+            "avg_pool2d": portable_avg_pool2d, "embedding": portable_embedding,
+            "attention": portable_attention}
 _chosen: dict = {}  # (kernel name, array type) -> function: this sits on hot paths
 
 
@@ -243,3 +288,19 @@ def avg_pool2d(x, pool, stride):
     backward)``."""
     _check(x, pool, stride)
     return kernel("avg_pool2d", x)(x, tuple(pool), tuple(stride))
+
+
+def embedding(table, ids):
+    """Rows ``ids`` (integers of any shape, in ``[0, len(table))``) of ``table`` (rows,
+    dim): ``(out, backward)``, ``out`` shaped ``(*ids.shape, dim)``."""
+    return kernel("embedding", table)(table, ids)
+
+
+def attention(q, k, v, causal):
+    """``softmax(q k^T / sqrt(d)) v`` over the last two axes of ``(N, heads, T, d)`` arrays,
+    ``causal``: each query only sees keys at or before its position: ``(out, backward)``."""
+    if not q.shape == k.shape == v.shape or q.ndim != 4:
+        raise ShapeError("attention takes queries, keys and values of one shape (batch, heads, "
+                         f"positions, features), got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}")
+    return kernel("attention", q)(q, k, v, bool(causal))

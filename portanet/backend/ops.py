@@ -1,5 +1,6 @@
-"""Hot-path helpers the layers and the step call: the namespace of arrays, and the few
-operations done faster on one backend than the array API's portable form."""
+"""Hot-path helpers the layers and the step call: the namespace of arrays, softmax (the
+activation's and attention's), and the few operations done faster on one backend than the array
+API's portable form."""
 
 from __future__ import annotations
 
@@ -78,3 +79,19 @@ def is_traced(array) -> bool:
     checks of values must wait for eager use)."""
     return any(library.is_traced(array) for library in LIBRARIES.values()
                if library.module in sys.modules)  # a library not imported has no tracers
+
+
+def softmax(x):
+    """Softmax over the last axis, shifted by the row maximum so large inputs stay finite."""
+    xp = namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    e /= xp.sum(e, axis=-1, keepdims=True)
+    return e
+
+
+def softmax_vjp(s, g):
+    """The Jacobian-vector product ``diag(s) g - s (s . g)`` of softmax output ``s``, without
+    building the Jacobian."""
+    product = g - namespace(g).sum(g * s, axis=-1, keepdims=True)
+    product *= s
+    return product

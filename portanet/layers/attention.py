@@ -1,13 +1,8 @@
 """Multi-head self-attention."""
 
-import math
-
-from array_api_compat import device
-
 from .. import initializers
 from .._checks import boolean, integer
-from ..activations import GRADIENTS_FROM_OUTPUT, softmax
-from ..backend import get_backend, namespace
+from ..backend import get_backend, kernels, namespace
 from ..errors import InputError, ShapeError
 from .base import Layer
 from .dense import affine, affine_grads
@@ -68,29 +63,15 @@ class SelfAttention(Layer):
         d = self.dim
         qkv = affine(x, state["qkv_weights"], state["qkv_bias"])
         q, k, v = (self._split_heads(qkv[..., i * d:(i + 1) * d]) for i in range(3))
-        q = q * (1.0 / math.sqrt(d // self.heads))  # scaled here: q is smaller than the scores
-        scores = q @ xp.matrix_transpose(k)
-        if self.causal:
-            positions = xp.arange(x.shape[1], device=device(x))
-            allowed = xp.expand_dims(positions, axis=1) >= positions  # (T, T): key <= query
-            # -inf added where a key is later than its query: one pass, no new array
-            scores += xp.where(allowed, xp.asarray(0.0, dtype=scores.dtype, device=device(x)),
-                               xp.asarray(-math.inf, dtype=scores.dtype, device=device(x)))
-        attention = softmax(scores)
-        context = self._merge_heads(attention @ v)
+        heads, backward = kernels.attention(q, k, v, self.causal)
+        context = self._merge_heads(heads)
 
         def backprop(grad_output, need_input=True):
             grad_context, out_weights, out_bias = affine_grads(
                 context, state["out_weights"], (d,), grad_output,
                 out=(run.place(self, "out_weights"), run.place(self, "out_bias")))
-            grad_heads = self._split_heads(grad_context)
-            grad_v = xp.matrix_transpose(attention) @ grad_heads
-            grad_scores = GRADIENTS_FROM_OUTPUT["softmax"](
-                attention, grad_heads @ xp.matrix_transpose(v))
-            grad_q = (grad_scores @ k) * (1.0 / math.sqrt(d // self.heads))
-            grad_k = xp.matrix_transpose(grad_scores) @ q
-            grad_qkv = xp.concat([self._merge_heads(g) for g in (grad_q, grad_k, grad_v)],
-                                 axis=-1)
+            grad_qkv = xp.concat([self._merge_heads(g)
+                                  for g in backward(self._split_heads(grad_context))], axis=-1)
             grad_input, qkv_weights, qkv_bias = affine_grads(
                 x, state["qkv_weights"], (3 * d,), grad_qkv, need_input,
                 (run.place(self, "qkv_weights"), run.place(self, "qkv_bias")))

@@ -4,7 +4,7 @@ from array_api_compat import device
 
 from .. import initializers
 from .._checks import integer
-from ..backend import is_traced, namespace, rng, sum_rows
+from ..backend import is_traced, kernels, namespace, rng, sum_rows
 from ..errors import InputError, ShapeError
 from .base import Layer
 
@@ -18,12 +18,8 @@ class Embedding(Layer):
     """Integer ids of any shape, e.g. ``(N, T)``, to vectors: ``(N, T, dim)``, row ``id`` of
     ``weights`` (shape ``(vocabulary, dim)``, drawn N(0, 0.02) as in GPT-2).
 
-    The forward pass takes the rows (``take``). Its backward must add up the gradients of the
-    positions that share an id; the array API has no scatter-add, so it multiplies by the ids'
-    one-hot matrix: ``one_hot(ids).T @ grad``. That is one matmul, the same on every backend,
-    traced by ``jax.jit`` like any other (sorting and segment sums need data-dependent
-    shapes), and cheap for the small vocabularies of characters or sub-words it is made for
-    (it costs ``positions x vocabulary`` values).
+    The lookup and its gradient (the output gradient's rows added up per id) are
+    :func:`portanet.backend.kernels.embedding`.
 
     Ids must be integers in ``[0, vocabulary)``: a float array is an :class:`InputError`, and so
     are ids out of range in eager use (a compiled step cannot check values).
@@ -59,16 +55,11 @@ class Embedding(Layer):
     def apply(self, state, x, run):
         """The input gradient is None: ids have none."""
         self.check_ids(x)
-        xp = namespace(x)
-        rows = xp.take(state["weights"], xp.reshape(x, (-1,)), axis=0)
+        out, backward = kernels.embedding(state["weights"], x)
 
         def backprop(grad_output, need_input=True):
-            ids = xp.reshape(x, (-1, 1))
-            vocabulary = xp.arange(self.vocabulary, dtype=ids.dtype, device=device(ids))
-            one_hot = xp.astype(ids == vocabulary, grad_output.dtype)
-            return None, {"weights": xp.matrix_transpose(one_hot)
-                          @ xp.reshape(grad_output, (-1, self.dim))}
-        return xp.reshape(rows, (*x.shape, self.dim)), backprop
+            return None, {"weights": backward(grad_output)}
+        return out, backprop
 
     def config(self):
         return {"vocabulary": self.vocabulary, "dim": self.dim}
