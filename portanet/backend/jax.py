@@ -50,13 +50,24 @@ def avg_pool2d(x, pool, stride):
     return out / size, lambda grad_output: vjp(grad_output / size)[0]
 
 
+def embedding(table, ids):
+    """The embedding kernel by ``jnp.take``; its gradient adds the output gradient's rows into
+    zeros (``.at[ids].add``, a scatter-add)."""
+    jnp = sys.modules["jax"].numpy
+    return (jnp.take(table, ids, axis=0),
+            lambda grad_output: jnp.zeros_like(table).at[ids].add(grad_output))
+
+
 class Jax(Library):
     name = module = "jax"
     install = "pip install 'portanet[jax]'  (for NVIDIA GPUs: pip install 'jax[cuda12]')"
     compiler = JaxJit
     # Max pooling stays portable: under jax.jit on the CPU, reduce_window's gradient
-    # (select_and_scatter_add) took twice as long as the portable backward (CNN benchmark shapes)
-    kernels = {"conv2d": conv2d, "avg_pool2d": avg_pool2d}
+    # (select_and_scatter_add) took twice as long as the portable backward (CNN benchmark
+    # shapes). So does attention: jax.nn.dot_product_attention with jax.vjp took twice as long
+    # under jax.jit (transformer benchmark shapes, float32), and its softmax is float32 whatever
+    # the inputs (1e-8 from the float64 portable one).
+    kernels = {"conv2d": conv2d, "avg_pool2d": avg_pool2d, "embedding": embedding}
 
     def load(self):
         # take GPU memory on demand, like torch and cupy, so processes can share a GPU

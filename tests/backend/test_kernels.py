@@ -7,8 +7,8 @@ import pytest
 import portanet
 from portanet.backend import kernels, to_numpy
 
-NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d"},  # elsewhere: the portable ones
-          "jax": {"conv2d", "avg_pool2d"}}
+NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention"},
+          "jax": {"conv2d", "avg_pool2d", "embedding"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right))
@@ -102,6 +102,66 @@ def test_max_pooling_gives_a_tied_windows_gradient_to_its_first_maximum(backend)
         np.testing.assert_array_equal(to_numpy(grad)[0, 0], expected)
 
 
+def embedding_inputs(backend, dtype, ids_shape=(3, 7)):
+    """A table of 6 rows and ids that repeat and leave row 5 unused."""
+    ids = np.random.default_rng(4).integers(0, 5, ids_shape)
+    return random(backend, (6, 4), dtype, 0), backend.asarray(ids, "int64")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("ids_shape", [(3, 7), (11,)])
+def test_native_embedding_equals_the_portable_one(backend, ids_shape, dtype):
+    native_or_skip(backend, "embedding")
+    table, ids = embedding_inputs(backend, dtype, ids_shape)
+    out, backward = kernels.embedding(table, ids)
+    expected, expected_backward = kernels.portable_embedding(table, ids)
+    assert_close(out, expected, dtype, "output")
+    grad = random(backend, tuple(expected.shape), dtype, 1)
+    assert_close(backward(grad), expected_backward(grad), dtype, "gradient of the table")
+
+
+def test_embedding_gradient_adds_up_the_rows_of_repeated_ids(backend):
+    table, ids = embedding_inputs(backend, "float64")
+    out, backward = kernels.embedding(table, ids)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(table)[to_numpy(ids)])
+    grad = np.random.default_rng(1).normal(size=(3, 7, 4))
+    expected = np.zeros((6, 4))
+    np.add.at(expected, to_numpy(ids), grad)
+    np.testing.assert_allclose(to_numpy(backward(backend.asarray(grad, "float64"))), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+def attention_inputs(backend, dtype, positions=9):
+    return [random(backend, (2, 3, positions, 8), dtype, seed) for seed in range(3)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_native_attention_equals_the_portable_one(backend, causal, dtype):
+    native_or_skip(backend, "attention")
+    q, k, v = attention_inputs(backend, dtype)
+    out, backward = kernels.attention(q, k, v, causal)
+    expected, expected_backward = kernels.portable_attention(q, k, v, causal)
+    assert_close(out, expected, dtype, "output")
+    grad = random(backend, tuple(expected.shape), dtype, 3)
+    for label, mine, theirs in zip("qkv", backward(grad), expected_backward(grad)):
+        assert mine.dtype == theirs.dtype
+        assert_close(mine, theirs, dtype, f"gradient of {label}")
+
+
+def test_causal_attention_only_looks_back(backend):
+    """The first query sees only the first value, and no later key changes an earlier output
+    or gets a gradient from it."""
+    q, k, v = attention_inputs(backend, "float64")
+    out, backward = kernels.attention(q, k, v, True)
+    np.testing.assert_allclose(to_numpy(out)[:, :, 0], to_numpy(v)[:, :, 0], rtol=1e-12)
+    grad = np.zeros(tuple(out.shape))
+    grad[:, :, :4] = 1.0  # the first four outputs
+    grad_q, grad_k, grad_v = map(to_numpy, backward(backend.asarray(grad, "float64")))
+    assert not np.any(grad_k[:, :, 4:]) and not np.any(grad_v[:, :, 4:])
+    assert np.all(np.abs(grad_v[:, :, :4]) > 0)
+
+
 def test_kernels_compile_with_the_backends_compiler(backend):
     """Forward and backward of every kernel inside one compiled function (traced: no host
     reads) give what they give eagerly."""
@@ -118,6 +178,19 @@ def test_kernels_compile_with_the_backends_compiler(backend):
     compiled = backend.library.compiler().compile(step)
     for mine, theirs in zip(flatten(compiled(x, weights, bias)), flatten(step(x, weights, bias))):
         assert_close(mine, theirs, "float64", "compiled")
+    table, ids = embedding_inputs(backend, "float64")
+
+    def sequence_step(table, ids):
+        """An embedding of (3, 7) ids to 4 = heads x features, causal attention over it."""
+        rows, embedding_backward = kernels.embedding(table, ids)
+        heads = backend.xp.reshape(rows, (3, 1, 7, 4))
+        out, attention_backward = kernels.attention(heads, heads, heads, True)
+        grads = attention_backward(out)
+        return out, [embedding_backward(backend.xp.reshape(sum(grads), (3, 7, 4)))]
+
+    compiled = backend.library.compiler().compile(sequence_step)
+    for mine, theirs in zip(flatten(compiled(table, ids)), flatten(sequence_step(table, ids))):
+        assert_close(mine, theirs, "float64", "compiled embedding and attention")
 
 
 def flatten(result):
@@ -136,6 +209,9 @@ def flatten(result):
     (lambda b: kernels.max_pool2d(b.zeros((1, 1, 4, 4), "float32"), (2, 2), (0, 1)), "positive"),
     (lambda b: kernels.avg_pool2d(b.zeros((1, 1, 4, 1), "float32"), (2, 2), (2, 2)),
      "does not fit"),
+    (lambda b: kernels.attention(*[b.zeros(shape, "float32") for shape in
+                                   ((1, 2, 5, 4), (1, 2, 6, 4), (1, 2, 6, 4))], True),
+     "one shape"),
 ])
 def test_bad_shapes_are_refused(backend, call, match):
     with pytest.raises(portanet.ShapeError, match=match):
