@@ -46,15 +46,17 @@ def score(network, x, y, batch_size=None, world=SINGLE):
     lo, hi = world.shard(0, n)
     sums = [0.0, 0.0]
     if hi > lo:
-        sums = _sums(network, x[lo:hi, ...], y[lo:hi, ...], batch_size)
+        sums = [float(value) for value in _sums(network, x[lo:hi, ...], y[lo:hi, ...],
+                                                batch_size)]
     sums = world.sum(sums, "the evaluation")
     return sums[0] / n, sums[1] / n
 
 
 def _sums(network, x, y, batch_size=None):
-    """The loss and the accuracy over rows ``x``, each times their number."""
+    """The loss and the accuracy over rows ``x``, each times their number (where the
+    backend computed them: read them once, after the last batch)."""
     out = predict_rows(network, x, batch_size)
-    return [float(network.loss(y, out)) * x.shape[0], float(accuracy(y, out)) * x.shape[0]]
+    return [network.loss(y, out) * x.shape[0], accuracy(y, out) * x.shape[0]]
 
 
 def score_stream(network, loader, world=SINGLE):
@@ -66,7 +68,7 @@ def score_stream(network, loader, world=SINGLE):
             if rows is not None:
                 sums = [a + b for a, b in zip(sums, _sums(network, *rows, rows[0].shape[0]))]
             seen = stop
-    sums = world.sum(sums, "the evaluation")
+    sums = world.sum([float(value) for value in sums], "the evaluation")
     return sums[0] / seen, sums[1] / seen
 
 
