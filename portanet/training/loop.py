@@ -11,6 +11,7 @@ loop has no separate path for MPI.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import signal
@@ -187,6 +188,16 @@ def _two_halves(step, compiler, world):
     return run
 
 
+def with_loss_of(network, architecture):
+    """``architecture`` (the network a shared step is made from: a copy of the first network
+    alike, whatever its loss) with ``network``'s loss, which the step's key names."""
+    if architecture is network:
+        return network
+    found = copy.copy(architecture)
+    found.loss, found.loss_prime = network.loss, network.loss_prime
+    return found
+
+
 class Loop:
     """Trains ``network`` with ``optimizer`` in ``world``, the step compiled as ``compile`` says.
 
@@ -211,7 +222,7 @@ class Loop:
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
                accuracy, flat)
         self.step = cached(("train", *key), lambda net: TrainStep(
-            net, optimizer, accuracy, eager=eager, flat=flat))
+            with_loss_of(network, net), optimizer, accuracy, eager=eager, flat=flat))
         self.run_step = cached(("train-run", *key, world),
                                lambda net: compose(self.step, self.compiler, world))
         layout = self.step.layout  # gathering and splitting it: compiled too on JAX

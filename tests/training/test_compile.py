@@ -181,6 +181,17 @@ def test_networks_alike_share_one_compiled_prediction_with_their_own_weights(bac
     assert not np.allclose(predictions[0], predictions[1])
 
 
+def test_a_network_trains_with_its_own_loss_after_one_alike_without_a_loss_predicted(backend):
+    """The shared architecture comes from the network that compiled first (here one without a
+    loss): the step of another network alike is still made with that network's loss."""
+    cache.clear_shared()
+    x, y = data("modern-mlp", 16)
+    Network(modern_mlp("float32")[0].layers).predict(x)  # no loss
+    net, optimizer, _ = modern_mlp("float32")
+    history = net.fit(x, y, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
 def test_compiled_prediction_is_traced_once_per_batch_shape(backend, monkeypatch):
     net = modern_mlp("float64")[0]
     x, _ = data("modern-mlp", 10)
