@@ -33,8 +33,10 @@ from .errors import (
 )
 from .layers import (
     ActivationLayer,
+    AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
@@ -43,6 +45,7 @@ from .layers import (
     Flatten,
     Layer,
     LayerNorm,
+    MaxPool1D,
     MaxPool2D,
     PositionalEmbedding,
     RandomCrop,
@@ -73,6 +76,7 @@ __all__ = [
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
     "Sequential", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
+    "Conv1D", "MaxPool1D", "AvgPool1D",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

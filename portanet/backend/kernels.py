@@ -1,5 +1,7 @@
 """Kernels for what the array API lacks: 2-D convolution and max/average pooling (NCHW), the
-embedding lookup and scaled dot-product attention.
+embedding lookup and scaled dot-product attention. The 1-D convolution and pooling (``conv1d``,
+``max_pool1d``, ``avg_pool1d`` on ``(N, C, L)`` batches) are the 2-D kernels on images of one
+row.
 
 Each kernel is a function of arrays that returns its output and ``backward``, a function of the
 gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
@@ -299,6 +301,53 @@ def avg_pool2d(x, pool, stride):
     backward)``."""
     _check(x, pool, stride)
     return kernel("avg_pool2d", x)(x, tuple(pool), tuple(stride))
+
+
+def _one_row(x):
+    """``(N, C, L)`` ``x`` as images of one row, ``(N, C, 1, L)``: how the 1-D kernels call the
+    2-D ones."""
+    if x.ndim != 3:
+        raise ShapeError("1-D convolution and pooling take 3-D batches (batch, channels, "
+                         f"length), got an array of shape {tuple(x.shape)}")
+    return namespace(x).reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+
+
+def _drop_row(x):
+    """``(N, C, 1, L)`` ``x`` as ``(N, C, L)``."""
+    return namespace(x).reshape(x, (x.shape[0], x.shape[1], x.shape[3]))
+
+
+def conv1d(x, weights, bias, stride, padding, dilation=(1,)):
+    """1-D cross-correlation of ``(N, C, L)`` ``x`` with ``weights`` (out, in, k) plus ``bias``,
+    as :func:`conv2d` with one value per argument for the length (``stride`` ``(s,)``,
+    ``padding`` ``((before, after),)``, ``dilation`` ``(d,)``): that kernel on images of one
+    row, ``(out, backward)``."""
+    out, backward = conv2d(_one_row(x), _one_row(weights), bias, (1, *stride),
+                           ((0, 0), *padding), (1, *dilation))
+
+    def backward_1d(grad_output, need_input=True):
+        grad_x, grad_weights, grad_bias = backward(_one_row(grad_output), need_input)
+        return (None if grad_x is None else _drop_row(grad_x)), _drop_row(grad_weights), grad_bias
+    return _drop_row(out), backward_1d
+
+
+def _pool_one_row(pool2d, x, pool, stride):
+    """``pool2d`` over windows of ``pool`` ``(p,)`` values moved by ``stride`` ``(s,)`` along
+    the length of ``(N, C, L)`` ``x``, on images of one row: ``(out, backward)``."""
+    out, backward = pool2d(_one_row(x), (1, *pool), (1, *stride))
+    return _drop_row(out), lambda grad_output: _drop_row(backward(_one_row(grad_output)))
+
+
+def max_pool1d(x, pool, stride):
+    """Maximum over windows of ``pool`` (a 1-tuple) values of ``(N, C, L)`` ``x`` moved by
+    ``stride``: ``(out, backward)``."""
+    return _pool_one_row(max_pool2d, x, pool, stride)
+
+
+def avg_pool1d(x, pool, stride):
+    """Mean over windows of ``pool`` (a 1-tuple) values of ``(N, C, L)`` ``x`` moved by
+    ``stride``: ``(out, backward)``."""
+    return _pool_one_row(avg_pool2d, x, pool, stride)
 
 
 def embedding(table, ids):

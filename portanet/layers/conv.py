@@ -1,6 +1,9 @@
-"""The 2-D convolution layer (NCHW); the arithmetic is :func:`portanet.backend.kernels.conv2d`."""
+"""The convolution layers: 2-D on NCHW batches, 1-D on NCL batches (PyTorch's layouts); the
+arithmetic is :func:`portanet.backend.kernels.conv2d` (and ``conv1d``, the same kernel on images
+of one row)."""
 
 import math
+from typing import NamedTuple
 
 from .. import initializers
 from .._checks import integer, is_integer, one_of
@@ -8,97 +11,120 @@ from ..backend import get_backend, kernels
 from ..errors import InputError, ShapeError
 from .base import Layer
 
-NCHW = "(batch, channels, height, width)"
+
+class Layout(NamedTuple):
+    """How batches of a kind of layer are laid out: ``name``, the spatial ``axes`` after the
+    channels, and how to move channels-last batches there."""
+
+    name: str
+    axes: tuple
+    from_channels_last: str
+
+    def __str__(self):
+        return f"{self.name} layout (batch, channels, {', '.join(self.axes)})"
+
+    def check_batch(self, layer, x):
+        """ShapeError unless ``x`` is a batch of this layout."""
+        if x.ndim != len(self.axes) + 2:
+            raise ShapeError(f"{layer!r} expects {len(self.axes) + 2}-D batches in "
+                             f"{self}, got an array of shape {tuple(x.shape)}")
+
+    def check_sample(self, layer, shape):
+        """ShapeError unless ``shape`` is a per-sample shape of this layout."""
+        if len(shape) != len(self.axes) + 1:
+            raise ShapeError(f"{layer!r} expects per-sample shape (channels, "
+                             f"{', '.join(self.axes)}) (batches in {self}), got {shape}")
+
+    def channels_hint(self, shape, channels):
+        """A hint for a per-sample ``shape`` whose last axis has the ``channels`` expected."""
+        if shape[-1] != channels:
+            return ""
+        return (f"; the last axis matches in_channels, so the data looks channels-last: "
+                f"portanet uses {self.name}, transpose batches with {self.from_channels_last}")
 
 
-def pair(value, label):
-    """``value`` as a pair of positive ints (an int means the same for height and width)."""
-    values = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-    if len(values) != 2 or not all(is_integer(v) and v > 0 for v in values):
-        raise InputError(f"{label} must be a positive int or a pair of them, got {value!r}")
-    return values
+NCHW = Layout("NCHW", ("height", "width"), "x.transpose(0, 3, 1, 2)")
+NCL = Layout("NCL", ("length",), "x.transpose(0, 2, 1)")
+
+
+def sizes(value, layout, label):
+    """``value`` as positive ints, one per axis of ``layout`` (an int means the same for
+    each)."""
+    count = len(layout.axes)
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * count
+    if len(values) != count or not all(is_integer(v) and v > 0 for v in values):
+        kind = "a pair of them" if count == 2 else f"a list of {count}"
+        raise InputError(f"{label} must be a positive int or {kind}, got {value!r}")
+    return tuple(int(v) for v in values)
 
 
 def unpair(values):
-    """The JSON-able form of a pair for ``config()``: one int when both are equal."""
-    return values[0] if values[0] == values[1] else list(values)
+    """The JSON-able form of sizes for ``config()``: one int when all are equal."""
+    return values[0] if len(set(values)) == 1 else list(values)
 
 
-def check_4d(layer, x):
-    if x.ndim != 4:
-        raise ShapeError(f"{layer!r} expects 4-D batches in NCHW layout {NCHW}, "
-                         f"got an array of shape {tuple(x.shape)}")
-
-
-class Conv2D(Layer):
-    """2-D convolution (cross-correlation, as in Keras and PyTorch) on NCHW data.
-
-    Batches have shape ``(batch, channels, height, width)``; ``weights`` has shape
-    ``(out_channels, in_channels, kh, kw)`` and ``bias`` ``(out_channels,)``: one bias per
-    output channel. ``kernel_size`` and ``stride`` are an int or a ``(height, width)`` pair.
-    ``padding="valid"`` uses only full windows; ``"same"`` zero-pads so the output is
-    ``ceil(size / stride)`` (the input size at stride 1), with the odd pixel of padding at the
-    bottom/right (TensorFlow's convention). The default initialiser is He uniform, because
-    convolutions are usually followed by ReLU; the bias starts at zero. ``input_shape`` (per
-    sample, ``(channels, height, width)``) lets a network check its input.
-    """
+class _Conv(Layer):
+    """What Conv1D and Conv2D share: the arguments, initialisation, padding and errors, all per
+    spatial axis of their :class:`Layout`."""
 
     params = ("weights", "bias")
+    layout = NCHW
+    kernel = None  # its function in portanet.backend.kernels: (out, backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding="valid",
-                 init="he_uniform", dtype="float32", input_shape=None):
+                 dilation=1, init="he_uniform", dtype="float32", input_shape=None):
         super().__init__()
+        name = type(self).__name__
         for label, size in (("in_channels", in_channels), ("out_channels", out_channels)):
-            integer(f"Conv2D {label}", size)
-        one_of("Conv2D padding", padding, ("valid", "same"))
+            integer(f"{name} {label}", size)
+        one_of(f"{name} padding", padding, ("valid", "same"))
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = pair(kernel_size, "Conv2D kernel_size")
-        self.stride = pair(stride, "Conv2D stride")
+        self.kernel_size = sizes(kernel_size, self.layout, f"{name} kernel_size")
+        self.stride = sizes(stride, self.layout, f"{name} stride")
+        self.dilation = sizes(dilation, self.layout, f"{name} dilation")
         self.padding, self.init = padding, init
-        kh, kw = self.kernel_size
-        shape = (out_channels, in_channels, kh, kw)
-        self.weights = initializers.initial_weights(init, shape, in_channels * kh * kw,
-                                                    out_channels * kh * kw, dtype, self)
+        window = math.prod(self.kernel_size)
+        self.weights = initializers.initial_weights(
+            init, (out_channels, in_channels, *self.kernel_size), in_channels * window,
+            out_channels * window, dtype, self)
         self.bias = get_backend().zeros((out_channels,), dtype)
         if input_shape is not None:
             self.input_shape = tuple(input_shape)
             self.output_shape(self.input_shape)
 
-    def geometry(self, size, kernel, stride, axis):
-        """Output size and (before, after) zero padding along one spatial axis."""
-        if self.padding == "same":
-            out = math.ceil(size / stride)
-            total = max((out - 1) * stride + kernel - size, 0)
-            return out, (total // 2, total - total // 2)
-        if size < kernel:
-            raise ShapeError(f"{self!r}: input {axis} {size} is smaller than the kernel "
-                             f"({kernel}) with padding='valid'; use padding='same' or a "
-                             "smaller kernel")
-        return (size - kernel) // stride + 1, (0, 0)
+    def geometry(self, shape):
+        """For each spatial axis of the per-sample ``shape``: the output size and the (before,
+        after) zero padding."""
+        self.layout.check_sample(self, shape)
+        if shape[0] != self.in_channels:
+            raise ShapeError(f"{self!r} expects {self.in_channels} input channels (axis 1 of "
+                             f"{self.layout.name} batches), got {shape[0]} in per-sample shape "
+                             f"{shape}{self.layout.channels_hint(shape, self.in_channels)}")
+        found = []
+        for size, kernel, stride, dilation, axis in zip(shape[1:], self.kernel_size, self.stride,
+                                                        self.dilation, self.layout.axes):
+            reach = (kernel - 1) * dilation + 1  # the input a window covers
+            if self.padding == "same":
+                out = math.ceil(size / stride)
+                total = max((out - 1) * stride + reach - size, 0)
+                found.append((out, (total // 2, total - total // 2)))
+            elif size < reach:
+                spread = f" dilated by {dilation}: {reach}" if dilation > 1 else ""
+                raise ShapeError(f"{self!r}: input {axis} {size} is smaller than the kernel "
+                                 f"({kernel}{spread}) with padding='valid'; use "
+                                 "padding='same' or a smaller kernel")
+            else:
+                found.append(((size - reach) // stride + 1, (0, 0)))
+        return found
 
     def output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        if len(shape) != 3:
-            raise ShapeError(f"{self!r} expects per-sample shape (channels, height, width) "
-                             f"(batches in NCHW layout {NCHW}), got {shape}")
-        if shape[0] != self.in_channels:
-            hint = ""
-            if shape[-1] == self.in_channels:
-                hint = ("; the last axis matches in_channels, so the data looks channels-last "
-                        "(NHWC): portanet uses NCHW, transpose batches with "
-                        "x.transpose(0, 3, 1, 2)")
-            raise ShapeError(f"{self!r} expects {self.in_channels} input channels (axis 1 of "
-                             f"NCHW batches), got {shape[0]} in per-sample shape {shape}{hint}")
-        out_h, _ = self.geometry(shape[1], self.kernel_size[0], self.stride[0], "height")
-        out_w, _ = self.geometry(shape[2], self.kernel_size[1], self.stride[1], "width")
-        return (self.out_channels, out_h, out_w)
+        return (self.out_channels, *(out for out, _ in self.geometry(tuple(input_shape))))
 
     def apply(self, state, x, run):
-        check_4d(self, x)
-        self.output_shape(tuple(x.shape[1:]))
-        padding = [self.geometry(size, kernel, stride, axis)[1] for size, kernel, stride, axis
-                   in zip(x.shape[2:], self.kernel_size, self.stride, ("height", "width"))]
-        out, backward = kernels.conv2d(x, state["weights"], state["bias"], self.stride, padding)
+        self.layout.check_batch(self, x)
+        padding = [pad for _, pad in self.geometry(tuple(x.shape[1:]))]
+        out, backward = self.kernel(x, state["weights"], state["bias"], self.stride, padding,
+                                    self.dilation)
 
         def backprop(grad_output, need_input=True):
             grad_input, grad_weights, grad_bias = backward(grad_output, need_input)
@@ -108,5 +134,39 @@ class Conv2D(Layer):
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": unpair(self.kernel_size), "stride": unpair(self.stride),
-                "padding": self.padding, "init": self.init,
+                "padding": self.padding, "dilation": unpair(self.dilation), "init": self.init,
                 "input_shape": None if self.input_shape is None else list(self.input_shape)}
+
+
+class Conv2D(_Conv):
+    """2-D convolution (cross-correlation, as in Keras and PyTorch) on NCHW data.
+
+    Batches have shape ``(batch, channels, height, width)``; ``weights`` has shape
+    ``(out_channels, in_channels, kh, kw)`` and ``bias`` ``(out_channels,)``: one bias per
+    output channel. ``kernel_size``, ``stride`` and ``dilation`` are an int or a ``(height,
+    width)`` pair; ``dilation`` spaces the kernel's weights that many pixels apart (a 3-wide
+    kernel dilated by 2 covers 5 pixels). ``padding="valid"`` uses only full windows;
+    ``"same"`` zero-pads so the output is ``ceil(size / stride)`` (the input size at stride 1),
+    with the odd pixel of padding at the bottom/right (TensorFlow's convention). The default
+    initialiser is He uniform, because convolutions are usually followed by ReLU; the bias
+    starts at zero. ``input_shape`` (per sample, ``(channels, height, width)``) lets a network
+    check its input.
+    """
+
+    layout = NCHW
+    kernel = staticmethod(kernels.conv2d)
+
+
+class Conv1D(_Conv):
+    """1-D convolution (cross-correlation) along the length of NCL data, as PyTorch's
+    ``nn.Conv1d``: the 2-D convolution kernel on images of one row.
+
+    Batches have shape ``(batch, channels, length)``; ``weights`` has shape ``(out_channels,
+    in_channels, kernel_size)`` and ``bias`` ``(out_channels,)``. ``kernel_size``, ``stride`` and
+    ``dilation`` are ints; padding, initialisation and ``input_shape`` (per sample,
+    ``(channels, length)``) follow :class:`Conv2D`: ``"same"`` puts the odd value of padding at
+    the end.
+    """
+
+    layout = NCL
+    kernel = staticmethod(kernels.conv1d)

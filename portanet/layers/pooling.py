@@ -1,36 +1,39 @@
-"""Max and average pooling over 2-D windows of NCHW batches (valid padding); the arithmetic is
-:mod:`portanet.backend.kernels`."""
+"""Max and average pooling over 2-D windows of NCHW batches and 1-D windows of NCL ones (valid
+padding); the arithmetic is :mod:`portanet.backend.kernels` (the 1-D kernels are the 2-D ones on
+images of one row)."""
 
 from ..backend import kernels
 from ..errors import ShapeError
 from .base import EMPTY, Layer
-from .conv import NCHW, check_4d, pair, unpair
+from .conv import NCHW, NCL, sizes, unpair
 
 
-class _Pool2D(Layer):
-    """Shared geometry of the pooling layers: windows of ``pool_size``, moved by ``stride``."""
+class _Pool(Layer):
+    """Shared geometry of the pooling layers: windows of ``pool_size``, moved by ``stride``,
+    per spatial axis of their layout."""
 
+    layout = NCHW
     kernel = None  # its function in portanet.backend.kernels: (out, backward)
 
     def __init__(self, pool_size=2, stride=None):
         super().__init__()
         label = type(self).__name__
-        self.pool_size = pair(pool_size, f"{label} pool_size")
-        self.stride = self.pool_size if stride is None else pair(stride, f"{label} stride")
+        self.pool_size = sizes(pool_size, self.layout, f"{label} pool_size")
+        self.stride = (self.pool_size if stride is None
+                       else sizes(stride, self.layout, f"{label} stride"))
 
     def output_shape(self, input_shape):
         shape = tuple(input_shape)
-        if len(shape) != 3:
-            raise ShapeError(f"{self!r} expects per-sample shape (channels, height, width) "
-                             f"(batches in NCHW layout {NCHW}), got {shape}")
-        (ph, pw), (sh, sw) = self.pool_size, self.stride
-        if shape[1] < ph or shape[2] < pw:
-            raise ShapeError(f"{self!r}: input height x width {shape[1]}x{shape[2]} is smaller "
-                             f"than the pool {ph}x{pw}")
-        return (shape[0], (shape[1] - ph) // sh + 1, (shape[2] - pw) // sw + 1)
+        self.layout.check_sample(self, shape)
+        if any(size < pool for size, pool in zip(shape[1:], self.pool_size)):
+            raise ShapeError(f"{self!r}: input {' x '.join(self.layout.axes)} "
+                             f"{'x'.join(map(str, shape[1:]))} is smaller than the pool "
+                             f"{'x'.join(map(str, self.pool_size))}")
+        return (shape[0], *((size - pool) // stride + 1 for size, pool, stride
+                            in zip(shape[1:], self.pool_size, self.stride)))
 
     def apply(self, state, x, run):
-        check_4d(self, x)
+        self.layout.check_batch(self, x)
         self.output_shape(tuple(x.shape[1:]))
         out, backward = self.kernel(x, self.pool_size, self.stride)
 
@@ -42,15 +45,33 @@ class _Pool2D(Layer):
         return {"pool_size": unpair(self.pool_size), "stride": unpair(self.stride)}
 
 
-class MaxPool2D(_Pool2D):
-    """Maximum of each window; the gradient goes to the window's maximum (the first one in
-    row-major order on ties). ``stride`` defaults to ``pool_size`` (windows that do not
+class MaxPool2D(_Pool):
+    """Maximum of each window of NCHW batches; the gradient goes to the window's maximum (the
+    first one in row-major order on ties). ``pool_size`` and ``stride`` are an int or a
+    ``(height, width)`` pair; ``stride`` defaults to ``pool_size`` (windows that do not
     overlap)."""
 
     kernel = staticmethod(kernels.max_pool2d)
 
 
-class AvgPool2D(_Pool2D):
-    """Mean of each window; ``stride`` defaults to ``pool_size``."""
+class AvgPool2D(_Pool):
+    """Mean of each window of NCHW batches; ``stride`` defaults to ``pool_size``."""
 
     kernel = staticmethod(kernels.avg_pool2d)
+
+
+class MaxPool1D(_Pool):
+    """Maximum of each window of ``pool_size`` values along the length of NCL batches ``(batch,
+    channels, length)``, as PyTorch's ``nn.MaxPool1d``; the gradient goes to the window's first
+    maximum. ``stride`` defaults to ``pool_size``."""
+
+    layout = NCL
+    kernel = staticmethod(kernels.max_pool1d)
+
+
+class AvgPool1D(_Pool):
+    """Mean of each window of ``pool_size`` values along the length of NCL batches; ``stride``
+    defaults to ``pool_size``."""
+
+    layout = NCL
+    kernel = staticmethod(kernels.avg_pool1d)

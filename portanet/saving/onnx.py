@@ -104,12 +104,12 @@ def _add_layer(graph, layer, prefix, shape):
         op, attributes = ONNX_ACTIVATIONS[_activation_name(layer)]
         graph.node(op, prefix, **attributes)
     elif kind is Conv2D:
-        pads = [layer.geometry(size, kernel, stride, axis)[1] for size, kernel, stride, axis
-                in zip(shape[1:], layer.kernel_size, layer.stride, ("height", "width"))]
+        pads = [pad for _, pad in layer.geometry(shape)]  # ONNX: all befores, then all afters
         graph.node("Conv", prefix, graph.array(f"{prefix}.weights", layer.weights),
                    graph.array(f"{prefix}.bias", layer.bias),
                    kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-                   pads=[pads[0][0], pads[1][0], pads[0][1], pads[1][1]])
+                   dilations=list(layer.dilation), pads=[pad for pair in zip(*pads)
+                                                         for pad in pair])
     elif kind in (MaxPool2D, AvgPool2D):  # no padding, partial windows dropped (floor)
         graph.node("MaxPool" if kind is MaxPool2D else "AveragePool", prefix,
                    kernel_shape=list(layer.pool_size), strides=list(layer.stride))

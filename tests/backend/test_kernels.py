@@ -254,6 +254,12 @@ def flatten(result):
     (lambda b: kernels.max_pool2d(b.zeros((1, 1, 4, 4), "float32"), (2, 2), (0, 1)), "positive"),
     (lambda b: kernels.avg_pool2d(b.zeros((1, 1, 4, 1), "float32"), (2, 2), (2, 2)),
      "does not fit"),
+    (lambda b: kernels.conv1d(b.zeros((1, 3, 4, 4), "float32"), b.zeros((2, 3, 3), "float32"),
+                              b.zeros((2,), "float32"), (1,), ((0, 0),)), "3-D batches"),
+    (lambda b: kernels.conv1d(b.zeros((1, 3, 6), "float32"), b.zeros((2, 3, 3), "float32"),
+                              b.zeros((2,), "float32"), (1,), ((0, 0),), (3,)), "does not fit"),
+    (lambda b: kernels.max_pool1d(b.zeros((1, 3, 2), "float32"), (3,), (1,)), "does not fit"),
+    (lambda b: kernels.avg_pool1d(b.zeros((3, 8), "float32"), (2,), (2,)), "3-D batches"),
     (lambda b: kernels.attention(*[b.zeros(shape, "float32") for shape in
                                    ((1, 2, 5, 4), (1, 2, 6, 4), (1, 2, 6, 4))], True),
      "one shape"),

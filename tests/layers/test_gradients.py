@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import on_backend
 
-from portanet import ActivationLayer, FCLayer
+from portanet import ActivationLayer, AvgPool1D, Conv1D, FCLayer, MaxPool1D
 from portanet.activations import ACTIVATIONS, tanh, tanh_prime
 from portanet.backend import to_numpy
 from portanet.losses import LOSSES, with_prime
@@ -47,6 +47,25 @@ def test_fc_layer_gradient_tutorial_row():
     """The tutorial's per-sample (1, n) rows and its uniform initialiser."""
     layer = FCLayer(3, 2, init="uniform", dtype="float64")
     check_layer(layer, (3,), batch=1)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, length", [
+    (3, 1, "valid", 1, 9), (4, 2, "same", 1, 9), (3, 1, "same", 2, 10), (3, 3, "valid", 2, 14),
+    (2, 2, "same", 3, 11)], ids=str)
+def test_conv1d_gradient(kernel, stride, padding, dilation, length):
+    layer = Conv1D(2, 3, kernel, stride=stride, padding=padding, dilation=dilation,
+                   dtype="float64")
+    layer.bias = on_backend(RNG.normal(size=(3,)))
+    check_layer(layer, x=RNG.normal(size=(2, 2, length)))
+
+
+@pytest.mark.parametrize("kind, size, stride", [(MaxPool1D, 2, None), (MaxPool1D, 3, 2),
+                                                (AvgPool1D, 2, None), (AvgPool1D, 3, 2)],
+                         ids=str)
+def test_pool1d_gradient(kind, size, stride):
+    """Distinct values at least 0.1 apart: no finite difference changes a window's maximum."""
+    x = RNG.permutation(np.arange(2 * 3 * 9) * 0.1 - 1.0).reshape(2, 3, 9)
+    check_layer(kind(size, stride), x=x)
 
 
 def loss_inputs(name):

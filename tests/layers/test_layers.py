@@ -12,11 +12,14 @@ from portanet import ActivationLayer, FCLayer, InputError, Network, ShapeError
 from portanet.backend import to_numpy
 from portanet.layers import (
     LAYERS,
+    AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Conv1D,
     Conv2D,
     Dropout,
     Flatten,
+    MaxPool1D,
     MaxPool2D,
     RandomCrop,
     RandomErasing,
@@ -33,11 +36,12 @@ def distinct(shape):
     return RNG.permutation(np.arange(np.prod(shape)) * 0.1 - 1.0).reshape(shape)
 
 
-def reference_conv(x, w, b, stride, padding):
+def reference_conv(x, w, b, stride, padding, dilation=(1, 1)):
     """Direct-loop NumPy convolution (cross-correlation), TensorFlow's 'same' padding."""
     n, _, h, width = x.shape
     o, _, kh, kw = w.shape
-    sh, sw = stride
+    (sh, sw), (dh, dw) = stride, dilation
+    kh, kw = (kh - 1) * dh + 1, (kw - 1) * dw + 1  # the pixels a window covers
     if padding == "same":
         oh, ow = -(-h // sh), -(-width // sw)
         ph, pw = max((oh - 1) * sh + kh - h, 0), max((ow - 1) * sw + kw - width, 0)
@@ -49,7 +53,7 @@ def reference_conv(x, w, b, stride, padding):
         for f in range(o):
             for r in range(oh):
                 for q in range(ow):
-                    patch = x[s, :, r * sh:r * sh + kh, q * sw:q * sw + kw]
+                    patch = x[s, :, r * sh:r * sh + kh:dh, q * sw:q * sw + kw:dw]
                     out[s, f, r, q] = np.sum(patch * w[f]) + b[f]
     return out
 
@@ -101,6 +105,22 @@ def test_conv2d_matches_numpy_reference(case):
     np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dilation, stride, padding, shape", [
+    (2, 1, "valid", (2, 2, 7, 8)), ((2, 3), 1, "same", (2, 2, 7, 8)),
+    ((3, 2), (2, 1), "same", (2, 2, 9, 6)), ((1, 2), 2, "valid", (1, 2, 5, 9)),
+], ids=str)
+def test_conv2d_dilation_gradient_and_reference(dilation, stride, padding, shape):
+    layer = Conv2D(2, 3, 3, stride=stride, padding=padding, dilation=dilation, dtype="float64")
+    layer.bias = on_backend(RNG.normal(size=(3,)))
+    x = RNG.normal(size=shape)
+    out = layer.forward(on_backend(x))
+    expected = reference_conv(x, to_numpy(layer.weights), to_numpy(layer.bias), layer.stride,
+                              padding, layer.dilation)
+    assert tuple(out.shape[1:]) == layer.output_shape(shape[1:])
+    np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-12, atol=1e-12)
+    check_layer(layer, x=x)
+
+
 def test_conv2d_one_bias_per_output_channel():
     layer = Conv2D(2, 3, 3, padding="same", dtype="float64")
     x = on_backend(RNG.normal(size=(2, 2, 4, 5)))
@@ -126,15 +146,17 @@ def test_conv2d_backward_params_matches_backward():
         np.testing.assert_array_equal(to_numpy(layer.grads[name]), full[name])
 
 
-@pytest.mark.parametrize("kernel, stride, padding, shape, expected", [
-    (3, 1, "valid", (1, 8, 8), (4, 6, 6)),
-    (3, 1, "same", (1, 8, 8), (4, 8, 8)),
-    (3, 2, "valid", (1, 7, 7), (4, 3, 3)),
-    (3, 2, "same", (1, 7, 8), (4, 4, 4)),
-    ((5, 3), (2, 1), "valid", (1, 9, 4), (4, 3, 2)),
+@pytest.mark.parametrize("kernel, stride, padding, dilation, shape, expected", [
+    (3, 1, "valid", 1, (1, 8, 8), (4, 6, 6)),
+    (3, 1, "same", 1, (1, 8, 8), (4, 8, 8)),
+    (3, 2, "valid", 1, (1, 7, 7), (4, 3, 3)),
+    (3, 2, "same", 1, (1, 7, 8), (4, 4, 4)),
+    ((5, 3), (2, 1), "valid", 1, (1, 9, 4), (4, 3, 2)),
+    (3, 1, "valid", (2, 3), (1, 9, 9), (4, 5, 3)),
+    (3, 2, "same", 3, (1, 7, 8), (4, 4, 4)),
 ])
-def test_conv2d_output_shape(kernel, stride, padding, shape, expected):
-    layer = Conv2D(1, 4, kernel, stride=stride, padding=padding)
+def test_conv2d_output_shape(kernel, stride, padding, dilation, shape, expected):
+    layer = Conv2D(1, 4, kernel, stride=stride, padding=padding, dilation=dilation)
     assert layer.output_shape(shape) == expected
 
 
@@ -155,7 +177,8 @@ def test_conv2d_shape_errors():
 
 @pytest.mark.parametrize("kwargs", [{"padding": "full"}, {"kernel_size": 0},
                                     {"stride": (1, 2, 3)}, {"in_channels": 1.5},
-                                    {"kernel_size": 2.0}])
+                                    {"kernel_size": 2.0}, {"dilation": 0},
+                                    {"dilation": (1, 2, 1)}])
 def test_conv2d_bad_arguments(kwargs):
     args = {"in_channels": 1, "out_channels": 2, "kernel_size": 3, **kwargs}
     with pytest.raises(InputError):
@@ -337,6 +360,10 @@ def test_batch_norm_shapes_and_errors():
 # -- every layer ------------------------------------------------------------------------------
 EXAMPLES = {  # a float32 layer and a batch it accepts
     "conv": (lambda: Conv2D(2, 3, 3, stride=2, padding="same"), (2, 2, 5, 6)),
+    "conv_dilated": (lambda: Conv2D(2, 3, 2, padding="same", dilation=(2, 1)), (2, 2, 5, 6)),
+    "conv1d": (lambda: Conv1D(2, 3, 3, stride=2, padding="same", dilation=2), (2, 2, 11)),
+    "max_pool1d": (lambda: MaxPool1D(3, stride=2), (2, 2, 11)),
+    "avg_pool1d": (lambda: AvgPool1D(2), (2, 2, 11)),
     "max_pool": (lambda: MaxPool2D(2), (2, 2, 5, 6)),
     "avg_pool": (lambda: AvgPool2D(3, stride=2), (2, 2, 5, 6)),
     "flatten": (Flatten, (2, 2, 5, 6)),
@@ -384,6 +411,7 @@ def test_layers_rebuild_from_json_config(name):
 
 def test_registry_names_every_layer():
     assert set(LAYERS) == {"FCLayer", "ActivationLayer", "Conv2D", "MaxPool2D", "AvgPool2D",
+                           "Conv1D", "MaxPool1D", "AvgPool1D",
                            "Flatten", "Reshape", "Dropout", "BatchNorm", "Dense", "LayerNorm",
                            "Embedding", "PositionalEmbedding", "SelfAttention", "Sequential",
                            "Residual", "RandomFlip", "RandomCrop", "RandomErasing"}

@@ -12,14 +12,17 @@ from helpers import assert_backend_array
 import portanet
 from portanet import (
     ActivationLayer,
+    AvgPool1D,
     BatchNorm,
     CompileWarning,
+    Conv1D,
     Conv2D,
     Dropout,
     FCLayer,
     Flatten,
     InputError,
     Layer,
+    MaxPool1D,
     MaxPool2D,
     Network,
 )
@@ -67,6 +70,21 @@ def cnn(dtype):
     return net, Adam(0.01), 8
 
 
+def cnn1d(dtype):
+    """1-D convolutions (same padding and dilation; valid with a stride) and pools on (N, 2, 12)
+    sequences."""
+    net = Network(dtype=dtype)
+    net.add(Conv1D(2, 4, 3, padding="same", dilation=2, input_shape=(2, 12)))
+    net.add(ActivationLayer("relu"))
+    net.add(MaxPool1D(2))
+    net.add(Conv1D(4, 4, 3, stride=2))
+    net.add(AvgPool1D(2, stride=1))
+    net.add(Flatten())
+    net.add(FCLayer(4, 3))
+    net.use("softmax_crossentropy")
+    return net, Adam(0.01), 8
+
+
 def transformer(dtype):
     net = causal_transformer(7, 6, width=16, heads=2, blocks=1, dtype=dtype)
     net.use("sparse_softmax_crossentropy")
@@ -74,7 +92,8 @@ def transformer(dtype):
 
 
 MODELS = {"tutorial": tutorial_network, "modern-mlp": modern_mlp, "cnn-batchnorm-dropout": cnn,
-          "transformer": transformer}
+          "cnn1d": cnn1d, "transformer": transformer}
+SHAPES = {"cnn-batchnorm-dropout": (1, 6, 6), "cnn1d": (2, 12)}  # per sample; others: (4,)
 
 
 def data(model, samples):
@@ -82,7 +101,7 @@ def data(model, samples):
     if model == "transformer":
         ids = gen.integers(0, 7, (samples, 7))
         return ids[:, :-1], ids[:, 1:]
-    x = gen.normal(size=(samples, 1, 6, 6) if model == "cnn-batchnorm-dropout" else (samples, 4))
+    x = gen.normal(size=(samples, *SHAPES.get(model, (4,))))
     labels = gen.integers(0, 3, samples)
     return x, np.eye(3)[labels]
 
