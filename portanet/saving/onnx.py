@@ -20,12 +20,15 @@ from ..backend import to_numpy
 from ..errors import InputError, PortanetError
 from ..layers import (
     ActivationLayer,
+    AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Conv1D,
     Conv2D,
     Dropout,
     FCLayer,
     Flatten,
+    MaxPool1D,
     MaxPool2D,
     RandomCrop,
     RandomErasing,
@@ -43,8 +46,8 @@ ONNX_ACTIVATIONS = {"identity": ("Identity", {}), "tanh": ("Tanh", {}),
                     "leaky_relu": ("LeakyRelu", {"alpha": LEAKY_SLOPE}),
                     "softmax": ("Softmax", {"axis": -1})}
 SUPPORTED = ("FCLayer, ActivationLayer (" + ", ".join(ONNX_ACTIVATIONS) + "), Conv2D, "
-             "MaxPool2D, AvgPool2D, Flatten, Reshape, BatchNorm, Dropout, RandomFlip, RandomCrop, "
-             "RandomErasing")
+             "MaxPool2D, AvgPool2D, Conv1D, MaxPool1D, AvgPool1D, Flatten, Reshape, BatchNorm, "
+             "Dropout, RandomFlip, RandomCrop, RandomErasing")
 # layers that pass their input through in inference: no nodes
 IDENTITY_IN_INFERENCE = (Dropout, RandomFlip, RandomCrop, RandomErasing)
 
@@ -103,15 +106,15 @@ def _add_layer(graph, layer, prefix, shape):
     elif kind is ActivationLayer and _activation_name(layer) is not None:
         op, attributes = ONNX_ACTIVATIONS[_activation_name(layer)]
         graph.node(op, prefix, **attributes)
-    elif kind is Conv2D:
+    elif kind in (Conv1D, Conv2D):
         pads = [pad for _, pad in layer.geometry(shape)]  # ONNX: all befores, then all afters
         graph.node("Conv", prefix, graph.array(f"{prefix}.weights", layer.weights),
                    graph.array(f"{prefix}.bias", layer.bias),
                    kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
                    dilations=list(layer.dilation), pads=[pad for pair in zip(*pads)
                                                          for pad in pair])
-    elif kind in (MaxPool2D, AvgPool2D):  # no padding, partial windows dropped (floor)
-        graph.node("MaxPool" if kind is MaxPool2D else "AveragePool", prefix,
+    elif kind in (MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D):  # no padding, floor
+        graph.node("MaxPool" if kind in (MaxPool2D, MaxPool1D) else "AveragePool", prefix,
                    kernel_shape=list(layer.pool_size), strides=list(layer.stride))
     elif kind is Flatten:
         graph.node("Flatten", prefix, axis=1)

@@ -10,12 +10,15 @@ import pytest
 import portanet
 from portanet import (
     ActivationLayer,
+    AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Conv1D,
     Conv2D,
     Dropout,
     FCLayer,
     Flatten,
+    MaxPool1D,
     MaxPool2D,
     Network,
     Reshape,
@@ -77,6 +80,28 @@ def cnn():
     return trained(layers, x, 3), x
 
 
+def cnn1d():
+    """1-D convolutions on (N, 3, 20) sequences: 'same' with dilation, 'same' with a stride
+    (the odd padding value at the end), 'valid' dilated; a pool that drops a partial window."""
+    x = np.random.default_rng(7).normal(size=(16, 3, 20))
+    layers = [Conv1D(3, 4, 3, padding="same", dilation=2, input_shape=(3, 20)),
+              ActivationLayer("relu"),
+              Conv1D(4, 5, 3, stride=2, padding="same"),  # 10: padding 0 before, 1 after
+              MaxPool1D(3, stride=2),                     # 4 (the last value dropped)
+              Conv1D(5, 4, 2, dilation=2),                # valid: 2
+              AvgPool1D(2, stride=1), Flatten(), FCLayer(4, 3)]
+    return trained(layers, x, 3), x
+
+
+def dilated_cnn():
+    """Conv2D dilated differently along height and width, 'same' then 'valid'."""
+    x = np.random.default_rng(8).normal(size=(16, 1, 9, 10))
+    layers = [Conv2D(1, 3, 3, stride=(1, 2), padding="same", dilation=(2, 1),
+                     input_shape=(1, 9, 10)), ActivationLayer("relu"),  # 9x5
+              Conv2D(3, 2, 2, dilation=2), Flatten(), FCLayer(2 * 7 * 3, 3)]  # valid: 7x3
+    return trained(layers, x, 3), x
+
+
 def run_onnx(onnx, path, x):
     import onnxruntime
 
@@ -85,7 +110,7 @@ def run_onnx(onnx, path, x):
     return session.run(None, {"input": np.asarray(x, dtype=np.float32)})[0]
 
 
-@pytest.mark.parametrize("make", [mlp, logits_mlp, cnn])
+@pytest.mark.parametrize("make", [mlp, logits_mlp, cnn, cnn1d, dilated_cnn])
 def test_onnxruntime_gives_what_predict_gives(backend, tmp_path, onnx, make):
     net, x = make()
     path = portanet.export_onnx(net, tmp_path / "net.onnx")
