@@ -26,8 +26,10 @@ class Layout(NamedTuple):
     def check_batch(self, layer, x):
         """ShapeError unless ``x`` is a batch of this layout."""
         if x.ndim != len(self.axes) + 2:
+            hint = ("; samples of one channel need that axis: x[:, None]"
+                    if x.ndim == len(self.axes) + 1 else "")
             raise ShapeError(f"{layer!r} expects {len(self.axes) + 2}-D batches in "
-                             f"{self}, got an array of shape {tuple(x.shape)}")
+                             f"{self}, got an array of shape {tuple(x.shape)}{hint}")
 
     def check_sample(self, layer, shape):
         """ShapeError unless ``shape`` is a per-sample shape of this layout."""
@@ -53,12 +55,12 @@ def sizes(value, layout, label):
     count = len(layout.axes)
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * count
     if len(values) != count or not all(is_integer(v) and v > 0 for v in values):
-        kind = "a pair of them" if count == 2 else f"a list of {count}"
-        raise InputError(f"{label} must be a positive int or {kind}, got {value!r}")
+        kind = " or a pair of them" if count == 2 else ""
+        raise InputError(f"{label} must be a positive int{kind}, got {value!r}")
     return tuple(int(v) for v in values)
 
 
-def unpair(values):
+def config_sizes(values):
     """The JSON-able form of sizes for ``config()``: one int when all are equal."""
     return values[0] if len(set(values)) == 1 else list(values)
 
@@ -133,8 +135,8 @@ class _Conv(Layer):
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": unpair(self.kernel_size), "stride": unpair(self.stride),
-                "padding": self.padding, "dilation": unpair(self.dilation), "init": self.init,
+                "kernel_size": config_sizes(self.kernel_size), "stride": config_sizes(self.stride),
+                "padding": self.padding, "dilation": config_sizes(self.dilation), "init": self.init,
                 "input_shape": None if self.input_shape is None else list(self.input_shape)}
 
 

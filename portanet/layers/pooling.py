@@ -5,7 +5,7 @@ images of one row)."""
 from ..backend import kernels
 from ..errors import ShapeError
 from .base import EMPTY, Layer
-from .conv import NCHW, NCL, sizes, unpair
+from .conv import NCHW, NCL, config_sizes, sizes
 
 
 class _Pool(Layer):
@@ -42,7 +42,7 @@ class _Pool(Layer):
         return out, backprop
 
     def config(self):
-        return {"pool_size": unpair(self.pool_size), "stride": unpair(self.stride)}
+        return {"pool_size": config_sizes(self.pool_size), "stride": config_sizes(self.stride)}
 
 
 class MaxPool2D(_Pool):

@@ -204,6 +204,9 @@ def test_conv1d_shape_errors():
     with pytest.raises(ShapeError, match=r"3-D batches in NCL layout \(batch, channels, "
                                          r"length\), got an array of shape \(2, 2, 8, 8\)"):
         layer.forward(on_backend(np.zeros((2, 2, 8, 8)), "float32"))
+    with pytest.raises(ShapeError, match=r"shape \(5, 8\); samples of one channel need that "
+                                         r"axis: x\[:, None\]"):
+        Conv1D(1, 4, 3).forward(on_backend(np.zeros((5, 8))))
     with pytest.raises(ShapeError, match=r"per-sample shape \(channels, length\)"):
         layer.output_shape((2,))
     with pytest.raises(ShapeError, match=r"input length 2 is smaller than the kernel \(3\) "
