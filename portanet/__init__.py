@@ -52,6 +52,7 @@ from .layers import (
     Residual,
     SelfAttention,
     Sequential,
+    TiedDense,
 )
 from .network import Network, load, load_training
 from .registry import register_activation, register_layer, register_loss
@@ -72,7 +73,7 @@ __all__ = [
     "export_onnx",
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
-    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
+    "Sequential", "TiedDense", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

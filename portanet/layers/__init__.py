@@ -11,18 +11,19 @@ from .base import Layer, Pass
 from .containers import Residual, Sequential
 from .conv import Conv2D
 from .dense import Dense, FCLayer
-from .embedding import Embedding, PositionalEmbedding
+from .embedding import Embedding, PositionalEmbedding, TiedDense
 from .pooling import AvgPool2D, MaxPool2D
 from .regularization import BatchNorm, Dropout, LayerNorm
 from .shape import Flatten, Reshape
 
 LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPool2D, AvgPool2D,
                                         Flatten, Reshape, Dropout, BatchNorm, Dense, LayerNorm,
-                                        Embedding, PositionalEmbedding, SelfAttention,
+                                        Embedding, PositionalEmbedding, TiedDense,
+                                        SelfAttention,
                                         Sequential, Residual, RandomFlip, RandomCrop,
                                         RandomErasing)}
 
 __all__ = ["LAYERS", "ActivationLayer", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
            "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm", "MaxPool2D",
            "Pass", "PositionalEmbedding", "RandomCrop", "RandomErasing", "RandomFlip", "Reshape",
-           "Residual", "SelfAttention", "Sequential"]
+           "Residual", "SelfAttention", "Sequential", "TiedDense"]

@@ -54,7 +54,7 @@ class Pass:
         """A pass over ``layers`` with the arrays they hold now."""
         return cls({id(layer): {name: getattr(layer, name) for name in
                                 getattr(layer, "params", ()) + getattr(layer, "buffers", ())}
-                    for layer in walk(layers)}, training)
+                    for layer in with_references(layers)}, training)
 
     def noise(self):
         """The next random draw of this pass, or None where layers draw for themselves."""
@@ -133,6 +133,7 @@ class Layer:
 
     params: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
+    references: tuple = ()  # other layers whose parameters this one uses (see TiedDense)
     input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
     random = False  # True for layers that use random draws in training (see ``draw``)
 
@@ -209,7 +210,7 @@ class Layer:
         grad_input, grads = backprop(grad_output, need_input)
         if grads:
             run.record(self, grads)
-        for layer in walk([self]):
+        for layer in with_references([self]):
             if layer.params:
                 layer.grads = run.grads.get(id(layer), {})
         return grad_input
@@ -351,8 +352,29 @@ def walk(layers):
 
 
 def trainable(layer) -> bool:
-    """True if ``layer`` or one of its sublayers has parameters."""
-    return any(getattr(part, "params", ()) for part in walk([layer]))
+    """True if ``layer`` or one of its sublayers has parameters, or uses another layer's."""
+    return any(getattr(part, "params", ()) or getattr(part, "references", ())
+               for part in walk([layer]))
+
+
+def with_references(layers):
+    """:func:`walk` of ``layers`` and the layers they use the parameters of, each once."""
+    found = list(walk(layers))
+    return unique(found + [other for layer in found for other in getattr(layer, "references",
+                                                                          ())])
+
+
+def check_references(layers):
+    """InputError unless every layer that uses another layer's parameters (a
+    :class:`~portanet.layers.embedding.TiedDense`' embedding) comes after it in ``layers``."""
+    seen = set()
+    for layer in walk(layers):
+        for other in getattr(layer, "references", ()):
+            if id(other) not in seen:
+                raise InputError(f"{layer!r} uses the weights of {other!r}, which is not before "
+                                 "it in the network: add that layer first, and tie to a layer "
+                                 "of this network")
+        seen.add(id(layer))
 
 
 def walk_shapes(layers, shape, depth=0):
