@@ -181,3 +181,21 @@ def test_a_file_whose_tie_points_nowhere_is_a_model_file_error(backend, tmp_path
             json.dumps(header).encode(), dtype=np.uint8)})
         with pytest.raises(ModelFileError, match=message):
             portanet.load(broken)
+
+
+def test_training_resumed_from_a_saved_state_equals_the_uninterrupted_run(backend, tmp_path):
+    def fit(net, optimizer, epochs, initial_epoch=0):
+        net.fit(x, y, epochs, batch_size=8, shuffle=True, optimizer=optimizer, verbose=0,
+                initial_epoch=initial_epoch, compile=False)
+
+    straight, x, y = tied_transformer()
+    fit(straight, OPTIMIZERS["adam"](0.01), epochs=3)
+    net, _, _ = tied_transformer()
+    optimizer = OPTIMIZERS["adam"](0.01)
+    fit(net, optimizer, epochs=2)
+    path = portanet.save_training(tmp_path / "state.npz", net, optimizer, 2)
+    resumed, optimizer, epoch = portanet.load_training(path)
+    assert resumed.layers[-1].embedding is resumed.layers[0]
+    fit(resumed, optimizer, epochs=3, initial_epoch=epoch)
+    np.testing.assert_allclose(to_numpy(resumed.layers[0].weights),
+                               to_numpy(straight.layers[0].weights), rtol=1e-10, atol=1e-12)
