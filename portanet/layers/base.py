@@ -365,8 +365,8 @@ def with_references(layers):
 
 
 def check_references(layers):
-    """InputError unless every layer that uses another layer's parameters (a
-    :class:`~portanet.layers.embedding.TiedDense`' embedding) comes after it in ``layers``."""
+    """InputError unless every layer that uses another layer's parameters (the embedding of a
+    :class:`~portanet.layers.embedding.TiedDense`) comes after that layer in ``layers``."""
     seen = set()
     for layer in walk(layers):
         for other in getattr(layer, "references", ()):

@@ -162,6 +162,9 @@ def test_bad_ties_are_portanet_errors(backend, tmp_path):
     net.layers.insert(0, net.layers.pop())  # the tie now comes first: predict says so
     with pytest.raises(InputError, match="not before it in the network"):
         net.predict(np.array([[1, 2]]))
+    with pytest.raises(ModelFileError, match="uses the weights of Embedding.* not before it"):
+        net.save(tmp_path / "net.npz")
+    assert not (tmp_path / "net.npz").exists()
     lone = TiedDense(embedding)
     with pytest.raises(InputError, match="not in this network"):
         Pass({}).apply(lone, on_backend(np.ones((1, 4)), "float32"))

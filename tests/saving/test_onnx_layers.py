@@ -211,7 +211,10 @@ def test_the_character_transformer_trained_here_runs_in_onnxruntime(tie, backend
     history = net.fit(x, y, epochs=3, batch_size=16, optimizer="adam", verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     x_val, _ = text.batch(8, 16, split="validation")
-    check_export(net, x_val, tmp_path, input_shape=(16,))
+    path = check_export(net, x_val, tmp_path, input_shape=(16,))
+    padded = x_val.copy()
+    padded[:, 9:] = 0  # a prompt of 9 ids, padded: the scores of its positions do not change
+    np.testing.assert_array_equal(run_onnx(path, padded)[:, :9], run_onnx(path, x_val)[:, :9])
     path = portanet.export_onnx(net, tmp_path / "proba.onnx", input_shape=(16,),
                                 probabilities=True)
     scores = net.predict(x_val)
