@@ -231,9 +231,10 @@ class Layer:
         return self.forward(input_data, training=True)
 
     def backward_propagation(self, output_error, learning_rate):
-        """The tutorial's step: backward, then a plain SGD update of this layer's parameters."""
+        """The tutorial's step: backward, then a plain SGD update of this layer's parameters
+        (and of those it uses: a TiedDense's embedding)."""
         input_error = self.backward(output_error)
-        for layer in walk([self]):
+        for layer in with_references([self]):
             for name in layer.params:
                 setattr(layer, name, getattr(layer, name) - learning_rate * layer.grads[name])
         return input_error

@@ -202,3 +202,16 @@ def test_training_resumed_from_a_saved_state_equals_the_uninterrupted_run(backen
     fit(resumed, optimizer, epochs=3, initial_epoch=epoch)
     np.testing.assert_allclose(to_numpy(resumed.layers[0].weights),
                                to_numpy(straight.layers[0].weights), rtol=1e-10, atol=1e-12)
+
+
+def test_the_tutorials_step_updates_the_tied_matrix(backend):
+    embedding = Embedding(5, 3, dtype="float64")
+    tied = TiedDense(embedding, bias=True, dtype="float64")
+    x, grad = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 5))
+    before = to_numpy(embedding.weights)
+    tied.forward_propagation(on_backend(x))
+    grad_input = tied.backward_propagation(on_backend(grad), 0.1)
+    np.testing.assert_allclose(to_numpy(grad_input), grad @ before, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(embedding.weights), before - 0.1 * grad.T @ x,
+                               rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(tied.bias), -0.1 * grad.sum(axis=0), rtol=1e-12)
