@@ -158,9 +158,14 @@ def _gemm(graph, layer, key, shape):  # the tutorial's FCLayer, on rows
 
 
 def _dense(graph, layer, key, shape):  # over the last axis, inputs of any rank
-    name = _name(key, layer)
-    graph.node("MatMul", f"{name}.matmul", graph.parameter(layer, "weights", name))
-    graph.node("Add", name, graph.parameter(layer, "bias", name))
+    _affine(graph, layer, _name(key, layer))
+
+
+def _affine(graph, layer, name, part=""):
+    """``x @ weights + bias`` over the last axis, of ``layer``'s parameters ``part + "weights"``
+    and ``part + "bias"``."""
+    graph.node("MatMul", f"{name}.matmul", graph.parameter(layer, f"{part}weights", name))
+    graph.node("Add", name, graph.parameter(layer, f"{part}bias", name))
 
 
 def _activation(graph, layer, key, shape):
@@ -232,7 +237,7 @@ def _attention(graph, layer, key, shape):
     with the causal mask a constant (0 on and below the diagonal, -inf above), heads merged,
     the output projection."""
     name, (positions, dim), heads = _name(key, layer), shape, layer.heads
-    _dense_of(graph, layer, f"{name}.qkv", "qkv")
+    _affine(graph, layer, f"{name}.qkv", "qkv_")
     qkv, split = graph.value, graph.integers(f"{name}.heads", [0, positions, heads, dim // heads])
     parts = []
     for index, part in enumerate("qkv"):
@@ -251,8 +256,8 @@ def _attention(graph, layer, key, shape):
     graph.node("Mul", f"{name}.scaled", graph.constant(f"{name}.scale",
                                                        (dim // heads) ** -0.5))
     if layer.causal:
-        mask = [0.0 if key <= query else float("-inf") for query in range(positions)
-                for key in range(positions)]
+        mask = [0.0 if column <= row else float("-inf") for row in range(positions)
+                for column in range(positions)]
         graph.node("Add", f"{name}.masked", graph.constant(f"{name}.mask", mask,
                                                            dims=[positions, positions]))
     graph.node("Softmax", f"{name}.softmax", axis=-1)
@@ -260,13 +265,7 @@ def _attention(graph, layer, key, shape):
     graph.node("Transpose", f"{name}.merge", perm=[0, 2, 1, 3])
     graph.node("Reshape", f"{name}.merged", graph.integers(f"{name}.shape",
                                                            [0, positions, dim]))
-    _dense_of(graph, layer, name, "out")
-
-
-def _dense_of(graph, layer, name, part):
-    """``x @ weights + bias`` of ``layer``'s ``part_weights`` and ``part_bias``."""
-    graph.node("MatMul", f"{name}.matmul", graph.parameter(layer, f"{part}_weights", name))
-    graph.node("Add", name, graph.parameter(layer, f"{part}_bias", name))
+    _affine(graph, layer, name, "out_")
 
 
 def _tied(graph, layer, key, shape):  # the embedding's matrix (exported before it), transposed
