@@ -328,11 +328,11 @@ def _input_shape(network, input_shape, takes_ids):
         return sample_shape("input_shape", input_shape)
     shape = getattr(network.layers[0], "input_shape", None)
     if shape is None:
-        example = ("the sequence length, e.g. input_shape=(64,)" if takes_ids
-                   else "e.g. input_shape=(1, 28, 28) for grey 28x28 images")
+        what, python, command = (("the sequence length", "(64,)", "64") if takes_ids
+                                 else ("it", "(1, 28, 28)", "1,28,28"))
         raise InputError(f"the first layer {network.layers[0]!r} does not fix the input's "
-                         f"per-sample shape: give it, {example} (the command line's "
-                         "--input-shape)")
+                         f"per-sample shape: give {what}, e.g. input_shape={python} (on the "
+                         f"command line: --input-shape {command})")
     return tuple(shape)
 
 

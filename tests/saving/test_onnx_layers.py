@@ -156,7 +156,8 @@ def test_each_activation_gives_in_onnxruntime_what_predict_gives(name, backend, 
 
 def test_an_id_model_takes_int64_ids_and_asks_for_the_sequence_length(backend, tmp_path, onnx):
     net = Network(tied())
-    with pytest.raises(InputError, match=r"the sequence length, e.g. input_shape=\(64,\)"):
+    with pytest.raises(InputError, match=r"give the sequence length, e.g. input_shape=\(64,\) "
+                                         r"\(on the command line: --input-shape 64\)"):
         portanet.export_onnx(net, tmp_path / "net.onnx")
     with pytest.raises(InputError, match="input_shape must be a tuple of positive ints"):
         portanet.export_onnx(net, tmp_path / "net.onnx", input_shape=(0,))
