@@ -28,6 +28,8 @@ def options():
     parser.add_argument("--width", type=int, default=64, help="embedding width")
     parser.add_argument("--heads", type=int, default=4, help="attention heads")
     parser.add_argument("--context", type=int, default=64, help="characters the model sees")
+    parser.add_argument("--tie-embeddings", action="store_true",
+                        help="score characters with the embedding matrix (one parameter)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=1000, help="training steps (batches)")
     parser.add_argument("--sample-every", type=int, default=250, help="steps between samples")
@@ -58,7 +60,7 @@ def train(args):
           f"characters, vocabulary of {len(text.vocabulary)}")
     portanet.set_seed(args.seed)
     net = causal_transformer(len(text.vocabulary), args.context, args.width, args.heads,
-                             args.blocks)
+                             args.blocks, tie_embeddings=args.tie_embeddings)
     net.metadata = {"vocabulary": text.vocabulary, "context": args.context}
     net.summary(input_shape=(args.context,))
     optimizer = Adam(args.learning_rate, clip_norm=args.clip_norm)

@@ -55,6 +55,7 @@ from .layers import (
     Residual,
     SelfAttention,
     Sequential,
+    TiedDense,
 )
 from .network import Network, load, load_training
 from .registry import register_activation, register_layer, register_loss
@@ -75,7 +76,7 @@ __all__ = [
     "export_onnx",
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
-    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
+    "Sequential", "TiedDense", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
     "Conv1D", "MaxPool1D", "AvgPool1D",
 ]
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._checks import boolean
 from .errors import InputError
 from .layers import (
     ActivationLayer,
@@ -20,6 +21,7 @@ from .layers import (
     Residual,
     SelfAttention,
     Sequential,
+    TiedDense,
 )
 from .network import Network
 
@@ -45,12 +47,15 @@ def tutorial_mlp(image_shape, classes):
     return net
 
 
-def causal_transformer(vocabulary, context, width=64, heads=4, blocks=2, dtype="float32"):
+def causal_transformer(vocabulary, context, width=64, heads=4, blocks=2, dtype="float32",
+                       tie_embeddings=False):
     """A small GPT-style language model: token and position embeddings, ``blocks`` pre-norm
     blocks (causal self-attention, then a GELU MLP 4x wide, each inside a residual connection),
-    a final layer norm and the next token's scores (logits) over the vocabulary."""
-    layers = [Embedding(vocabulary, width, dtype=dtype),
-              PositionalEmbedding(context, width, dtype=dtype)]
+    a final layer norm and the next token's scores (logits) over the vocabulary: a
+    :class:`Dense` layer, or with ``tie_embeddings=True`` the token embedding's matrix
+    (:class:`TiedDense`, no bias, as nanoGPT)."""
+    tokens = Embedding(vocabulary, width, dtype=dtype)
+    layers = [tokens, PositionalEmbedding(context, width, dtype=dtype)]
     for _ in range(blocks):
         layers.append(Residual(Sequential([LayerNorm(width, dtype=dtype),
                                            SelfAttention(width, heads, causal=True,
@@ -59,8 +64,9 @@ def causal_transformer(vocabulary, context, width=64, heads=4, blocks=2, dtype="
                                            Dense(width, 4 * width, dtype=dtype),
                                            ActivationLayer("gelu"),
                                            Dense(4 * width, width, dtype=dtype)])))
-    net = Network([*layers, LayerNorm(width, dtype=dtype), Dense(width, vocabulary, dtype=dtype)],
-                  dtype=dtype)
+    scores = (TiedDense(tokens) if boolean("tie_embeddings", tie_embeddings)
+              else Dense(width, vocabulary, dtype=dtype))
+    net = Network([*layers, LayerNorm(width, dtype=dtype), scores], dtype=dtype)
     net.use("sparse_softmax_crossentropy")
     return net
 

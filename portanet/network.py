@@ -9,7 +9,7 @@ from ._checks import float_dtype, function, sample_shape
 from .activations import softmax
 from .backend import dtype_name, get_backend, namespace, to_numpy
 from .errors import InputError, ModelFileError, PortanetError, ShapeError
-from .layers.base import Layer, unique, walk, walk_shapes
+from .layers.base import Layer, check_references, unique, walk, walk_shapes
 from .saving import format as saving
 from .saving.state import TrainingState
 from .training import evaluation, feed, inputs, loop, world
@@ -59,6 +59,7 @@ class Network:
             except ShapeError as exc:
                 raise ShapeError(f"{layer!r} cannot follow {self.layers[-1]!r}, which outputs "
                                  f"per-sample shape {shape}: {exc}") from None
+        check_references([*self.layers, layer])
         self.layers.append(layer)
         return self
 

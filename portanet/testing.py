@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import BACKENDS, compilers, get_backend, namespace, set_seed, to_numpy, using_backend
 from .errors import BackendError, InputError
-from .layers.base import Pass, not_pure, walk, weight_names
+from .layers.base import Pass, not_pure, weight_names, with_references
 
 __all__ = ["CheckError", "assert_gradient_close", "check_layer", "check_loss",
            "for_each_backend", "installed_backends", "numeric_gradient"]
@@ -102,7 +102,7 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
         raise InputError(f"{layer!r} has no parameters {unknown}: its params are {trained}")
     backend = get_backend()
     label = f"{layer!r} on {backend}"
-    parts = list(walk([layer]))
+    parts = with_references([layer])  # a TiedDense's embedding too
     as_float64 = {id(part): {name: _float64(getattr(part, name)) for name in weight_names(part)}
                   for part in parts}
     restore = {id(part): dict(vars(part)) for part in parts}  # stateful layers write on theirs

@@ -7,6 +7,7 @@
     mpirun -n 4 portanet train --distributed --dataset fashion-mnist   # 4 processes, one network
     portanet predict --model fmnist.npz images.npy
     portanet export fmnist.npz fmnist.onnx          # for onnxruntime and other ONNX runtimes
+    portanet export charlm.npz charlm.onnx --input-shape 64   # token ids, sequences of 64
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
-from .._checks import fraction, integer_text, number_text, positive, size_pair
+from .._checks import fraction, integer_text, number_text, positive, sample_shape, size_pair
 from .._version import __version__
 from ..backend import (
     backend_name,
@@ -265,7 +266,7 @@ def cmd_export(args):
     """Write a saved network as an ONNX model; print its inputs and outputs."""
     set_backend(args.backend, args.device)
     path = export_onnx(load(args.model), args.output, args.opset,
-                       probabilities=args.probabilities)
+                       input_shape=args.input_shape, probabilities=args.probabilities)
     print(f"wrote {path}\n{describe_onnx(path)}")
     return 0
 
@@ -291,6 +292,15 @@ def _number(option, check, *args):
 def _checked(option, check, *args):
     """The type of a path (or name) option: ``check(text, *args)``."""
     return _option_type(option, lambda text: check(text, *args), named=False)
+
+
+def _shape(text) -> tuple:
+    """``text`` such as "64" or "1,28,28" as one sample's shape."""
+    try:
+        value = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        value = text
+    return sample_shape("--input-shape", value)
 
 
 def _images_path(text) -> Path:
@@ -417,9 +427,13 @@ def build_parser():
     export.add_argument("--opset", type=_number("--opset", integer_text, MIN_OPSET),
                         default=DEFAULT_OPSET,
                         help=f"ONNX operator set, at least {MIN_OPSET} (default: %(default)s)")
+    export.add_argument("--input-shape", metavar="SHAPE",
+                        type=_option_type("--input-shape", _shape, True),
+                        help="one sample's shape, e.g. 64 (token ids of sequences of 64) or "
+                             "1,28,28; default: the first layer's, where it fixes one")
     export.add_argument("--probabilities", action="store_true",
                         help="output class probabilities (a softmax after the logits of a "
-                             "network trained with softmax_crossentropy)")
+                             "network trained with (sparse_)softmax_crossentropy)")
     _backend_options(export)
     export.set_defaults(run=cmd_export)
     return parser

@@ -11,7 +11,7 @@ from .base import Layer, Pass
 from .containers import Residual, Sequential
 from .conv import Conv1D, Conv2D
 from .dense import Dense, FCLayer
-from .embedding import Embedding, PositionalEmbedding
+from .embedding import Embedding, PositionalEmbedding, TiedDense
 from .pooling import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
 from .regularization import BatchNorm, Dropout, LayerNorm
 from .shape import Flatten, Reshape
@@ -19,11 +19,11 @@ from .shape import Flatten, Reshape
 LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPool2D, AvgPool2D,
                                         Conv1D, MaxPool1D, AvgPool1D, Flatten, Reshape,
                                         Dropout, BatchNorm, Dense, LayerNorm, Embedding,
-                                        PositionalEmbedding, SelfAttention, Sequential,
+                                        PositionalEmbedding, TiedDense, SelfAttention, Sequential,
                                         Residual, RandomFlip, RandomCrop, RandomErasing)}
 
 __all__ = ["LAYERS", "ActivationLayer", "AvgPool1D", "AvgPool2D", "BatchNorm", "Conv1D", "Conv2D",
            "Dense", "Dropout", "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm",
            "MaxPool1D", "MaxPool2D",
            "Pass", "PositionalEmbedding", "RandomCrop", "RandomErasing", "RandomFlip", "Reshape",
-           "Residual", "SelfAttention", "Sequential"]
+           "Residual", "SelfAttention", "Sequential", "TiedDense"]

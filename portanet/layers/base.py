@@ -54,7 +54,7 @@ class Pass:
         """A pass over ``layers`` with the arrays they hold now."""
         return cls({id(layer): {name: getattr(layer, name) for name in
                                 getattr(layer, "params", ()) + getattr(layer, "buffers", ())}
-                    for layer in walk(layers)}, training)
+                    for layer in with_references(layers)}, training)
 
     def noise(self):
         """The next random draw of this pass, or None where layers draw for themselves."""
@@ -133,6 +133,7 @@ class Layer:
 
     params: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
+    references: tuple = ()  # other layers whose parameters this one uses (see TiedDense)
     input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
     random = False  # True for layers that use random draws in training (see ``draw``)
 
@@ -209,7 +210,7 @@ class Layer:
         grad_input, grads = backprop(grad_output, need_input)
         if grads:
             run.record(self, grads)
-        for layer in walk([self]):
+        for layer in with_references([self]):
             if layer.params:
                 layer.grads = run.grads.get(id(layer), {})
         return grad_input
@@ -230,9 +231,10 @@ class Layer:
         return self.forward(input_data, training=True)
 
     def backward_propagation(self, output_error, learning_rate):
-        """The tutorial's step: backward, then a plain SGD update of this layer's parameters."""
+        """The tutorial's step: backward, then a plain SGD update of this layer's parameters
+        (and of those it uses: a TiedDense's embedding)."""
         input_error = self.backward(output_error)
-        for layer in walk([self]):
+        for layer in with_references([self]):
             for name in layer.params:
                 setattr(layer, name, getattr(layer, name) - learning_rate * layer.grads[name])
         return input_error
@@ -351,8 +353,29 @@ def walk(layers):
 
 
 def trainable(layer) -> bool:
-    """True if ``layer`` or one of its sublayers has parameters."""
-    return any(getattr(part, "params", ()) for part in walk([layer]))
+    """True if ``layer`` or one of its sublayers has parameters, or uses another layer's."""
+    return any(getattr(part, "params", ()) or getattr(part, "references", ())
+               for part in walk([layer]))
+
+
+def with_references(layers):
+    """:func:`walk` of ``layers`` and the layers they use the parameters of, each once."""
+    found = list(walk(layers))
+    return unique(found + [other for layer in found for other in getattr(layer, "references",
+                                                                          ())])
+
+
+def check_references(layers):
+    """InputError unless every layer that uses another layer's parameters (the embedding of a
+    :class:`~portanet.layers.embedding.TiedDense`) comes after that layer in ``layers``."""
+    seen = set()
+    for layer in walk(layers):
+        for other in getattr(layer, "references", ()):
+            if id(other) not in seen:
+                raise InputError(f"{layer!r} uses the weights of {other!r}, which is not before "
+                                 "it in the network: add that layer first, and tie to a layer "
+                                 "of this network")
+        seen.add(id(layer))
 
 
 def walk_shapes(layers, shape, depth=0):

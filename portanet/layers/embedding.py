@@ -1,12 +1,13 @@
-"""Embeddings: token ids to vectors, and learned positions added to a sequence."""
+"""Embeddings: token ids to vectors, learned positions added to a sequence, and the output
+projection tied to an embedding's matrix."""
 
 from array_api_compat import device
 
 from .. import initializers
-from .._checks import integer
-from ..backend import is_traced, kernels, namespace, rng, sum_rows
+from .._checks import boolean, integer
+from ..backend import get_backend, is_traced, kernels, matmul, namespace, rng, sum_rows
 from ..errors import InputError, ShapeError
-from .base import Layer
+from .base import EMPTY, Layer
 
 
 def _gpt2_normal(shape, fan_in, fan_out):
@@ -104,3 +105,57 @@ class PositionalEmbedding(Layer):
 
     def config(self):
         return {"context": self.context, "dim": self.dim}
+
+
+class TiedDense(Layer):
+    """The output projection tied to ``embedding`` (an :class:`Embedding`, before it in the
+    network), as GPT-2 and nanoGPT tie theirs: ``x @ embedding.weights.T``, ``(..., dim)`` ->
+    ``(..., vocabulary)`` scores. The matrix is the embedding's own parameter: one array,
+    saved once, trained by the sum of both uses' gradients. ``bias=True`` adds a bias of the
+    projection's own (``(vocabulary,)``, starting at zero; nanoGPT has none)."""
+
+    def __init__(self, embedding, bias=False, dtype="float32"):
+        super().__init__()
+        if type(embedding) is not Embedding:
+            raise InputError(f"TiedDense ties to an Embedding of the network, got {embedding!r}: "
+                             "give the Embedding layer object, e.g. TiedDense(net.layers[0])")
+        self.embedding = embedding
+        self.has_bias = boolean("TiedDense bias", bias)
+        self.params = ("bias",) if bias else ()
+        if bias:
+            self.bias = get_backend().zeros((embedding.vocabulary,), dtype)
+
+    @property
+    def references(self):
+        return (self.embedding,)
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if not shape or shape[-1] != self.embedding.dim:
+            raise ShapeError(f"{self!r} expects the embedding's {self.embedding.dim} features on "
+                             f"the last axis, got per-sample shape {shape}")
+        return (*shape[:-1], self.embedding.vocabulary)
+
+    def apply(self, state, x, run):
+        if x.ndim < 2 or x.shape[-1] != self.embedding.dim:
+            self.output_shape(tuple(x.shape[1:]))
+        tied = run.states.get(id(self.embedding))
+        if tied is None:
+            raise InputError(f"{self!r} is tied to an Embedding that is not in this network: add "
+                             "that Embedding before it")
+        weights = tied["weights"]  # (vocabulary, dim)
+        xp = namespace(x)
+        out = x @ xp.matrix_transpose(weights)
+        if self.has_bias:
+            out += state["bias"]  # in place on the new product (rebinding on JAX)
+
+        def backprop(grad_output, need_input=True):
+            flat_grad = xp.reshape(grad_output, (-1, grad_output.shape[-1]))
+            rows = xp.reshape(x, (-1, x.shape[-1]))
+            run.record(self.embedding, {"weights": matmul(xp.matrix_transpose(flat_grad), rows)})
+            grads = {"bias": sum_rows(flat_grad)} if self.has_bias else EMPTY
+            return (grad_output @ weights if need_input else None), grads
+        return out, backprop
+
+    def config(self):
+        return {"embedding": self.embedding, "bias": self.has_bias}

@@ -67,7 +67,8 @@ def _describe_layer(key, layer, seen) -> dict:
         raise ModelFileError(f"layer {key} ({kind}) is not a registered portanet layer and "
                              "cannot be saved: decorate its class with "
                              "@portanet.register_layer (here and where it is loaded)")
-    config = layer.config()
+    config = {name: _reference(key, value, seen) if isinstance(value, Layer) else value
+              for name, value in layer.config().items()}
     if isinstance(layer, ActivationLayer):
         config = {"activation": _name_of(layer.activation, ACTIVATIONS, "activation")}
     spec = {"type": kind, "config": config, "weights": list(layer.params + layer.buffers)}
@@ -77,6 +78,29 @@ def _describe_layer(key, layer, seen) -> dict:
     else:
         _check_rebuilds(key, layer, config)
     return spec
+
+
+def _reference(key, other, seen) -> dict:
+    """A setting of the layer at ``key`` that is another layer (a TiedDense's embedding), saved
+    as ``{"layer": that layer's key}``: the file holds its weights once."""
+    if id(other) not in seen:
+        raise ModelFileError(f"layer {key} uses the weights of {other!r}, which is not before it "
+                             "in the network: add that layer first")
+    return {"layer": seen[id(other)]}
+
+
+def _referenced(path, key, config, built):
+    """``config`` of the layer at ``key`` with each ``{"layer": key}`` setting replaced by that
+    layer (built before it)."""
+    config = dict(config)
+    for name, value in config.items():
+        if isinstance(value, dict) and set(value) == {"layer"}:
+            if value["layer"] not in built:
+                raise ModelFileError(f"{path}: layer {key} refers to layer {value['layer']!r} "
+                                     f"(field '{_field_of(key)}.config.{name}'), which comes "
+                                     f"before it nowhere in the file; {REWRITE}")
+            config[name] = built[value["layer"]]
+    return config
 
 
 def _check_rebuilds(key, layer, config):
@@ -287,9 +311,9 @@ def _build(path, key, spec, arrays, dtype, built):
                              f"'{field}.sublayers'; {REWRITE}")
     sublayers = [_build(path, f"{key}.{index}", sub, arrays, dtype, built)
                  for index, sub in enumerate(spec.get("sublayers", []))]
+    config = _referenced(path, key, spec["config"], built)
     try:
-        layer = (kind.from_sublayers(sublayers, **spec["config"]) if container
-                 else kind(**spec["config"]))
+        layer = (kind.from_sublayers(sublayers, **config) if container else kind(**config))
     except (PortanetError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: layer {key} ({spec['type']}) cannot be made from its "
                              f"saved settings, field '{field}.config': {exc}") from None

@@ -1,7 +1,9 @@
 """Export of trained networks to ONNX, to run them without portanet (onnxruntime, ...).
 
 ``export_onnx(net, "model.onnx")`` writes a graph with one input, ``"input"`` of shape
-``(batch, *per-sample shape)`` in the network's dtype, and one output, ``"output"``. It takes
+``(batch, *per-sample shape)`` in the network's dtype (int64 token ids for a network that
+starts with an :class:`~portanet.Embedding`), and one output, ``"output"``. Each layer type
+has a function in :data:`EXPORTS` that appends its nodes. It takes
 the raw inputs :meth:`Network.predict` takes (a fitted ``net.scaler`` is the graph's first
 nodes) in the plain layout (rows, or NCHW images; not the tutorial's ``(N, 1, n)``), and gives
 what ``predict`` gives: logits for a network trained with ``softmax_crossentropy``, unless
@@ -13,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .._checks import integer, one_of
+from .._checks import integer, one_of, sample_shape
 from .._version import __version__
-from ..activations import ACTIVATIONS, LEAKY_SLOPE
+from ..activations import ACTIVATIONS, GELU_C, GELU_K, LEAKY_SLOPE
 from ..backend import to_numpy
 from ..errors import InputError, PortanetError
 from ..layers import (
@@ -25,31 +27,31 @@ from ..layers import (
     BatchNorm,
     Conv1D,
     Conv2D,
+    Dense,
     Dropout,
+    Embedding,
     FCLayer,
     Flatten,
+    LayerNorm,
     MaxPool1D,
     MaxPool2D,
+    PositionalEmbedding,
     RandomCrop,
     RandomErasing,
     RandomFlip,
     Reshape,
+    Residual,
+    SelfAttention,
+    Sequential,
+    TiedDense,
 )
-from ..losses import softmax_crossentropy
+from ..layers.base import walk
+from ..losses import softmax_crossentropy, sparse_softmax_crossentropy
 from .files import writable_file, write_atomically
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
-
-ONNX_ACTIVATIONS = {"identity": ("Identity", {}), "tanh": ("Tanh", {}),
-                    "sigmoid": ("Sigmoid", {}), "relu": ("Relu", {}),
-                    "leaky_relu": ("LeakyRelu", {"alpha": LEAKY_SLOPE}),
-                    "softmax": ("Softmax", {"axis": -1})}
-SUPPORTED = ("FCLayer, ActivationLayer (" + ", ".join(ONNX_ACTIVATIONS) + "), Conv2D, "
-             "MaxPool2D, AvgPool2D, Conv1D, MaxPool1D, AvgPool1D, Flatten, Reshape, BatchNorm, "
-             "Dropout, RandomFlip, RandomCrop, RandomErasing")
-# layers that pass their input through in inference: no nodes
-IDENTITY_IN_INFERENCE = (Dropout, RandomFlip, RandomCrop, RandomErasing)
+LAYER_NORM_OPSET = 17  # LayerNormalization
 
 
 def _onnx():
@@ -64,11 +66,12 @@ def _onnx():
 class _Graph:
     """The nodes and weights of the graph being built; ``value`` names the latest output."""
 
-    def __init__(self, onnx, dtype):
-        self.onnx, self.dtype = onnx, dtype
+    def __init__(self, onnx, dtype, opset):
+        self.onnx, self.dtype, self.opset = onnx, dtype, opset
         self.elem_type = {"float32": onnx.TensorProto.FLOAT,
                           "float64": onnx.TensorProto.DOUBLE}[dtype]
         self.nodes, self.weights, self.value = [], [], "input"
+        self.exported = {}  # (id(layer), parameter name) -> its weight's name
 
     def array(self, name, value):
         """A weight from a backend (or NumPy) array, in the graph's dtype; returns its name."""
@@ -76,19 +79,66 @@ class _Graph:
         self.weights.append(self.onnx.numpy_helper.from_array(host, name))
         return name
 
-    def constant(self, name, values, elem_type=None):
-        """A weight of plain numbers (1-D; a scalar when ``values`` is a number)."""
+    def parameter(self, layer, name, prefix):
+        """The weight of ``layer``'s parameter ``name``, added once (as ``prefix.name``) however
+        often the layer (or a TiedDense) uses it."""
+        key = (id(layer), name)
+        if key not in self.exported:
+            self.exported[key] = self.array(f"{prefix}.{name}", getattr(layer, name))
+        return self.exported[key]
+
+    def constant(self, name, values, elem_type=None, dims=None):
+        """A weight of plain numbers (1-D, or ``dims``; a scalar when ``values`` is a number)."""
         scalar = not isinstance(values, (list, tuple))
         self.weights.append(self.onnx.helper.make_tensor(
-            name, elem_type or self.elem_type, [] if scalar else [len(values)],
+            name, elem_type or self.elem_type, dims or ([] if scalar else [len(values)]),
             [values] if scalar else values))
         return name
 
+    def integers(self, name, values):
+        return self.constant(name, list(values), self.onnx.TensorProto.INT64)
+
+    def op(self, op, name, inputs, **attributes):
+        """Append ``op`` of ``inputs`` (names) giving ``name``; returns ``name``."""
+        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [name], name=name,
+                                                     **attributes))
+        return name
+
     def node(self, op, name, *inputs, **attributes):
-        """Append ``op`` applied to the latest output (and ``inputs``)."""
-        self.nodes.append(self.onnx.helper.make_node(op, [self.value, *inputs], [name],
-                                                     name=name, **attributes))
-        self.value = name
+        """Append ``op`` applied to the latest output (and ``inputs``); it becomes the latest."""
+        self.value = self.op(op, name, [self.value, *inputs], **attributes)
+
+
+# -- activations: name -> function(graph, name) appending its nodes ---------------------------
+def _plain(op, **attributes):
+    return lambda graph, name: graph.node(op, name, **attributes)
+
+
+def _gelu(graph, name):
+    """portanet's GELU, the tanh approximation: ``0.5 x (1 + tanh(C (x + K x^3)))``."""
+    x = graph.value
+    graph.node("Mul", f"{name}.square", x)
+    graph.node("Mul", f"{name}.cube", x)
+    graph.node("Mul", f"{name}.k", graph.constant(f"{name}.K", GELU_K))
+    graph.node("Add", f"{name}.inner", x)
+    graph.node("Mul", f"{name}.c", graph.constant(f"{name}.C", GELU_C))
+    graph.node("Tanh", f"{name}.tanh")
+    graph.node("Add", f"{name}.one", graph.constant(f"{name}.1", 1.0))
+    graph.node("Mul", f"{name}.half", graph.constant(f"{name}.0.5", 0.5))
+    graph.node("Mul", name, x)
+
+
+def _silu(graph, name):
+    """``x * sigmoid(x)``."""
+    x = graph.value
+    graph.node("Sigmoid", f"{name}.sigmoid")
+    graph.node("Mul", name, x)
+
+
+ONNX_ACTIVATIONS = {"identity": _plain("Identity"), "tanh": _plain("Tanh"),
+                    "sigmoid": _plain("Sigmoid"), "relu": _plain("Relu"),
+                    "leaky_relu": _plain("LeakyRelu", alpha=LEAKY_SLOPE),
+                    "softmax": _plain("Softmax", axis=-1), "gelu": _gelu, "silu": _silu}
 
 
 def _activation_name(layer):
@@ -97,46 +147,196 @@ def _activation_name(layer):
                  if name in ONNX_ACTIVATIONS and pair[0] is function), None)
 
 
-def _add_layer(graph, layer, prefix, shape):
-    """Append the nodes of ``layer`` (per-sample input ``shape``); False if it has none."""
-    kind = type(layer)
-    if kind is FCLayer:
-        graph.node("Gemm", prefix, graph.array(f"{prefix}.weights", layer.weights),
-                   graph.array(f"{prefix}.bias", layer.bias))
-    elif kind is ActivationLayer and _activation_name(layer) is not None:
-        op, attributes = ONNX_ACTIVATIONS[_activation_name(layer)]
-        graph.node(op, prefix, **attributes)
-    elif kind in (Conv1D, Conv2D):
-        pads = [pad for _, pad in layer.geometry(shape)]  # ONNX: all befores, then all afters
-        graph.node("Conv", prefix, graph.array(f"{prefix}.weights", layer.weights),
-                   graph.array(f"{prefix}.bias", layer.bias),
-                   kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-                   dilations=list(layer.dilation), pads=[pad for pair in zip(*pads)
-                                                         for pad in pair])
-    elif kind in (MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D):  # no padding, floor
-        graph.node("MaxPool" if kind in (MaxPool2D, MaxPool1D) else "AveragePool", prefix,
-                   kernel_shape=list(layer.pool_size), strides=list(layer.stride))
-    elif kind is Flatten:
-        graph.node("Flatten", prefix, axis=1)
-    elif kind is Reshape:
-        target = [-1, *layer.output_shape(shape)]
-        graph.node("Reshape", prefix, graph.constant(f"{prefix}.shape", target,
-                                                     graph.onnx.TensorProto.INT64))
-    elif kind is BatchNorm:  # inference: the running statistics, on axis 1 (features/channels)
-        graph.node("BatchNormalization", prefix,
-                   *(graph.array(f"{prefix}.{name}", getattr(layer, name))
-                     for name in ("gamma", "beta", "running_mean", "running_var")),
-                   epsilon=float(layer.epsilon))
-    elif kind not in IDENTITY_IN_INFERENCE:
+# -- layers: type -> function(graph, layer, key, shape) appending its nodes --------------------
+# ``key`` is the layer's place ("3", "2.0.1" inside containers), ``shape`` its per-sample input
+# shape; a function returns False where it cannot export this layer (its settings).
+def _name(key, layer):
+    return f"layer{key}.{type(layer).__name__}"
+
+
+def _gemm(graph, layer, key, shape):  # the tutorial's FCLayer, on rows
+    name = _name(key, layer)
+    graph.node("Gemm", name, graph.parameter(layer, "weights", name),
+               graph.parameter(layer, "bias", name))
+
+
+def _dense(graph, layer, key, shape):  # over the last axis, inputs of any rank
+    _affine(graph, layer, _name(key, layer))
+
+
+def _affine(graph, layer, name, part=""):
+    """``x @ weights + bias`` over the last axis, of ``layer``'s parameters ``part + "weights"``
+    and ``part + "bias"``."""
+    graph.node("MatMul", f"{name}.matmul", graph.parameter(layer, f"{part}weights", name))
+    graph.node("Add", name, graph.parameter(layer, f"{part}bias", name))
+
+
+def _activation(graph, layer, key, shape):
+    name = _activation_name(layer)
+    if name is None:
         return False
-    return True
+    ONNX_ACTIVATIONS[name](graph, _name(key, layer))
 
 
-def _input_shape(network, input_shape):
-    shape = input_shape or getattr(network.layers[0], "input_shape", None)
+def _conv(graph, layer, key, shape):  # 1-D and 2-D
+    name = _name(key, layer)
+    pads = [pad for _, pad in layer.geometry(shape)]  # ONNX: all befores, then all afters
+    graph.node("Conv", name, graph.parameter(layer, "weights", name),
+               graph.parameter(layer, "bias", name),
+               kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
+               dilations=list(layer.dilation), pads=[pad for pair in zip(*pads) for pad in pair])
+
+
+def _pool(graph, layer, key, shape):  # no padding, partial windows dropped (floor)
+    op = "MaxPool" if type(layer) in (MaxPool1D, MaxPool2D) else "AveragePool"
+    graph.node(op, _name(key, layer), kernel_shape=list(layer.pool_size),
+               strides=list(layer.stride))
+
+
+def _flatten(graph, layer, key, shape):
+    graph.node("Flatten", _name(key, layer), axis=1)
+
+
+def _reshape(graph, layer, key, shape):
+    name = _name(key, layer)
+    graph.node("Reshape", name, graph.integers(f"{name}.shape", [-1, *layer.output_shape(shape)]))
+
+
+def _batch_norm(graph, layer, key, shape):  # inference: the running statistics, on axis 1
+    name = _name(key, layer)
+    graph.node("BatchNormalization", name,
+               *(graph.parameter(layer, part, name)
+                 for part in ("gamma", "beta", "running_mean", "running_var")),
+               epsilon=float(layer.epsilon))
+
+
+def _layer_norm(graph, layer, key, shape):
+    name = _name(key, layer)
+    if graph.opset < LAYER_NORM_OPSET:
+        raise InputError(f"layer {key} ({layer!r}) exports as LayerNormalization, which needs "
+                         f"opset {LAYER_NORM_OPSET} or later: export with opset="
+                         f"{LAYER_NORM_OPSET} (the default)")
+    graph.node("LayerNormalization", name, graph.parameter(layer, "gamma", name),
+               graph.parameter(layer, "beta", name), axis=-1, epsilon=float(layer.epsilon))
+
+
+def _inference_identity(graph, layer, key, shape):  # dropout and augmentation: no nodes
+    pass
+
+
+def _embedding(graph, layer, key, shape):  # integer ids in, rows of the matrix out
+    name = _name(key, layer)
+    graph.value = graph.op("Gather", name, [graph.parameter(layer, "weights", name), graph.value],
+                           axis=0)
+
+
+def _positions(graph, layer, key, shape):  # the rows of the sequence length, a constant
+    name = _name(key, layer)
+    graph.node("Add", name, graph.array(f"{name}.weights", to_numpy(layer.weights)[:shape[0]]))
+
+
+def _attention(graph, layer, key, shape):
+    """The fused projection, heads split by Slice and Reshape, ``softmax(q k^T / sqrt(d))``
+    with the causal mask a constant (0 on and below the diagonal, -inf above), heads merged,
+    the output projection."""
+    name, (positions, dim), heads = _name(key, layer), shape, layer.heads
+    _affine(graph, layer, f"{name}.qkv", "qkv_")
+    qkv, split = graph.value, graph.integers(f"{name}.heads", [0, positions, heads, dim // heads])
+    parts = []
+    for index, part in enumerate("qkv"):
+        graph.value = qkv
+        graph.node("Slice", f"{name}.{part}", graph.integers(f"{name}.{part}.start",
+                                                             [index * dim]),
+                   graph.integers(f"{name}.{part}.stop", [(index + 1) * dim]),
+                   graph.integers(f"{name}.{part}.axis", [-1]))
+        graph.node("Reshape", f"{name}.{part}.split", split)
+        # (N, heads, T, d), keys as (N, heads, d, T)
+        graph.node("Transpose", f"{name}.{part}.heads", perm=[0, 2, 3, 1] if part == "k"
+                   else [0, 2, 1, 3])
+        parts.append(graph.value)
+    graph.value = parts[0]
+    graph.node("MatMul", f"{name}.scores", parts[1])
+    graph.node("Mul", f"{name}.scaled", graph.constant(f"{name}.scale",
+                                                       (dim // heads) ** -0.5))
+    if layer.causal:
+        mask = [0.0 if column <= row else float("-inf") for row in range(positions)
+                for column in range(positions)]
+        graph.node("Add", f"{name}.masked", graph.constant(f"{name}.mask", mask,
+                                                           dims=[positions, positions]))
+    graph.node("Softmax", f"{name}.softmax", axis=-1)
+    graph.node("MatMul", f"{name}.context", parts[2])
+    graph.node("Transpose", f"{name}.merge", perm=[0, 2, 1, 3])
+    graph.node("Reshape", f"{name}.merged", graph.integers(f"{name}.shape",
+                                                           [0, positions, dim]))
+    _affine(graph, layer, name, "out_")
+
+
+def _tied(graph, layer, key, shape):  # the embedding's matrix (exported before it), transposed
+    name = _name(key, layer)
+    matrix = graph.parameter(layer.embedding, "weights", name)
+    graph.node("MatMul", f"{name}.matmul",
+               graph.op("Transpose", f"{name}.transposed", [matrix], perm=[1, 0]))
+    if layer.has_bias:
+        graph.node("Add", name, graph.parameter(layer, "bias", name))
+
+
+def _sequential(graph, layer, key, shape):
+    _add_layers(graph, layer.sublayers, shape, f"{key}.")
+
+
+def _residual(graph, layer, key, shape):
+    start = graph.value
+    _add_layers(graph, layer.sublayers, shape, f"{key}.")
+    graph.value = graph.op("Add", _name(key, layer), [start, graph.value])
+
+
+EXPORTS = {FCLayer: _gemm, Dense: _dense, ActivationLayer: _activation, Conv1D: _conv,
+           Conv2D: _conv, MaxPool1D: _pool, AvgPool1D: _pool, MaxPool2D: _pool, AvgPool2D: _pool,
+           Flatten: _flatten, Reshape: _reshape,
+           BatchNorm: _batch_norm, LayerNorm: _layer_norm, Dropout: _inference_identity,
+           RandomFlip: _inference_identity, RandomCrop: _inference_identity,
+           RandomErasing: _inference_identity, Embedding: _embedding,
+           PositionalEmbedding: _positions, SelfAttention: _attention, TiedDense: _tied,
+           Sequential: _sequential, Residual: _residual}
+# Built-in layers that cannot be exported, by class name, with the reason (none now: a layer
+# added to portanet.layers.LAYERS must be in EXPORTS or here; tests check it).
+NOT_EXPORTABLE: dict[str, str] = {}
+SUPPORTED = (", ".join(kind.__name__ for kind in EXPORTS) + "; activations "
+             + ", ".join(ONNX_ACTIVATIONS))
+
+
+def _add_layers(graph, layers, shape, prefix=""):
+    """Append the nodes of ``layers`` (keys ``prefix`` + index) from per-sample ``shape``;
+    returns the output shape. InputError naming a layer that cannot be exported."""
+    for index, layer in enumerate(layers):
+        key = f"{prefix}{index}"
+        export = EXPORTS.get(type(layer))
+        if export is None or export(graph, layer, key, shape) is False:
+            why = NOT_EXPORTABLE.get(type(layer).__name__)
+            raise InputError(f"layer {key} ({layer!r}) cannot be exported to ONNX"
+                             + (f" ({why})" if why else "")
+                             + f": the layers that can are {SUPPORTED}")
+        shape = layer.output_shape(shape)
+    return shape
+
+
+def _takes_ids(network):
+    """True when the network's first computing layer takes integer ids (an Embedding)."""
+    first = next((layer for layer in walk(network.layers)
+                  if not getattr(layer, "sublayers", ())), None)
+    return getattr(first, "takes_ids", False)
+
+
+def _input_shape(network, input_shape, takes_ids):
+    if input_shape is not None:
+        return sample_shape("input_shape", input_shape)
+    shape = getattr(network.layers[0], "input_shape", None)
     if shape is None:
+        what, python, command = (("the sequence length", "(64,)", "64") if takes_ids
+                                 else ("it", "(1, 28, 28)", "1,28,28"))
         raise InputError(f"the first layer {network.layers[0]!r} does not fix the input's "
-                         "shape: give it, e.g. export_onnx(net, path, input_shape=(1, 28, 28))")
+                         f"per-sample shape: give {what}, e.g. input_shape={python} (on the "
+                         f"command line: --input-shape {command})")
     return tuple(shape)
 
 
@@ -148,36 +348,33 @@ def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype
     if not network.layers:
         raise InputError("the network has no layers: add some with net.add(...)")
     one_of("dtype", dtype, (None, "float32", "float64"))
-    graph = _Graph(onnx, dtype or network.working_dtype())
-    shape = in_shape = _input_shape(network, input_shape)
+    graph = _Graph(onnx, dtype or network.working_dtype(), opset)
+    takes_ids = _takes_ids(network)
+    in_shape = _input_shape(network, input_shape, takes_ids)
     if network.scaler is not None:
         shift, divisor = network.scaler.shift_and_divisor()
         graph.node("Sub", "scaler.sub", graph.constant("scaler.shift", shift))
         graph.node("Div", "scaler.div", graph.constant("scaler.divisor", divisor))
-    for index, layer in enumerate(network.layers):
-        if not _add_layer(graph, layer, f"layer{index}.{type(layer).__name__}", shape):
-            raise InputError(f"layer {index} ({layer!r}) cannot be exported to ONNX: the "
-                             f"layers that can are {SUPPORTED}")
-        shape = layer.output_shape(shape)
+    shape = _add_layers(graph, network.layers, in_shape)
     if probabilities:
         last = network.layers[-1]
-        if network.loss is softmax_crossentropy:
+        if network.loss in (softmax_crossentropy, sparse_softmax_crossentropy):
             graph.node("Softmax", "probabilities", axis=-1)
         elif not (isinstance(last, ActivationLayer) and _activation_name(last) == "softmax"):
             raise InputError("probabilities=True needs a network trained with "
-                             "softmax_crossentropy or ending in a softmax; this one's outputs "
-                             "are exported as they are with probabilities=False")
-    if graph.nodes:
+                             "(sparse_)softmax_crossentropy or ending in a softmax; this one's "
+                             "outputs are exported as they are with probabilities=False")
+    if graph.nodes and graph.nodes[-1].output[0] == graph.value:
         graph.nodes[-1].output[0] = "output"
-    else:
+    else:  # the last layers add no nodes (dropout)
         graph.node("Identity", "output")
 
-    def value_info(name, per_sample):
-        return onnx.helper.make_tensor_value_info(name, graph.elem_type,
-                                                  ["batch", *per_sample])
+    def value_info(name, per_sample, elem_type=graph.elem_type):
+        return onnx.helper.make_tensor_value_info(name, elem_type, ["batch", *per_sample])
 
+    in_type = onnx.TensorProto.INT64 if takes_ids else graph.elem_type
     model = onnx.helper.make_model(
-        onnx.helper.make_graph(graph.nodes, "portanet", [value_info("input", in_shape)],
+        onnx.helper.make_graph(graph.nodes, "portanet", [value_info("input", in_shape, in_type)],
                                [value_info("output", shape)], graph.weights),
         opset_imports=[onnx.helper.make_opsetid("", opset)], producer_name="portanet",
         producer_version=__version__, doc_string=repr(network))
@@ -199,8 +396,9 @@ def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=Fa
     """Write ``network`` to ``path`` as an ONNX model (atomically); return the path.
 
     ``opset`` is the ONNX operator set (default :data:`DEFAULT_OPSET`, at least 13);
-    ``input_shape`` the per-sample input shape, needed only where the first layer does not fix
-    it (a Conv2D made without ``input_shape``). The model maps raw inputs ``"input"`` to what
+    ``input_shape`` the per-sample input shape, needed where the first layer does not fix it
+    (a Conv2D made without ``input_shape``; an Embedding: ``(sequence length,)``, which the
+    model then takes, fixed). The model maps raw inputs ``"input"`` to what
     ``network.predict`` returns as ``"output"`` (with ``probabilities=True``: class
     probabilities, for networks trained on logits or ending in a softmax). ``dtype``
     ("float32" or "float64", default the network's) is the model's: onnxruntime's CPU

@@ -22,7 +22,7 @@ from ..backend import (
 from ..data.preprocessing import to_categorical
 from ..errors import InputError, ShapeError
 from ..layers.activation import ActivationLayer
-from ..layers.base import Pass, walk
+from ..layers.base import Pass, check_references, walk
 
 ACTIVATION_FUNCTIONS = {pair[0] for pair in ACTIVATIONS.values()}
 
@@ -102,6 +102,7 @@ def check_ready(network, need_loss):
         raise InputError("the network has no layers: add some with net.add(...)")
     if need_loss and network.loss is None:
         raise InputError("no loss set: call net.use(loss, loss_prime) before fit/evaluate")
+    check_references(network.layers)
     backend = get_backend()
     for layer in walk(network.layers):
         for name in getattr(layer, "params", ()) + getattr(layer, "buffers", ()):

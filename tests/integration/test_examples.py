@@ -94,10 +94,11 @@ def test_cnn_example_trains_and_saves_a_network_that_loads(run_example, tmp_path
     assert printed > 0.3  # chance: 0.1
 
 
+@pytest.mark.parametrize("tie", [[], ["--tie-embeddings"]])
 def test_charlm_example_trains_saves_and_the_loaded_network_generates_the_same(run_example,
-                                                                               tmp_path):
+                                                                               tmp_path, tie):
     small = ["--steps", 30, "--sample-every", 15, "--width", 16, "--heads", 2, "--blocks", 1,
-             "--context", 16, "--batch-size", 8, "--limit", 20000, "--generate", 30]
+             "--context", 16, "--batch-size", 8, "--limit", 20000, "--generate", 30, *tie]
     out = run_example("charlm.py", *small, "--save", tmp_path / "lm.npz")
     losses = [float(line.split("loss=")[1].split()[0]) for line in out.splitlines()
               if line.startswith("step ")]
@@ -106,6 +107,7 @@ def test_charlm_example_trains_saves_and_the_loaded_network_generates_the_same(r
     loaded = run_example("charlm.py", "--load", tmp_path / "lm.npz", "--generate", 30)
     assert loaded.split("sample: ")[1].splitlines()[0] == last_sample
     assert len(ast.literal_eval(last_sample)) == len("def ") + 30  # printed with repr
+    assert ("TiedDense" in out) == bool(tie)  # in the summary
 
 
 def test_fashion_mnist_cnn_example_trains_with_augmentation(run_example):
