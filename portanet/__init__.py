@@ -32,6 +32,8 @@ from .errors import (
     WriteError,
 )
 from .layers import (
+    GRU,
+    LSTM,
     ActivationLayer,
     AvgPool2D,
     BatchNorm,
@@ -72,7 +74,7 @@ __all__ = [
     "export_onnx",
     "text", "datasets", "preprocessing", "distributed", "using_backend", "__version__",
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
-    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
+    "Sequential", "RandomCrop", "RandomErasing", "RandomFlip", "Loader", "LSTM", "GRU",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

@@ -13,6 +13,7 @@ from .conv import Conv2D
 from .dense import Dense, FCLayer
 from .embedding import Embedding, PositionalEmbedding
 from .pooling import AvgPool2D, MaxPool2D
+from .recurrent import GRU, LSTM
 from .regularization import BatchNorm, Dropout, LayerNorm
 from .shape import Flatten, Reshape
 
@@ -20,9 +21,9 @@ LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPoo
                                         Flatten, Reshape, Dropout, BatchNorm, Dense, LayerNorm,
                                         Embedding, PositionalEmbedding, SelfAttention,
                                         Sequential, Residual, RandomFlip, RandomCrop,
-                                        RandomErasing)}
+                                        RandomErasing, LSTM, GRU)}
 
 __all__ = ["LAYERS", "ActivationLayer", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
-           "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm", "MaxPool2D",
+           "Embedding", "FCLayer", "Flatten", "GRU", "LSTM", "Layer", "LayerNorm", "MaxPool2D",
            "Pass", "PositionalEmbedding", "RandomCrop", "RandomErasing", "RandomFlip", "Reshape",
            "Residual", "SelfAttention", "Sequential"]
