@@ -34,6 +34,7 @@ from ..layers import (
 )
 from ..losses import softmax_crossentropy
 from .files import writable_file, write_atomically
+from .onnx_recurrent import GATE_ORDER, add_recurrent
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
@@ -44,7 +45,7 @@ ONNX_ACTIVATIONS = {"identity": ("Identity", {}), "tanh": ("Tanh", {}),
                     "softmax": ("Softmax", {"axis": -1})}
 SUPPORTED = ("FCLayer, ActivationLayer (" + ", ".join(ONNX_ACTIVATIONS) + "), Conv2D, "
              "MaxPool2D, AvgPool2D, Flatten, Reshape, BatchNorm, Dropout, RandomFlip, RandomCrop, "
-             "RandomErasing")
+             "RandomErasing, LSTM, GRU")
 # layers that pass their input through in inference: no nodes
 IDENTITY_IN_INFERENCE = (Dropout, RandomFlip, RandomCrop, RandomErasing)
 
@@ -124,6 +125,8 @@ def _add_layer(graph, layer, prefix, shape):
                    *(graph.array(f"{prefix}.{name}", getattr(layer, name))
                      for name in ("gamma", "beta", "running_mean", "running_var")),
                    epsilon=float(layer.epsilon))
+    elif kind in GATE_ORDER:
+        add_recurrent(graph, layer, prefix)
     elif kind not in IDENTITY_IN_INFERENCE:
         return False
     return True
