@@ -8,7 +8,7 @@ from array_api_compat import device
 from .. import initializers
 from .._checks import boolean, integer, one_of
 from ..activations import sigmoid
-from ..backend import get_backend, matmul, namespace, rng, sum_rows
+from ..backend import get_backend, kernels, matmul, namespace, rng, sum_rows
 from ..errors import ShapeError
 from .base import Layer
 
@@ -71,58 +71,72 @@ class Recurrent(Layer):
     def apply(self, state, x, run):
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
-        steps = x.shape[1]
         weight_ih, weight_hh = state["weight_ih"], state["weight_hh"]
-        # every time step's input projection in one matmul: (N, T, gates * hidden)
-        projected = x @ weight_ih.T + state["bias_ih"]
-        recurrent = weight_hh.T
-        start = carry = self.initial(state, x)
-        outputs, records = [], []
-        for t in range(steps):
-            carry, record = self.step(projected[:, t, :], carry, recurrent, state["bias_hh"])
-            outputs.append(carry[0])
-            records.append(record)
-        out = xp.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+        projected, recurrent = self.prepare(state, x)
+        start = self.initial(state, x)
+
+        def forward(carry, inputs):
+            carry, record = self.step(inputs[0], carry, recurrent)
+            return carry, (carry[0], *record)
+
+        # time on the first axis: (T, N, ...)
+        last, (hidden, *records) = kernels.scan(forward, start,
+                                                (xp.permute_dims(projected, (1, 0, 2)),))
+        out = xp.permute_dims(hidden, (1, 0, 2)) if self.return_sequences else last[0]
+
+        def backward(grad_carry, inputs):
+            *record, grad_h = inputs if self.return_sequences else (*inputs, None)
+            if grad_h is not None:
+                grad_carry = (grad_carry[0] + grad_h, *grad_carry[1:])
+            grad_in, grad_rec, grad_carry = self.step_back(record, grad_carry, recurrent)
+            through_weights = (grad_in if grad_rec is None else grad_rec) @ weight_hh
+            grad_carry = (through_weights if grad_carry[0] is None
+                          else grad_carry[0] + through_weights, *grad_carry[1:])
+            return grad_carry, (grad_in,) if grad_rec is None else (grad_in, grad_rec)
 
         def backprop(grad_output, need_input=True):
-            grad_carry = tuple(xp.zeros_like(h) for h in carry)
-            grads_in, grads_rec = [None] * steps, [None] * steps
-            for t in range(steps - 1, -1, -1):
-                grad_h = (grad_output[:, t, :] if self.return_sequences
-                          else grad_output if t == steps - 1 else None)
-                if grad_h is not None:
-                    grad_carry = (grad_carry[0] + grad_h, *grad_carry[1:])
-                grads_in[t], grads_rec[t], grad_carry = self.step_back(records[t], grad_carry)
-                grad_carry = (grad_carry[0] + grads_rec[t] @ weight_hh, *grad_carry[1:])
-            grad_in = xp.stack(grads_in, axis=1)  # (N, T, gates * hidden)
-            grad_rec = xp.stack(grads_rec, axis=1)
-            previous = xp.stack([start[0], *outputs[:-1]], axis=1)
+            zeros = tuple(xp.zeros_like(h) for h in start)
+            if self.return_sequences:
+                grad_carry, inputs = zeros, (*records, xp.permute_dims(grad_output, (1, 0, 2)))
+            else:
+                grad_carry, inputs = (grad_output, *zeros[1:]), tuple(records)
+            grad_carry, (grad_in, *grad_rec) = kernels.scan(backward, grad_carry, inputs,
+                                                            reverse=True)
             rows = self.gates * self.hidden_size
-            flat_in = xp.reshape(grad_in, (-1, rows))
-            flat_rec = xp.reshape(grad_rec, (-1, rows))
+            flat_in = xp.reshape(grad_in, (-1, rows))  # (T N, gates * hidden)
+            flat_rec = xp.reshape(grad_rec[0], (-1, rows)) if grad_rec else flat_in
+            previous = xp.concat([start[0][None, ...], hidden[:-1, ...]], axis=0)
+            time_major_x = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))
             grads = {
-                "weight_ih": matmul(flat_in.T, xp.reshape(x, (-1, self.input_size)),
-                                    run.place(self, "weight_ih")),
+                "weight_ih": matmul(flat_in.T, time_major_x, run.place(self, "weight_ih")),
                 "weight_hh": matmul(flat_rec.T, xp.reshape(previous, (-1, self.hidden_size)),
                                     run.place(self, "weight_hh")),
                 "bias_ih": sum_rows(flat_in, out=run.place(self, "bias_ih")),
                 "bias_hh": sum_rows(flat_rec, out=run.place(self, "bias_hh"))}
             if self.initial_state == "learned":
                 grads.update({name: sum_rows(grad) for name, grad in zip(self.states, grad_carry)})
-            return (grad_in @ weight_ih if need_input else None), grads
+            grad_input = (xp.permute_dims(grad_in @ weight_ih, (1, 0, 2)) if need_input
+                          else None)
+            return grad_input, grads
         return out, backprop
 
-    def step(self, projected, carry, recurrent, bias_hh):
-        """``(new carry, record)`` of one time step: ``projected`` is this step's input
-        projection ``(N, gates * hidden)``, ``carry`` the states (hidden state first),
-        ``recurrent`` the transposed ``weight_hh``; ``record`` is what :meth:`step_back`
-        needs."""
+    def prepare(self, state, x):
+        """``(projected, recurrent)``: every time step's input projection ``(N, T, gates *
+        hidden)`` in one matmul, and what :meth:`step` needs of the recurrent weights."""
+        return x @ state["weight_ih"].T + state["bias_ih"], (state["weight_hh"].T,
+                                                             state["bias_hh"])
+
+    def step(self, projected, carry, recurrent):
+        """``(new carry, record)`` of one time step: ``projected`` is this step's slice of
+        :meth:`prepare`'s projection ``(N, gates * hidden)``, ``carry`` the states (hidden
+        state first); ``record``, a tuple of arrays, is what :meth:`step_back` needs."""
         raise NotImplementedError
 
-    def step_back(self, record, grad_carry):
-        """``(grad of projected, grad of the recurrent product h @ weight_hh.T + bias_hh,
-        grads of the previous carry)`` of one step, the previous hidden state's gradient not
-        counting the recurrent product's (the loop adds it)."""
+    def step_back(self, record, grad_carry, recurrent):
+        """``(grad of the gates' input part, grad of their recurrent part h @ weight_hh.T +
+        bias_hh (None: the same), grads of the previous carry)`` of one step; the previous
+        hidden state's gradient leaves out what flows through ``weight_hh`` (the loop adds
+        it; None: nothing else)."""
         raise NotImplementedError
 
     def config(self):
@@ -152,26 +166,41 @@ class LSTM(Recurrent):
     gates = 4
     states = ("h0", "c0")
 
-    def step(self, projected, carry, recurrent, bias_hh):
+    def prepare(self, state, x):
+        """Both biases added once to the input projection; the sigmoid gates' columns
+        halved (in the projection and the recurrent weights), so one ``tanh`` over all four
+        gates gives ``g`` and, as ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``."""
+        xp, size = namespace(x), self.hidden_size
+        half = xp.full((size,), 0.5, dtype=x.dtype, device=device(x))
+        scale = xp.concat([half, half, xp.ones_like(half), half])
+        weight_ih = state["weight_ih"] * scale[:, None]
+        projected = x @ weight_ih.T + (state["bias_ih"] + state["bias_hh"]) * scale
+        return projected, ((state["weight_hh"] * scale[:, None]).T, scale * scale)
+
+    def step(self, projected, carry, recurrent):
         h, c = carry
         size = self.hidden_size
-        gates = projected + h @ recurrent + bias_hh
-        input_forget = sigmoid(gates[:, :2 * size])
-        i, f = input_forget[:, :size], input_forget[:, size:]
-        g = namespace(gates).tanh(gates[:, 2 * size:3 * size])
-        o = sigmoid(gates[:, 3 * size:])
+        tanh_gates = namespace(h).tanh(projected + h @ recurrent[0])
+        sigmoids = 0.5 * tanh_gates + 0.5  # the g block's is not used
+        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
+        g = tanh_gates[:, 2 * size:3 * size]
         c_new = f * c + i * g
         tanh_c = namespace(c_new).tanh(c_new)
-        return (o * tanh_c, c_new), (i, f, g, o, c, tanh_c)
+        return (o * tanh_c, c_new), (tanh_gates, c, tanh_c)
 
-    def step_back(self, record, grad_carry):
-        i, f, g, o, c, tanh_c = record
+    def step_back(self, record, grad_carry, recurrent):
+        tanh_gates, c, tanh_c = record
+        size, slope_scale = self.hidden_size, recurrent[1]
+        sigmoids = 0.5 * tanh_gates + 0.5
+        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
+        g = tanh_gates[:, 2 * size:3 * size]
         grad_h, grad_c = grad_carry
         grad_c = grad_c + grad_h * o * (1.0 - tanh_c * tanh_c)
-        grad_gates = namespace(c).concat(
-            [grad_c * g * i * (1.0 - i), grad_c * c * f * (1.0 - f),
-             grad_c * i * (1.0 - g * g), grad_h * tanh_c * o * (1.0 - o)], axis=-1)
-        return grad_gates, grad_gates, (0.0, grad_c * f)
+        # the slopes: sigmoid' = (1 - tanh(a / 2)^2) / 4, tanh' = 1 - tanh(a)^2
+        slopes = (1.0 - tanh_gates * tanh_gates) * slope_scale
+        grad_gates = namespace(c).concat([grad_c * g, grad_c * c, grad_c * i, grad_h * tanh_c],
+                                         axis=-1) * slopes
+        return grad_gates, None, (None, grad_c * f)
 
 
 class GRU(Recurrent):
@@ -186,17 +215,18 @@ class GRU(Recurrent):
     gates = 3
     states = ("h0",)
 
-    def step(self, projected, carry, recurrent, bias_hh):
+    def step(self, projected, carry, recurrent):
         (h,) = carry
         size = self.hidden_size
-        hidden = h @ recurrent + bias_hh
+        weights, bias_hh = recurrent
+        hidden = h @ weights + bias_hh
         reset_update = sigmoid(projected[:, :2 * size] + hidden[:, :2 * size])
         r, z = reset_update[:, :size], reset_update[:, size:]
         hidden_n = hidden[:, 2 * size:]
         n = namespace(h).tanh(projected[:, 2 * size:] + r * hidden_n)
         return (n + z * (h - n),), (r, z, n, hidden_n, h)
 
-    def step_back(self, record, grad_carry):
+    def step_back(self, record, grad_carry, recurrent):
         r, z, n, hidden_n, h = record
         (grad_h,) = grad_carry
         xp = namespace(h)
