@@ -15,6 +15,7 @@ import portanet
 import portanet.optimizers
 from portanet import layers as pn_layers
 from portanet.backend import to_numpy
+from portanet.models import lstm_language_model
 
 SEED = 1234
 IMPLS = ("portanet", "torch", "reference", "eager")
@@ -66,12 +67,8 @@ def build_transformer(case):
 
 def build_lstm_lm(case):
     """Embedding, an LSTM giving every step's output, and the scores of the next character."""
-    dim, hidden, vocabulary = LSTM_LM["dim"], LSTM_LM["hidden"], len(char_text().vocabulary)
-    net = portanet.Network([pn_layers.Embedding(vocabulary, dim),
-                            pn_layers.LSTM(dim, hidden, return_sequences=True),
-                            pn_layers.Dense(hidden, vocabulary)], dtype=case.dtype)
-    net.use(case.loss)
-    return net
+    return lstm_language_model(len(char_text().vocabulary), LSTM_LM["dim"], LSTM_LM["hidden"],
+                               case.dtype)
 
 
 def initial_weights(net):

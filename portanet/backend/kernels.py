@@ -33,7 +33,7 @@ from array_api_compat import device
 
 from ..errors import ShapeError
 from .libraries import library_of
-from .ops import namespace, softmax, softmax_vjp
+from .ops import is_traced, namespace, softmax, softmax_vjp
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -322,5 +322,8 @@ def scan(step, carry, xs, reverse=False):
     """``step(carry, x_t) -> (carry, y_t)`` applied along the first axis of the arrays ``xs``
     (a tuple; ``x_t`` the tuple of their slices ``t``), backwards with ``reverse``: ``(the
     last carry, ys)``, ``ys`` the tuple of the ``y_t`` stacked on a new first axis. ``carry``
-    and ``y_t`` are tuples of arrays whose shapes and dtypes stay the same at every step."""
-    return kernel("scan", xs[0])(step, tuple(carry), tuple(xs), reverse)
+    and ``y_t`` are tuples of arrays whose shapes and dtypes stay the same at every step.
+    Native loops (JAX's ``lax.scan``) run only inside a traced function: eagerly they would
+    compile ``step``, a new closure at each call, every time."""
+    run = kernel("scan", xs[0]) if is_traced(xs[0]) else portable_scan
+    return run(step, tuple(carry), tuple(xs), reverse)
