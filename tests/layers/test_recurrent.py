@@ -3,6 +3,7 @@ state), equality with torch.nn.LSTM / torch.nn.GRU from the same weights (where 
 imports), the compiled training step against the eager one, saving, summary and bad input."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,17 @@ def test_bad_arguments_are_named(kind, kwargs, message):
     arguments = {"input_size": 3, "hidden_size": 4, **kwargs}
     with pytest.raises(InputError, match=message):
         KINDS[kind](**arguments)
+
+
+def test_the_docs_example_builds_what_it_says():
+    """docs/training.md's recurrent example: a language model's scores at every position, a
+    classifier's from the last step with a learned initial state."""
+    text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    section = text.split("## Recurrent layers")[1]
+    example = section.split("```python\n")[1].split("```")[0]
+    names = {}
+    exec(compile(example, "docs/training.md", "exec"), names)
+    ids = np.random.default_rng(0).integers(0, 96, size=(2, 7))
+    assert names["net"].predict(ids).shape == (2, 7, 96)
+    assert names["classifier"].predict(sequences(n=4, t=5, d=3)).shape == (4, 5)
+    assert "h0" in names["classifier"].layers[0].params
