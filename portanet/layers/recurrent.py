@@ -160,8 +160,9 @@ class LSTM(Recurrent):
     ``weight_ih`` ``(4 H, input_size)``, ``weight_hh`` ``(4 H, H)``, ``bias_ih`` and
     ``bias_hh`` ``(4 H,)``; ``c' = f * c + i * g``, ``h' = o * tanh(c')``. Weights start
     U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's do. ``initial_state="zeros"`` starts ``h`` and ``c``
-    at zero; ``"learned"`` adds trainable parameters ``h0`` and ``c0`` ``(H,)`` (starting at
-    zero, shared by every sample; set them with ``set_weights`` for a fixed start)."""
+    at zero; ``"learned"`` adds trainable parameters ``h0`` and ``c0`` ``(H,)``, shared by
+    every sample, starting at zero (``set_weights`` starts them elsewhere; they train as any
+    parameter does)."""
 
     gates = 4
     states = ("h0", "c0")
