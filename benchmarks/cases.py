@@ -30,7 +30,7 @@ class Case:
     samples: int = 60000
     quick_samples: int = 6000
     shuffle: bool = True
-    kind: str = "train"  # "train", "predict", "cnn" or "transformer"
+    kind: str = "train"  # "train", "predict", "cnn", "transformer" or "lstm-lm"
     synthetic: bool = False  # random inputs of the first layer's size instead of images
     clip_norm: float | None = None  # gradient clipping by global norm
     note: str = ""
@@ -58,8 +58,13 @@ CASES = {case.name: case for case in (
          quick_samples=64, note="causal character model: 2 pre-norm blocks, width 64, 4 heads, "
                                 "context 64; Adam 3e-4, clip_norm 1, batch 32; windows of the "
                                 "standard library's source"),
+    Case("lstm-lm", kind="lstm-lm", loss="sparse_softmax_crossentropy", optimizer="adam",
+         learning_rate=1e-3, batch=32, samples=512, quick_samples=64,
+         note="character LSTM: embedding 64, LSTM 128 (every step's output), dense to the "
+              "vocabulary; Adam 1e-3, batch 32; the transformer's windows"),
 )}
 TRANSFORMER = dict(blocks=2, dim=64, heads=4, context=64)
+LSTM_LM = dict(dim=64, hidden=128)
 
 
 def load_images():
@@ -91,7 +96,7 @@ def char_text():
 
 def case_data(case, images, n):
     """The first ``n`` samples shaped and typed for ``case``."""
-    if case.kind == "transformer":  # consecutive windows of ids; targets shifted by one
+    if case.kind in ("transformer", "lstm-lm"):  # windows of ids; targets shifted by one
         x, y = (to_numpy(a)[:n] for a in char_text().windows(TRANSFORMER["context"]))
         return Data(x, y, y)
     x, labels = (images[2], images[3]) if case.kind == "predict" else images[:2]

@@ -8,13 +8,14 @@ import sys
 import time
 
 import numpy as np
-from cases import TRANSFORMER, char_text
-from torch_models import torch_transformer, transformer_weights
+from cases import LSTM_LM, TRANSFORMER, char_text
+from torch_models import torch_lstm_lm, torch_transformer, transformer_weights
 
 import portanet
 import portanet.optimizers
 from portanet import layers as pn_layers
 from portanet.backend import to_numpy
+from portanet.models import lstm_language_model
 
 SEED = 1234
 IMPLS = ("portanet", "torch", "reference", "eager")
@@ -25,6 +26,8 @@ def build_portanet(case):
     """The case's model as a portanet Network (the tutorial's style of building it)."""
     if case.kind == "transformer":
         return build_transformer(case)
+    if case.kind == "lstm-lm":
+        return build_lstm_lm(case)
     net = portanet.Network(dtype=case.dtype)
     if case.kind == "cnn":
         for channels_in, channels_out in ((1, 32), (32, 64)):
@@ -60,6 +63,12 @@ def build_transformer(case):
                            dtype=case.dtype)
     net.use(case.loss)
     return net
+
+
+def build_lstm_lm(case):
+    """Embedding, an LSTM giving every step's output, and the scores of the next character."""
+    return lstm_language_model(len(char_text().vocabulary), LSTM_LM["dim"], LSTM_LM["hidden"],
+                               case.dtype)
 
 
 def initial_weights(net):
@@ -119,8 +128,9 @@ class TorchRun:
             modules.append(nn.Linear(n_in, n_out))
             if k < count - 1 or case.output_activation:
                 modules.append(act())
-        if case.kind == "transformer":
-            model = torch_transformer(torch, weights, TRANSFORMER["heads"])
+        if case.kind in ("transformer", "lstm-lm"):
+            model = (torch_transformer(torch, weights, TRANSFORMER["heads"])
+                     if case.kind == "transformer" else torch_lstm_lm(torch, weights))
             self.model = model.to(device=device, dtype=dtype)
         else:
             self.model = nn.Sequential(*modules).to(device=device, dtype=dtype)
@@ -269,7 +279,8 @@ def make_runs(case, data, which, torch_device):
     """{impl: runner} for the implementations in ``which`` (None where one cannot run)."""
     portanet.set_seed(SEED)
     net = build_portanet(case)
-    weights = transformer_weights(net) if case.kind == "transformer" else initial_weights(net)
+    weights = (transformer_weights(net) if case.kind in ("transformer", "lstm-lm")
+               else initial_weights(net))
     runs = {}
     if "portanet" in which:
         runs["portanet"] = PortanetRun(case, data, net)

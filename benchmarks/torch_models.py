@@ -1,6 +1,7 @@
-"""portanet's causal transformer (:func:`portanet.models.causal_transformer`) in torch.nn, from
-portanet's weights, and its PyTorch training step: the reference that benchmarks/run.py,
-benchmarks/learning.py and tests/layers/test_transformer_torch.py compare portanet with."""
+"""portanet's causal transformer (:func:`portanet.models.causal_transformer`) and LSTM
+language model in torch.nn, from portanet's weights, and their PyTorch training step: the
+reference that benchmarks/run.py, benchmarks/learning.py, benchmarks/lstm_twin.py and
+tests/layers/test_transformer_torch.py compare portanet with."""
 
 import re
 
@@ -77,6 +78,31 @@ def torch_transformer(torch, weights, heads):
                 x = x + attention(h, h, h, attn_mask=self.mask[:t, :t], need_weights=False)[0]
                 x = x + mlp(x)
             return self.head(x)
+
+    return Model()
+
+
+def torch_lstm_lm(torch, weights):
+    """Embedding -> LSTM (batch first, every step's output) -> Linear in torch.nn, from the
+    :func:`transformer_weights` of a portanet ``Network([Embedding, LSTM, Dense])``."""
+    nn = torch.nn
+    vocabulary, dim = weights["0.weights"].shape
+    hidden = weights["1.weight_hh"].shape[1]
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(vocabulary, dim)
+            self.embedding.weight.data = torch.tensor(weights["0.weights"])
+            self.lstm = nn.LSTM(dim, hidden, batch_first=True)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.lstm, f"{name}_l0").data = torch.tensor(weights[f"1.{name}"])
+            self.head = nn.Linear(hidden, vocabulary)
+            self.head.weight.data = torch.tensor(weights["2.weights"].T)
+            self.head.bias.data = torch.tensor(weights["2.bias"])
+
+        def forward(self, ids):
+            return self.head(self.lstm(self.embedding(ids))[0])
 
     return Model()
 

@@ -32,6 +32,8 @@ from .errors import (
     WriteError,
 )
 from .layers import (
+    GRU,
+    LSTM,
     ActivationLayer,
     AvgPool1D,
     AvgPool2D,
@@ -78,6 +80,7 @@ __all__ = [
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
     "Sequential", "TiedDense", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
     "Conv1D", "MaxPool1D", "AvgPool1D",
+    "LSTM", "GRU",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

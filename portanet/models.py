@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ._checks import boolean
 from .errors import InputError
 from .layers import (
+    LSTM,
     ActivationLayer,
     Conv2D,
     Dense,
@@ -67,6 +68,16 @@ def causal_transformer(vocabulary, context, width=64, heads=4, blocks=2, dtype="
     scores = (TiedDense(tokens) if boolean("tie_embeddings", tie_embeddings)
               else Dense(width, vocabulary, dtype=dtype))
     net = Network([*layers, LayerNorm(width, dtype=dtype), scores], dtype=dtype)
+    net.use("sparse_softmax_crossentropy")
+    return net
+
+
+def lstm_language_model(vocabulary, width=64, hidden=128, dtype="float32"):
+    """A character-level LSTM language model: token embeddings, an LSTM giving every step's
+    output, and the next token's scores (logits) over the vocabulary."""
+    net = Network([Embedding(vocabulary, width, dtype=dtype),
+                   LSTM(width, hidden, return_sequences=True, dtype=dtype),
+                   Dense(hidden, vocabulary, dtype=dtype)], dtype=dtype)
     net.use("sparse_softmax_crossentropy")
     return net
 

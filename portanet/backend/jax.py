@@ -50,6 +50,12 @@ def avg_pool2d(x, pool, stride):
     return out / size, lambda grad_output: vjp(grad_output / size)[0]
 
 
+def scan(step, carry, xs, reverse=False):
+    """The loop kernel (:mod:`portanet.backend.kernels`) by ``jax.lax.scan``: the step is
+    traced once, whatever the number of time steps."""
+    return sys.modules["jax"].lax.scan(step, carry, xs, reverse=reverse)
+
+
 def embedding(table, ids):
     """The embedding kernel by ``jnp.take``; its gradient adds the output gradient's rows into
     zeros (``.at[ids].add``, a scatter-add)."""
@@ -67,7 +73,7 @@ class Jax(Library):
     # shapes). So does attention: jax.nn.dot_product_attention with jax.vjp took twice as long
     # under jax.jit (transformer benchmark shapes, float32), and its softmax is float32 whatever
     # the inputs (1e-8 from the float64 portable one).
-    kernels = {"conv2d": conv2d, "avg_pool2d": avg_pool2d, "embedding": embedding}
+    kernels = {"conv2d": conv2d, "avg_pool2d": avg_pool2d, "embedding": embedding, "scan": scan}
 
     def load(self):
         # take GPU memory on demand, like torch and cupy, so processes can share a GPU

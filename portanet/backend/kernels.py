@@ -1,7 +1,7 @@
 """Kernels for what the array API lacks: 2-D convolution and max/average pooling (NCHW), the
-embedding lookup and scaled dot-product attention. The 1-D convolution and pooling (``conv1d``,
-``max_pool1d``, ``avg_pool1d`` on ``(N, C, L)`` batches) are the 2-D kernels on images of one
-row.
+embedding lookup, scaled dot-product attention and a loop over time steps. The 1-D convolution
+and pooling (``conv1d``, ``max_pool1d``, ``avg_pool1d`` on ``(N, C, L)`` batches) are the 2-D
+kernels on images of one row.
 
 Each kernel is a function of arrays that returns its output and ``backward``, a function of the
 gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
@@ -16,7 +16,9 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
   grad_table``;
 - ``attention(q, k, v, causal) -> (out, backward)``, ``softmax(q k^T / sqrt(d)) v`` for ``(N,
   heads, T, d)`` arrays (``causal``: query ``t`` attends to keys ``<= t``), ``backward(grad) ->
-  (grad_q, grad_k, grad_v)``.
+  (grad_q, grad_k, grad_v)``;
+- ``scan(step, carry, xs, reverse=False) -> (carry, ys)``, the loop of recurrent layers (see
+  :func:`scan`; no backward: the layers write theirs as a second scan).
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
@@ -34,7 +36,7 @@ from array_api_compat import device
 
 from ..errors import ShapeError
 from .libraries import library_of
-from .ops import namespace, softmax, softmax_vjp
+from .ops import is_traced, namespace, softmax, softmax_vjp
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -256,9 +258,19 @@ def portable_attention(q, k, v, causal):
     return weights @ v, backward
 
 
+def portable_scan(step, carry, xs, reverse=False):
+    """A Python loop over the time steps (unrolled where a compiler traces it)."""
+    steps = xs[0].shape[0]
+    ys = [None] * steps
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        carry, ys[t] = step(carry, tuple(x[t, ...] for x in xs))
+    xp = namespace(xs[0])
+    return carry, tuple(xp.stack([y[k] for y in ys], axis=0) for k in range(len(ys[0])))
+
+
 PORTABLE = {"conv2d": portable_conv2d, "max_pool2d": portable_max_pool2d,
             "avg_pool2d": portable_avg_pool2d, "embedding": portable_embedding,
-            "attention": portable_attention}
+            "attention": portable_attention, "scan": portable_scan}
 _chosen: dict = {}  # (kernel name, array type) -> function: this sits on hot paths
 
 
@@ -364,3 +376,14 @@ def attention(q, k, v, causal):
                          f"positions, features), got {tuple(q.shape)}, {tuple(k.shape)}, "
                          f"{tuple(v.shape)}")
     return kernel("attention", q)(q, k, v, bool(causal))
+
+
+def scan(step, carry, xs, reverse=False):
+    """``step(carry, x_t) -> (carry, y_t)`` applied along the first axis of the arrays ``xs``
+    (a tuple; ``x_t`` the tuple of their slices ``t``), backwards with ``reverse``: ``(the
+    last carry, ys)``, ``ys`` the tuple of the ``y_t`` stacked on a new first axis. ``carry``
+    and ``y_t`` are tuples of arrays whose shapes and dtypes stay the same at every step.
+    Native loops (JAX's ``lax.scan``) run only inside a traced function: eagerly they would
+    compile ``step``, a new closure at each call, every time."""
+    run = kernel("scan", xs[0]) if is_traced(xs[0]) else portable_scan
+    return run(step, tuple(carry), tuple(xs), reverse)

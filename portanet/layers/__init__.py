@@ -13,6 +13,7 @@ from .conv import Conv1D, Conv2D
 from .dense import Dense, FCLayer
 from .embedding import Embedding, PositionalEmbedding, TiedDense
 from .pooling import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
+from .recurrent import GRU, LSTM
 from .regularization import BatchNorm, Dropout, LayerNorm
 from .shape import Flatten, Reshape
 
@@ -20,10 +21,11 @@ LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPoo
                                         Conv1D, MaxPool1D, AvgPool1D, Flatten, Reshape,
                                         Dropout, BatchNorm, Dense, LayerNorm, Embedding,
                                         PositionalEmbedding, TiedDense, SelfAttention, Sequential,
-                                        Residual, RandomFlip, RandomCrop, RandomErasing)}
+                                        Residual, RandomFlip, RandomCrop, RandomErasing, LSTM,
+                                        GRU)}
 
 __all__ = ["LAYERS", "ActivationLayer", "AvgPool1D", "AvgPool2D", "BatchNorm", "Conv1D", "Conv2D",
-           "Dense", "Dropout", "Embedding", "FCLayer", "Flatten", "Layer", "LayerNorm",
-           "MaxPool1D", "MaxPool2D",
+           "Dense", "Dropout", "Embedding", "FCLayer", "Flatten", "GRU", "LSTM", "Layer",
+           "LayerNorm", "MaxPool1D", "MaxPool2D",
            "Pass", "PositionalEmbedding", "RandomCrop", "RandomErasing", "RandomFlip", "Reshape",
            "Residual", "SelfAttention", "Sequential", "TiedDense"]

@@ -8,7 +8,7 @@ import portanet
 from portanet.backend import kernels, to_numpy
 
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention"},
-          "jax": {"conv2d", "avg_pool2d", "embedding"}}  # elsewhere: the portable
+          "jax": {"conv2d", "avg_pool2d", "embedding", "scan"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
@@ -230,6 +230,37 @@ def test_kernels_compile_with_the_backends_compiler(backend):
     compiled = backend.library.compiler().compile(sequence_step)
     for mine, theirs in zip(flatten(compiled(table, ids)), flatten(sequence_step(table, ids))):
         assert_close(mine, theirs, "float64", "compiled embedding and attention")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_runs_the_steps_in_order_eagerly_and_compiled(backend, reverse):
+    """Running sums and products of tanh over the first axis, forwards or backwards: eagerly
+    (the Python loop on every backend) as NumPy computes them, and inside the backend's
+    compiler (JAX: lax.scan) the same."""
+    xp, host = backend.xp, np.random.default_rng(3).normal(size=(5, 3, 2))
+
+    def run(xs):
+        def step(carry, inputs):
+            total, product = carry[0] + inputs[0], carry[1] * xp.tanh(inputs[0])
+            return (total, product), (total, product)
+        return kernels.scan(step, (xp.zeros_like(xs[0, ...]), xp.ones_like(xs[0, ...])), (xs,),
+                            reverse)
+
+    ordered = host[::-1] if reverse else host
+    totals, products = np.cumsum(ordered, axis=0), np.cumprod(np.tanh(ordered), axis=0)
+    if reverse:
+        totals, products = totals[::-1], products[::-1]
+    xs = backend.asarray(host, "float64")
+    (total, product), (all_totals, all_products) = run(xs)
+    last = 0 if reverse else -1
+    for got, expected, label in ((total, totals[last], "carry"), (product, products[last], "carry"),
+                                 (all_totals, totals, "ys"), (all_products, products, "ys")):
+        assert_close(got, expected, "float64", label)
+    if backend.library.compiler is not None:
+        compiled = backend.library.compiler().compile(run)
+        for got, expected in zip(flatten(compiled(xs)), flatten(run(xs))):
+            for mine, theirs in zip(got, expected):
+                assert_close(mine, theirs, "float64", "compiled scan")
 
 
 def flatten(result):

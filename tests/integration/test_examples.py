@@ -110,6 +110,21 @@ def test_charlm_example_trains_saves_and_the_loaded_network_generates_the_same(r
     assert ("TiedDense" in out) == bool(tie)  # in the summary
 
 
+def test_char_lstm_example_trains_saves_and_the_loaded_network_generates_the_same(run_example,
+                                                                                  tmp_path):
+    small = ["--steps", 30, "--sample-every", 15, "--width", 16, "--hidden", 24,
+             "--context", 16, "--batch-size", 8, "--limit", 20000, "--generate", 30]
+    out = run_example("char_lstm.py", *small, "--save", tmp_path / "lstm.npz")
+    assert "LSTM(input_size=16, hidden_size=24, return_sequences=True)" in out
+    losses = [float(line.split("loss=")[1].split()[0]) for line in out.splitlines()
+              if line.startswith("step ")]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    last_sample = out.split("sample: ")[-1].splitlines()[0]
+    loaded = run_example("char_lstm.py", "--load", tmp_path / "lstm.npz", "--generate", 30)
+    assert loaded.split("sample: ")[1].splitlines()[0] == last_sample
+    assert len(ast.literal_eval(last_sample)) == len("def ") + 30  # printed with repr
+
+
 def test_fashion_mnist_cnn_example_trains_with_augmentation(run_example):
     out = run_example("fashion_mnist_cnn.py", "--dataset", "digits", "--epochs", 3,
                       "--limit", 1000, "--batch-size", 32, "--dense", 64, "--erase", 2)

@@ -9,6 +9,8 @@ import pytest
 
 import portanet
 from portanet import (
+    GRU,
+    LSTM,
     ActivationLayer,
     AvgPool1D,
     AvgPool2D,
@@ -117,6 +119,28 @@ def test_onnxruntime_gives_what_predict_gives(backend, tmp_path, onnx, make):
     expected = net.predict(x)
     got = run_onnx(onnx, path, x)
     assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("return_sequences, initial_state", [(False, "learned"),
+                                                             (True, "zeros")])
+@pytest.mark.parametrize("kind", [LSTM, GRU])
+def test_recurrent_layers_export(backend, tmp_path, onnx, kind, return_sequences,
+                                 initial_state):
+    """One ONNX LSTM/GRU node (gate blocks reordered), the last step's state or every step's,
+    the learned initial state repeated for every sample of a batch."""
+    x = np.random.default_rng(7).normal(size=(24, 5, 3))
+    recurrent = kind(3, 6, return_sequences=return_sequences, initial_state=initial_state)
+    tail = [Flatten(), FCLayer(30, 3)] if return_sequences else [FCLayer(6, 3)]
+    net = trained([recurrent, *tail], x, 3)
+    if initial_state == "learned":
+        assert np.max(np.abs(recurrent.get_weights()[4])) > 1e-3  # training moved the state
+    path = portanet.export_onnx(net, tmp_path / "net.onnx", input_shape=(5, 3))
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops.count(kind.__name__) == 1
+    expected = net.predict(x)
+    got = run_onnx(onnx, path, x)
+    assert got.shape == expected.shape == (24, 3)
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
 
 

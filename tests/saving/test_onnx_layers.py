@@ -8,6 +8,8 @@ import pytest
 
 import portanet
 from portanet import (
+    GRU,
+    LSTM,
     ActivationLayer,
     AvgPool1D,
     AvgPool2D,
@@ -117,6 +119,8 @@ EXAMPLES = {
     "TiedDense": (tied, ids),
     "SelfAttention": (lambda: [Dense(4, 4), SelfAttention(4, 2, causal=True),
                                SelfAttention(4, 1)], sequences),
+    "LSTM": (lambda: [LSTM(4, 3, return_sequences=True, initial_state="learned")], sequences),
+    "GRU": (lambda: [GRU(4, 3)], sequences),
     "Sequential": (lambda: [Sequential([Dense(4, 6), ActivationLayer("relu"),
                                         Sequential([Dense(6, 4)])])], sequences),
     "Residual": (lambda: [Residual(Sequential([LayerNorm(4), Dense(4, 4)])),

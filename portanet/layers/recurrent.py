@@ -1,0 +1,238 @@
+"""Recurrent layers: :class:`LSTM` and :class:`GRU` over batch-first sequences, with
+PyTorch's gate order and weight layout (so weights copy both ways)."""
+
+import math
+
+from array_api_compat import device
+
+from .. import initializers
+from .._checks import boolean, integer, one_of
+from ..activations import sigmoid
+from ..backend import get_backend, kernels, matmul, namespace, rng, sum_rows
+from ..errors import ShapeError
+from .base import Layer
+
+
+class Recurrent(Layer):
+    """What :class:`LSTM` and :class:`GRU` share: the weights, the checks, the loop over time
+    steps and backpropagation through time. A subclass gives the number of gate blocks
+    (``gates``), the names of its initial states (``states``) and one time step forward
+    (:meth:`step`) and backward (:meth:`step_back`)."""
+
+    gates = 1
+    states = ("h0",)
+
+    def __init__(self, input_size, hidden_size, return_sequences=False, initial_state="zeros",
+                 dtype="float32"):
+        super().__init__()
+        name = type(self).__name__
+        integer(f"{name} input_size", input_size)
+        integer(f"{name} hidden_size", hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.return_sequences = boolean(f"{name} return_sequences", return_sequences)
+        self.initial_state = one_of(f"{name} initial_state", initial_state,
+                                    ("zeros", "learned"))
+        rows = self.gates * hidden_size
+        for weight, shape in (("weight_ih", (rows, input_size)), ("weight_hh", (rows, hidden_size)),
+                              ("bias_ih", (rows,)), ("bias_hh", (rows,))):
+            setattr(self, weight, initializers.initial_weights(
+                _torch_uniform, shape, input_size, hidden_size, dtype, self))
+        self.params = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        if initial_state == "learned":
+            for state in self.states:
+                setattr(self, state, get_backend().zeros((hidden_size,), dtype))
+            self.params += self.states
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 2 or shape[1] != self.input_size:
+            hint = "; one feature per step: reshape to (N, T, 1)" if len(shape) == 1 else ""
+            raise ShapeError(f"{self!r} takes sequences of per-sample shape (time steps, "
+                             f"{self.input_size}), got {shape}{hint}")
+        if shape[0] == 0:
+            raise ShapeError(f"{self!r} needs sequences of at least one time step, got {shape}")
+        return (shape[0], self.hidden_size) if self.return_sequences else (self.hidden_size,)
+
+    def initial(self, state, x):
+        """The initial states ``(N, hidden_size)`` of the batch ``x``: zeros, or the learned
+        vectors repeated for every sample."""
+        xp = namespace(x)
+        n, size = x.shape[0], self.hidden_size
+        if self.initial_state == "zeros":
+            zeros = xp.zeros((n, size), dtype=x.dtype, device=device(x))
+            return (zeros,) * len(self.states)
+        for name in self.states:
+            if tuple(state[name].shape) != (size,):
+                raise ShapeError(f"{self!r}: the initial state {name} has shape "
+                                 f"{tuple(state[name].shape)}, expected ({size},) (one value "
+                                 "per hidden unit, shared by every sample)")
+        return tuple(xp.broadcast_to(state[name], (n, size)) for name in self.states)
+
+    def apply(self, state, x, run):
+        self.output_shape(tuple(x.shape[1:]))
+        xp = namespace(x)
+        weight_ih, weight_hh = state["weight_ih"], state["weight_hh"]
+        projected, recurrent = self.prepare(state, x)
+        start = self.initial(state, x)
+
+        def forward(carry, inputs):
+            carry, record = self.step(inputs[0], carry, recurrent)
+            return carry, (carry[0], *record)
+
+        # time on the first axis: (T, N, ...)
+        last, (hidden, *records) = kernels.scan(forward, start,
+                                                (xp.permute_dims(projected, (1, 0, 2)),))
+        out = xp.permute_dims(hidden, (1, 0, 2)) if self.return_sequences else last[0]
+
+        def backward(grad_carry, inputs):
+            *record, grad_h = inputs if self.return_sequences else (*inputs, None)
+            if grad_h is not None:
+                grad_carry = (grad_carry[0] + grad_h, *grad_carry[1:])
+            grad_in, grad_rec, grad_carry = self.step_back(record, grad_carry, recurrent)
+            through_weights = (grad_in if grad_rec is None else grad_rec) @ weight_hh
+            grad_carry = (through_weights if grad_carry[0] is None
+                          else grad_carry[0] + through_weights, *grad_carry[1:])
+            return grad_carry, (grad_in,) if grad_rec is None else (grad_in, grad_rec)
+
+        def backprop(grad_output, need_input=True):
+            zeros = tuple(xp.zeros_like(h) for h in start)
+            if self.return_sequences:
+                grad_carry, inputs = zeros, (*records, xp.permute_dims(grad_output, (1, 0, 2)))
+            else:
+                grad_carry, inputs = (grad_output, *zeros[1:]), tuple(records)
+            grad_carry, (grad_in, *grad_rec) = kernels.scan(backward, grad_carry, inputs,
+                                                            reverse=True)
+            rows = self.gates * self.hidden_size
+            flat_in = xp.reshape(grad_in, (-1, rows))  # (T N, gates * hidden)
+            flat_rec = xp.reshape(grad_rec[0], (-1, rows)) if grad_rec else flat_in
+            previous = xp.concat([start[0][None, ...], hidden[:-1, ...]], axis=0)
+            time_major_x = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))
+            grads = {
+                "weight_ih": matmul(flat_in.T, time_major_x, run.place(self, "weight_ih")),
+                "weight_hh": matmul(flat_rec.T, xp.reshape(previous, (-1, self.hidden_size)),
+                                    run.place(self, "weight_hh")),
+                "bias_ih": sum_rows(flat_in, out=run.place(self, "bias_ih")),
+                "bias_hh": sum_rows(flat_rec, out=run.place(self, "bias_hh"))}
+            if self.initial_state == "learned":
+                grads.update({name: sum_rows(grad) for name, grad in zip(self.states, grad_carry)})
+            grad_input = (xp.permute_dims(grad_in @ weight_ih, (1, 0, 2)) if need_input
+                          else None)
+            return grad_input, grads
+        return out, backprop
+
+    def prepare(self, state, x):
+        """``(projected, recurrent)``: every time step's input projection ``(N, T, gates *
+        hidden)`` in one matmul, and what :meth:`step` needs of the recurrent weights."""
+        return x @ state["weight_ih"].T + state["bias_ih"], (state["weight_hh"].T,
+                                                             state["bias_hh"])
+
+    def step(self, projected, carry, recurrent):
+        """``(new carry, record)`` of one time step: ``projected`` is this step's slice of
+        :meth:`prepare`'s projection ``(N, gates * hidden)``, ``carry`` the states (hidden
+        state first); ``record``, a tuple of arrays, is what :meth:`step_back` needs."""
+        raise NotImplementedError
+
+    def step_back(self, record, grad_carry, recurrent):
+        """``(grad of the gates' input part, grad of their recurrent part h @ weight_hh.T +
+        bias_hh (None: the same), grads of the previous carry)`` of one step; the previous
+        hidden state's gradient leaves out what flows through ``weight_hh`` (the loop adds
+        it; None: nothing else)."""
+        raise NotImplementedError
+
+    def config(self):
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "return_sequences": self.return_sequences, "initial_state": self.initial_state}
+
+
+def _torch_uniform(shape, fan_in, hidden_size):
+    """U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch.nn.LSTM and GRU start every
+    weight and bias."""
+    limit = 1.0 / math.sqrt(hidden_size)
+    return rng().uniform(-limit, limit, size=shape)
+
+
+class LSTM(Recurrent):
+    """Long short-term memory over sequences ``(N, T, input_size)``: the output is every
+    step's hidden state ``(N, T, hidden_size)`` with ``return_sequences=True``, else the last
+    one ``(N, hidden_size)``.
+
+    PyTorch's equations and layout: gates ``i, f, g, o`` stacked in that order in
+    ``weight_ih`` ``(4 H, input_size)``, ``weight_hh`` ``(4 H, H)``, ``bias_ih`` and
+    ``bias_hh`` ``(4 H,)``; ``c' = f * c + i * g``, ``h' = o * tanh(c')``. Weights start
+    U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's do. ``initial_state="zeros"`` starts ``h`` and ``c``
+    at zero; ``"learned"`` adds trainable parameters ``h0`` and ``c0`` ``(H,)``, shared by
+    every sample, starting at zero (``set_weights`` starts them elsewhere; they train as any
+    parameter does)."""
+
+    gates = 4
+    states = ("h0", "c0")
+
+    def prepare(self, state, x):
+        """Both biases added once to the input projection; the sigmoid gates' columns
+        halved (in the projection and the recurrent weights), so one ``tanh`` over all four
+        gates gives ``g`` and, as ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``."""
+        xp, size = namespace(x), self.hidden_size
+        half = xp.full((size,), 0.5, dtype=x.dtype, device=device(x))
+        scale = xp.concat([half, half, xp.ones_like(half), half])
+        weight_ih = state["weight_ih"] * scale[:, None]
+        projected = x @ weight_ih.T + (state["bias_ih"] + state["bias_hh"]) * scale
+        return projected, ((state["weight_hh"] * scale[:, None]).T, scale * scale)
+
+    def step(self, projected, carry, recurrent):
+        h, c = carry
+        size = self.hidden_size
+        tanh_gates = namespace(h).tanh(projected + h @ recurrent[0])
+        sigmoids = 0.5 * tanh_gates + 0.5  # the g block's is not used
+        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
+        g = tanh_gates[:, 2 * size:3 * size]
+        c_new = f * c + i * g
+        tanh_c = namespace(c_new).tanh(c_new)
+        return (o * tanh_c, c_new), (tanh_gates, c, tanh_c)
+
+    def step_back(self, record, grad_carry, recurrent):
+        tanh_gates, c, tanh_c = record
+        size, slope_scale = self.hidden_size, recurrent[1]
+        sigmoids = 0.5 * tanh_gates + 0.5
+        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
+        g = tanh_gates[:, 2 * size:3 * size]
+        grad_h, grad_c = grad_carry
+        grad_c = grad_c + grad_h * o * (1.0 - tanh_c * tanh_c)
+        # the slopes: sigmoid' = (1 - tanh(a / 2)^2) / 4, tanh' = 1 - tanh(a)^2
+        slopes = (1.0 - tanh_gates * tanh_gates) * slope_scale
+        grad_gates = namespace(c).concat([grad_c * g, grad_c * c, grad_c * i, grad_h * tanh_c],
+                                         axis=-1) * slopes
+        return grad_gates, None, (None, grad_c * f)
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit over sequences ``(N, T, input_size)``, outputs as :class:`LSTM`'s.
+
+    PyTorch's equations and layout: gates ``r, z, n`` stacked in that order in ``weight_ih``
+    ``(3 H, input_size)``, ``weight_hh`` ``(3 H, H)``, ``bias_ih`` and ``bias_hh`` ``(3 H,)``;
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` (the recurrent bias inside the reset
+    product), ``h' = (1 - z) * n + z * h``. ``initial_state`` as :class:`LSTM`'s, with the one
+    state ``h0``."""
+
+    gates = 3
+    states = ("h0",)
+
+    def step(self, projected, carry, recurrent):
+        (h,) = carry
+        size = self.hidden_size
+        weights, bias_hh = recurrent
+        hidden = h @ weights + bias_hh
+        reset_update = sigmoid(projected[:, :2 * size] + hidden[:, :2 * size])
+        r, z = reset_update[:, :size], reset_update[:, size:]
+        hidden_n = hidden[:, 2 * size:]
+        n = namespace(h).tanh(projected[:, 2 * size:] + r * hidden_n)
+        return (n + z * (h - n),), (r, z, n, hidden_n, h)
+
+    def step_back(self, record, grad_carry, recurrent):
+        r, z, n, hidden_n, h = record
+        (grad_h,) = grad_carry
+        xp = namespace(h)
+        grad_n = grad_h * (1.0 - z) * (1.0 - n * n)
+        grad_z = grad_h * (h - n) * z * (1.0 - z)
+        grad_r = grad_n * hidden_n * r * (1.0 - r)
+        return (xp.concat([grad_r, grad_z, grad_n], axis=-1),
+                xp.concat([grad_r, grad_z, grad_n * r], axis=-1), (grad_h * z,))
