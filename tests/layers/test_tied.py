@@ -108,8 +108,11 @@ def test_tied_transformer_holds_one_matrix_and_learns_eagerly_and_compiled(backe
                                rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_every_optimizer_updates_the_tied_matrix_once_with_the_summed_gradient(name, backend):
+# every optimizer eagerly; compiled (one parameter per array there) with and without state
+@pytest.mark.parametrize("name, compile", [(name, False) for name in sorted(OPTIMIZERS)]
+                         + [("sgd", True), ("adamw", True)])
+def test_every_optimizer_updates_the_tied_matrix_once_with_the_summed_gradient(name, compile,
+                                                                               backend):
     net, x, y = tied_transformer()
     reference = copy.deepcopy(net)  # the tie is kept: deepcopy copies the embedding once
     assert reference.layers[-1].embedding is reference.layers[0]
@@ -121,8 +124,12 @@ def test_every_optimizer_updates_the_tied_matrix_once_with_the_summed_gradient(n
     for layer, _ in slots:
         layer.grads = run.grads[id(layer)]
     OPTIMIZERS[name](0.01).step(slots)  # one update of each parameter, summed gradients
-    net.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0, compile=False,
-            optimizer=OPTIMIZERS[name](0.01))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)  # backends without a compiler
+        history = net.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0,
+                          compile=compile, optimizer=OPTIMIZERS[name](0.01))
+    compiler = backend.library.compiler
+    assert history.compiled == (compiler.name if compile and compiler else "eager")
     for (layer, param), (twin, _) in zip(parameter_slots(net.layers), slots):
         np.testing.assert_allclose(to_numpy(getattr(layer, param)),
                                    to_numpy(getattr(twin, param)), rtol=1e-9, atol=1e-12,
