@@ -6,8 +6,8 @@
 - one module per backend (:mod:`~portanet.backend.numpy`, ``array_api_strict``, ``torch``,
   ``jax``, ``cupy``) describing it, listed in :mod:`~portanet.backend.libraries`;
 - :mod:`~portanet.backend.ops`: hot-path helpers (the namespace of arrays, ``matmul``, ...);
-- :mod:`~portanet.backend.kernels`: convolution, pooling, embedding and attention, native
-  where the library has them;
+- :mod:`~portanet.backend.kernels`: convolution, pooling, embedding, attention and ReLU's
+  backward, native where the library has them;
 - :mod:`~portanet.backend.host`: transfers between the host (NumPy) and the backends;
 - :mod:`~portanet.backend.reading`: what users give as data, read as arrays;
 - :mod:`~portanet.backend.resources`: CPU cores, threads and memory shared with other processes;

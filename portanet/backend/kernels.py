@@ -1,5 +1,6 @@
-"""Kernels for what the array API lacks: 2-D convolution and max/average pooling (NCHW), the
-embedding lookup and scaled dot-product attention.
+"""Kernels for what the array API lacks, or does in more passes than a library's own operator:
+2-D convolution and max/average pooling (NCHW), the embedding lookup, scaled dot-product
+attention and ReLU's backward pass.
 
 Each kernel is a function of arrays that returns its output and ``backward``, a function of the
 gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
@@ -13,7 +14,8 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
   grad_table``;
 - ``attention(q, k, v, causal) -> (out, backward)``, ``softmax(q k^T / sqrt(d)) v`` for ``(N,
   heads, T, d)`` arrays (``causal``: query ``t`` attends to keys ``<= t``), ``backward(grad) ->
-  (grad_q, grad_k, grad_v)``.
+  (grad_q, grad_k, grad_v)``;
+- ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``.
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
@@ -247,9 +249,15 @@ def portable_attention(q, k, v, causal):
     return weights @ v, backward
 
 
+def portable_relu_backward(y, grad):
+    """``grad`` where ``y > 0``, else 0: a product with the mask (on NumPy several times faster
+    than ``where``)."""
+    return grad * namespace(grad).astype(y > 0, grad.dtype)
+
+
 PORTABLE = {"conv2d": portable_conv2d, "max_pool2d": portable_max_pool2d,
             "avg_pool2d": portable_avg_pool2d, "embedding": portable_embedding,
-            "attention": portable_attention}
+            "attention": portable_attention, "relu_backward": portable_relu_backward}
 _chosen: dict = {}  # (kernel name, array type) -> function: this sits on hot paths
 
 
@@ -304,3 +312,9 @@ def attention(q, k, v, causal):
                          f"positions, features), got {tuple(q.shape)}, {tuple(k.shape)}, "
                          f"{tuple(v.shape)}")
     return kernel("attention", q)(q, k, v, bool(causal))
+
+
+def relu_backward(y, grad):
+    """The gradient of ReLU's input from its output ``y`` and the gradient ``grad`` of the
+    output: ``grad`` where ``y > 0`` (where the input was), else 0."""
+    return kernel("relu_backward", grad)(y, grad)
