@@ -33,7 +33,7 @@ from array_api_compat import device
 
 from ..errors import ShapeError
 from .libraries import library_of
-from .ops import namespace, softmax, softmax_vjp
+from .ops import add_at, namespace, softmax, softmax_vjp
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -127,7 +127,7 @@ def portable_conv2d(x, weights, bias, stride, padding):
         planes = [xp.zeros((c, n, rows * width), dtype=grad.dtype, device=device(grad))
                   for _ in range(sh)]
         for k, (plane, index) in enumerate(offsets):
-            planes[plane] = xpx.at(planes[plane], (..., index)).add(grad_patches[:, k, ...])
+            planes[plane] = add_at(planes[plane], (..., index), grad_patches[:, k, ...])
         planes = [xp.reshape(plane, (c, n, rows, width)) for plane in planes]
         grad_padded = planes[0] if sh == 1 else xp.reshape(xp.stack(planes, axis=3),
                                                            (c, n, rows * sh, width))
@@ -170,8 +170,7 @@ def _pool_scatter(x, pool, stride, shares):
     tiles = stride == pool and all(size % p == 0 for size, p in zip(x.shape[2:], pool))
     grad = xp.empty_like(x) if tiles else xp.zeros_like(x)
     for index, share in zip(_pool_windows(x, pool, stride), shares):
-        at = xpx.at(grad, index)
-        grad = at.set(share) if disjoint else at.add(share)
+        grad = xpx.at(grad, index).set(share) if disjoint else add_at(grad, index, share)
     return grad
 
 
