@@ -22,13 +22,13 @@ class JaxJit(Compiler):
         return sys.modules["jax"].jit(function, donate_argnums=donate)
 
 
-def conv2d(x, weights, bias, stride, padding):
+def conv2d(x, weights, bias, stride, padding, dilation):
     """The convolution kernel (:mod:`portanet.backend.kernels`) by
     ``jax.lax.conv_general_dilated``, its gradients by ``jax.vjp``."""
     jax = sys.modules["jax"]
 
     def convolve(x, weights, bias):
-        out = jax.lax.conv_general_dilated(x, weights, stride, padding,
+        out = jax.lax.conv_general_dilated(x, weights, stride, padding, rhs_dilation=dilation,
                                            dimension_numbers=("NCHW", "OIHW", "NCHW"))
         return out + bias[:, None, None]
     out, vjp = jax.vjp(convolve, x, weights, bias)

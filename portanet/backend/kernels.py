@@ -5,9 +5,10 @@ attention and ReLU's backward pass.
 Each kernel is a function of arrays that returns its output and ``backward``, a function of the
 gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
 
-- ``conv2d(x, weights, bias, stride, padding) -> (out, backward)``, ``padding`` the zeros
-  ``((top, bottom), (left, right))`` around the image, ``backward(grad, need_input=True) ->
-  (grad_x or None, grad_weights, grad_bias)``;
+- ``conv2d(x, weights, bias, stride, padding, dilation) -> (out, backward)``, ``padding`` the
+  zeros ``((top, bottom), (left, right))`` around the image, ``dilation`` the pair of steps
+  between the image pixels a kernel's neighbouring weights meet, ``backward(grad,
+  need_input=True) -> (grad_x or None, grad_weights, grad_bias)``;
 - ``max_pool2d(x, pool, stride)``, ``avg_pool2d(x, pool, stride) -> (out, backward)``, windows
   without padding, ``backward(grad) -> grad_x``;
 - ``embedding(table, ids) -> (out, backward)``, rows ``ids`` of ``table``, ``backward(grad) ->
@@ -71,24 +72,30 @@ def _conv_layout(x, kernel_size, stride, padding):
             "top": top, "left": left, "keep": (min(h, rows * sh - top), keep_w)}
 
 
-def _conv_offsets(g, kernel_size, stride):
-    """``(plane, slice)`` of each kernel offset ``(i, j)``, in row-major order."""
-    (kh, kw), sh, sw = kernel_size, stride[0], stride[1]
+def _reach(kernel_size, dilation):
+    """The height and width of the image a dilated kernel's window covers."""
+    return tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation))
+
+
+def _conv_offsets(g, kernel_size, stride, dilation):
+    """``(plane, slice)`` of each kernel offset ``(i, j)``, in row-major order: it reads the
+    image at row ``i * dilation[0]``, column ``j * dilation[1]`` of each window."""
+    (kh, kw), sh, sw, (dh, dw) = kernel_size, stride[0], stride[1], dilation
     count = g["out"][0] * g["grid_w"]
-    return [(i % sh, slice(start, start + sw * (count - 1) + 1, sw))
+    return [(row % sh, slice(start, start + sw * (count - 1) + 1, sw))
             for i in range(kh) for j in range(kw)
-            for start in [(i // sh) * g["width"] + j]]
+            for row in [i * dh] for start in [(row // sh) * g["width"] + j * dw]]
 
 
-def portable_conv2d(x, weights, bias, stride, padding):
+def portable_conv2d(x, weights, bias, stride, padding, dilation):
     """2-D cross-correlation by patch extraction (strided slices) and one matrix product."""
     xp = namespace(x)
     n, c = x.shape[:2]
     out_channels, kernel_size = weights.shape[0], tuple(weights.shape[2:])
     kh, kw = kernel_size
     sh = stride[0]
-    g = _conv_layout(x, kernel_size, stride, padding)
-    offsets = _conv_offsets(g, kernel_size, stride)
+    g = _conv_layout(x, _reach(kernel_size, dilation), stride, padding)
+    offsets = _conv_offsets(g, kernel_size, stride, dilation)
     rows, width, (keep_h, keep_w) = g["rows"], g["width"], g["keep"]
     # Channels first, so the stacked patches reshape to (C*kh*kw, N*positions) for free.
     image = xp.permute_dims(x, (1, 0, 2, 3))[:, :, :keep_h, :keep_w]
@@ -272,15 +279,19 @@ def kernel(name, x):
         return found
 
 
-def conv2d(x, weights, bias, stride, padding):
+def conv2d(x, weights, bias, stride, padding, dilation=(1, 1)):
     """2-D cross-correlation of NCHW ``x`` with ``weights`` (out, in, kh, kw) plus ``bias``
     (out,), moved by ``stride`` (a pair) over the image padded by ``padding`` ((top, bottom),
-    (left, right)) zeros: ``(out, backward)``, see the module."""
-    _check(x, tuple(weights.shape[2:]), stride, padding)
+    (left, right)) zeros, the weights ``dilation`` (a pair) pixels apart: ``(out, backward)``,
+    see the module."""
+    if min(dilation) < 1:
+        raise ShapeError(f"dilations must be positive, got {dilation}")
+    _check(x, _reach(tuple(weights.shape[2:]), dilation), stride, padding)
     if x.shape[1] != weights.shape[1]:
         raise ShapeError(f"the weights of shape {tuple(weights.shape)} take {weights.shape[1]} "
                          f"input channels, the batch has {x.shape[1]}")
-    return kernel("conv2d", x)(x, weights, bias, tuple(stride), tuple(map(tuple, padding)))
+    return kernel("conv2d", x)(x, weights, bias, tuple(stride), tuple(map(tuple, padding)),
+                               tuple(dilation))
 
 
 def max_pool2d(x, pool, stride):

@@ -91,7 +91,7 @@ class TracedBySignature:
         return torch.compile(graph, fullgraph=True, dynamic=False, mode=mode), found["outputs"]
 
 
-def conv2d(x, weights, bias, stride, padding):
+def conv2d(x, weights, bias, stride, padding, dilation):
     """The convolution kernel (:mod:`portanet.backend.kernels`) by ``torch.nn.functional`` and
     ATen's ``convolution_backward``; uneven padding is added to the image first."""
     torch = sys.modules["torch"]
@@ -99,12 +99,12 @@ def conv2d(x, weights, bias, stride, padding):
     even = top == bottom and left == right
     image = x if even else torch.nn.functional.pad(x, (left, right, top, bottom))
     pad = (top, left) if even else (0, 0)
-    out = torch.nn.functional.conv2d(image, weights, bias, stride, pad)
+    out = torch.nn.functional.conv2d(image, weights, bias, stride, pad, dilation)
 
     def backward(grad_output, need_input=True):
         grad_image, grad_weights, grad_bias = torch.ops.aten.convolution_backward(
-            grad_output, image, weights, [weights.shape[0]], stride, pad, (1, 1), False, (0, 0),
-            1, [need_input, True, True])
+            grad_output, image, weights, [weights.shape[0]], stride, pad, dilation, False,
+            (0, 0), 1, [need_input, True, True])
         if need_input and not even:
             grad_image = grad_image[:, :, top:top + h, left:left + w]
         return grad_image, grad_weights, grad_bias

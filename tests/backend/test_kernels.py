@@ -12,14 +12,19 @@ NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attentio
           "jax": {"conv2d", "avg_pool2d", "embedding"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
-# (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right))
+# (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
+# dilation
 CONVOLUTIONS = {
-    "valid": ((3, 4), (7, 9), (3, 3), (1, 1), ((0, 0), (0, 0))),
-    "same": ((3, 4), (7, 9), (3, 3), (1, 1), ((1, 1), (1, 1))),
-    "same-stride-2-uneven": ((3, 4), (8, 10), (3, 3), (2, 2), ((0, 1), (0, 1))),
-    "valid-stride-2-odd": ((2, 5), (7, 9), (3, 2), (2, 2), ((0, 0), (0, 0))),
-    "tall-kernel-mixed-stride": ((3, 2), (9, 7), (5, 3), (2, 1), ((2, 2), (1, 1))),
-    "first-layer": ((1, 16), (9, 9), (3, 3), (2, 2), ((0, 0), (0, 0))),
+    "valid": ((3, 4), (7, 9), (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+    "same": ((3, 4), (7, 9), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    "same-stride-2-uneven": ((3, 4), (8, 10), (3, 3), (2, 2), ((0, 1), (0, 1)), (1, 1)),
+    "valid-stride-2-odd": ((2, 5), (7, 9), (3, 2), (2, 2), ((0, 0), (0, 0)), (1, 1)),
+    "tall-kernel-mixed-stride": ((3, 2), (9, 7), (5, 3), (2, 1), ((2, 2), (1, 1)), (1, 1)),
+    "first-layer": ((1, 16), (9, 9), (3, 3), (2, 2), ((0, 0), (0, 0)), (1, 1)),
+    "dilated-same": ((3, 4), (9, 11), (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2)),
+    "dilated-stride-uneven": ((2, 3), (10, 12), (2, 3), (2, 3), ((0, 1), (1, 2)), (3, 2)),
+    "dilated-first-layer": ((1, 8), (11, 11), (3, 2), (2, 2), ((0, 0), (0, 0)), (2, 4)),
+    "one-row-dilated": ((3, 4), (1, 13), (1, 3), (1, 2), ((0, 0), (2, 3)), (1, 3)),
 }
 # (height, width), pool, stride
 POOLS = {"tiled": ((8, 6), (2, 2), (2, 2)), "odd": ((7, 9), (2, 2), (2, 2)),
@@ -44,10 +49,43 @@ def assert_close(got, expected, dtype, label):
 
 
 def conv_inputs(backend, case, dtype):
-    (c_in, c_out), size, kernel, stride, padding = CONVOLUTIONS[case]
+    (c_in, c_out), size, kernel, stride, padding, dilation = CONVOLUTIONS[case]
     x = random(backend, (2, c_in, *size), dtype, 0)
     weights = random(backend, (c_out, c_in, *kernel), dtype, 1)
-    return x, weights, random(backend, (c_out,), dtype, 2), stride, padding
+    return x, weights, random(backend, (c_out,), dtype, 2), stride, padding, dilation
+
+
+def reference_conv2d(x, weights, bias, stride, padding, dilation):
+    """NumPy cross-correlation, one strided slice of the padded image per kernel offset."""
+    x = np.pad(x, ((0, 0), (0, 0), *padding))
+    (kh, kw), (sh, sw), (dh, dw) = weights.shape[2:], stride, dilation
+    out_h = (x.shape[2] - (kh - 1) * dh - 1) // sh + 1
+    out_w = (x.shape[3] - (kw - 1) * dw - 1) // sw + 1
+    out = np.zeros((x.shape[0], weights.shape[0], out_h, out_w)) + bias[:, None, None]
+    for i in range(kh):
+        for j in range(kw):
+            seen = x[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh,
+                     j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+            out += np.einsum("nchw,oc->nohw", seen, weights[:, :, i, j])
+    return out
+
+
+@pytest.mark.parametrize("case", CONVOLUTIONS)
+def test_conv2d_equals_a_numpy_reference_and_its_gradients_are_the_adjoints(backend, case):
+    """The output is the direct sum over kernel offsets; the convolution is linear in the
+    image and in the weights, so the gradients must satisfy ``<out - bias, g> = <x, grad_x> =
+    <weights, grad_weights>``, and the bias gradient sums ``g``."""
+    args = conv_inputs(backend, case, "float64")
+    x, weights, bias = map(to_numpy, args[:3])
+    out, backward = kernels.conv2d(*args)
+    expected = reference_conv2d(x, weights, bias, *args[3:])
+    np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-10, atol=1e-10)
+    grad = np.random.default_rng(3).normal(size=expected.shape)
+    grad_x, grad_weights, grad_bias = map(to_numpy, backward(backend.asarray(grad, "float64")))
+    product = np.sum((expected - bias[:, None, None]) * grad)
+    np.testing.assert_allclose(np.sum(x * grad_x), product, rtol=1e-10)
+    np.testing.assert_allclose(np.sum(weights * grad_weights), product, rtol=1e-10)
+    np.testing.assert_allclose(grad_bias, grad.sum(axis=(0, 2, 3)), rtol=1e-10)
 
 
 def test_each_backend_uses_its_native_kernels_and_the_portable_ones_elsewhere(backend):
@@ -184,10 +222,11 @@ def test_kernels_compile_with_the_backends_compiler(backend):
     reads) give what they give eagerly."""
     if backend.library.compiler is None:
         pytest.skip(f"{backend.name} has no compiler")
-    x, weights, bias, stride, padding = conv_inputs(backend, "same-stride-2-uneven", "float64")
+    x, weights, bias, stride, padding, dilation = conv_inputs(backend, "dilated-stride-uneven",
+                                                             "float64")
 
     def step(x, weights, bias):
-        out, conv_backward = kernels.conv2d(x, weights, bias, stride, padding)
+        out, conv_backward = kernels.conv2d(x, weights, bias, stride, padding, dilation)
         rectified = portanet.activations.relu(out)
         pooled, max_backward = kernels.max_pool2d(rectified, (2, 2), (1, 1))
         averaged, avg_backward = kernels.avg_pool2d(pooled, (2, 2), (1, 1))
@@ -225,6 +264,12 @@ def flatten(result):
      "take 3 input channels, the batch has 2"),
     (lambda b: kernels.conv2d(b.zeros((1, 3, 2, 4), "float32"), b.zeros((2, 3, 3, 3), "float32"),
                               b.zeros((2,), "float32"), (1, 1), ((0, 0), (0, 0))), "does not fit"),
+    (lambda b: kernels.conv2d(b.zeros((1, 3, 4, 4), "float32"), b.zeros((2, 3, 2, 2), "float32"),
+                              b.zeros((2,), "float32"), (1, 1), ((0, 0), (0, 0)), (1, 4)),
+     "a 2x5 window does not fit"),
+    (lambda b: kernels.conv2d(b.zeros((1, 3, 4, 4), "float32"), b.zeros((2, 3, 2, 2), "float32"),
+                              b.zeros((2,), "float32"), (1, 1), ((0, 0), (0, 0)), (0, 1)),
+     "dilations must be positive"),
     (lambda b: kernels.max_pool2d(b.zeros((1, 1, 4, 4), "float32"), (2, 2), (0, 1)), "positive"),
     (lambda b: kernels.avg_pool2d(b.zeros((1, 1, 4, 1), "float32"), (2, 2), (2, 2)),
      "does not fit"),
