@@ -7,14 +7,15 @@
 Each case trains (or runs) the same model three ways, from portanet's initial weights and with
 the same batch order on the same device: portanet on the chosen backend; PyTorch; and, where the
 backend has one, a plain reference written once against an array module (NumPy for ``numpy``,
-CuPy for ``cupy``): the floor for that backend. portanet trains with ``compile="auto"`` (the
-step compiled where the backend measured faster: jax.jit on JAX); ``--compare-compile`` adds
-portanet with ``compile=False`` ("eager") beside it, and the compiled/eager ratio. Epochs are
-interleaved across the implementations, so load from other processes hits them alike; a time is
-the median of the timed epochs after one warm-up epoch. Peak memory comes from a fresh child
-process per case and implementation (``--no-memory`` skips it): peak RSS on the CPU, the
-allocator's peak on a GPU. The cases are defined in cases.py, the implementations and their
-timing in runners.py.
+CuPy for ``cupy``): the floor for that backend. Where Keras 3 is importable, it runs the MLPs
+(batch above 1), the CNN and ``predict`` on JAX too (column "keras"; ``KERAS_BACKEND=jax``).
+portanet trains with ``compile="auto"`` (the step compiled where the backend measured faster:
+jax.jit on JAX); ``--compare-compile`` adds portanet with ``compile=False`` ("eager") beside
+it, and the compiled/eager ratio. Epochs are interleaved across the implementations, so load
+from other processes hits them alike; a time is the median of the timed epochs after one warm-up
+epoch. Peak memory comes from a fresh child process per case and implementation
+(``--no-memory`` skips it): peak RSS on the CPU, the allocator's peak on a GPU. The cases are
+defined in cases.py, the implementations and their timing in runners.py.
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ def fmt(value, digits=3):
 
 
 COLUMNS = (("case", 13), ("time per", 10), ("portanet", 9), ("torch", 9), ("reference", 9),
-           ("eager", 9), ("pn/torch", 8), ("pn/ref", 7), ("pn/eager", 8),
-           ("peak MB pn/torch/ref/eager", 27), ("final loss pn/torch/ref/eager", 30))
+           ("keras", 9), ("eager", 9), ("pn/torch", 8), ("pn/ref", 7), ("pn/keras", 8),
+           ("keras/torch", 11), ("pn/eager", 8), ("peak MB pn/torch/ref/keras/eager", 32),
+           ("final loss pn/torch/ref/keras/eager", 36))
 
 
 def table_row(cells):
@@ -176,10 +178,10 @@ def row_cells(case, entry):
             return entry["missing"].get(name, "—")
         return fmt(impls[name]["median"])
 
-    def ratio(name):
-        if impls.get(name) is None:
+    def ratio(name, over="portanet"):
+        if impls.get(name) is None or impls.get(over) is None:
             return "—"
-        return f"{impls['portanet']['median'] / impls[name]['median']:.2f}"
+        return f"{impls[over]['median'] / impls[name]['median']:.2f}"
 
     def memory(name):
         found = entry["memory"].get(name) or {}
@@ -192,8 +194,8 @@ def row_cells(case, entry):
 
     unit = "pass" if case.kind == "predict" else "epoch"
     return [case.name, f"{unit} (s)", time_of("portanet"), time_of("torch"),
-            time_of("reference"), time_of("eager"), ratio("torch"), ratio("reference"),
-            ratio("eager"),
+            time_of("reference"), time_of("keras"), time_of("eager"), ratio("torch"),
+            ratio("reference"), ratio("keras"), ratio("torch", "keras"), ratio("eager"),
             "/".join(memory(name) for name in IMPLS), "/".join(loss(name) for name in IMPLS)]
 
 
@@ -235,7 +237,7 @@ def measure(args, backend, on_gpu, images, notes):
             continue
         print(f"timing {name} ...", file=sys.stderr, flush=True)
         data = case_data(case, images, case.samples)
-        which = IMPLS if args.compare_compile else IMPLS[:-1]
+        which = [impl for impl in IMPLS if args.compare_compile or impl != "eager"]
         runs = make_runs(case, data, which, "cuda" if on_gpu else "cpu")
         impls = time_case(case, data, runs, args.repeats)
         del runs

@@ -14,7 +14,7 @@ import math
 
 from array_api_compat import device
 
-from .backend import is_array, namespace, softmax, softmax_vjp
+from .backend import is_array, kernels, namespace, softmax, softmax_vjp
 from .errors import InputError
 
 
@@ -166,8 +166,7 @@ GRADIENTS_FROM_OUTPUT = {
     "identity": lambda y, g: g,
     "tanh": lambda y, g: g * tanh_prime_from_output(y),
     "sigmoid": lambda y, g: g * sigmoid_prime_from_output(y),
-    # a product with the mask rather than ``where``: on NumPy several times faster
-    "relu": lambda y, g: g * namespace(g).astype(y > 0, g.dtype),
+    "relu": kernels.relu_backward,  # one pass on torch (ATen's threshold_backward)
     "leaky_relu": lambda y, g: namespace(g).where(y > 0, g, LEAKY_SLOPE * g),
     "softmax": softmax_vjp,
 }

@@ -6,8 +6,8 @@
 - one module per backend (:mod:`~portanet.backend.numpy`, ``array_api_strict``, ``torch``,
   ``jax``, ``cupy``) describing it, listed in :mod:`~portanet.backend.libraries`;
 - :mod:`~portanet.backend.ops`: hot-path helpers (the namespace of arrays, ``matmul``, ...);
-- :mod:`~portanet.backend.kernels`: convolution, pooling, embedding and attention, native
-  where the library has them;
+- :mod:`~portanet.backend.kernels`: convolution, pooling, embedding, attention and ReLU's
+  backward, native where the library has them;
 - :mod:`~portanet.backend.host`: transfers between the host (NumPy) and the backends;
 - :mod:`~portanet.backend.reading`: what users give as data, read as arrays;
 - :mod:`~portanet.backend.resources`: CPU cores, threads and memory shared with other processes;
@@ -26,6 +26,7 @@ from .host import (
 from .libraries import BACKENDS
 from .library import device_name
 from .ops import (
+    add_at,
     dtype_name,
     is_array,
     is_traced,
@@ -58,7 +59,8 @@ from .selection import (
 )
 
 __all__ = [
-    "BACKENDS", "Backend", "backend_name", "blas_threads", "cuda_buffer", "describe_backends",
+    "add_at", "BACKENDS", "Backend", "backend_name", "blas_threads", "cuda_buffer",
+    "describe_backends",
     "device_name", "dtype_name", "get_backend", "host_array", "host_array_view", "host_concat",
     "host_empty",
     "is_host_data", "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul",

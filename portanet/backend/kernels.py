@@ -1,7 +1,8 @@
-"""Kernels for what the array API lacks: 2-D convolution and max/average pooling (NCHW), the
-embedding lookup, scaled dot-product attention and a loop over time steps. The 1-D convolution
-and pooling (``conv1d``, ``max_pool1d``, ``avg_pool1d`` on ``(N, C, L)`` batches) are the 2-D
-kernels on images of one row.
+"""Kernels for what the array API lacks, or does in more passes than a library's own operator:
+2-D convolution and max/average pooling (NCHW), the embedding lookup, scaled dot-product
+attention, ReLU's backward pass and a loop over time steps. The 1-D convolution and pooling
+(``conv1d``, ``max_pool1d``, ``avg_pool1d`` on ``(N, C, L)`` batches) are the 2-D kernels on
+images of one row.
 
 Each kernel is a function of arrays that returns its output and ``backward``, a function of the
 gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
@@ -19,6 +20,7 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
   (grad_q, grad_k, grad_v)``;
 - ``scan(step, carry, xs, reverse=False) -> (carry, ys)``, the loop of recurrent layers (see
   :func:`scan`; no backward: the layers write theirs as a second scan).
+- ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``.
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
@@ -36,7 +38,7 @@ from array_api_compat import device
 
 from ..errors import ShapeError
 from .libraries import library_of
-from .ops import is_traced, namespace, softmax, softmax_vjp
+from .ops import add_at, is_traced, namespace, softmax, softmax_vjp
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -136,7 +138,7 @@ def portable_conv2d(x, weights, bias, stride, padding, dilation):
         planes = [xp.zeros((c, n, rows * width), dtype=grad.dtype, device=device(grad))
                   for _ in range(sh)]
         for k, (plane, index) in enumerate(offsets):
-            planes[plane] = xpx.at(planes[plane], (..., index)).add(grad_patches[:, k, ...])
+            planes[plane] = add_at(planes[plane], (..., index), grad_patches[:, k, ...])
         planes = [xp.reshape(plane, (c, n, rows, width)) for plane in planes]
         grad_padded = planes[0] if sh == 1 else xp.reshape(xp.stack(planes, axis=3),
                                                            (c, n, rows * sh, width))
@@ -179,8 +181,7 @@ def _pool_scatter(x, pool, stride, shares):
     tiles = stride == pool and all(size % p == 0 for size, p in zip(x.shape[2:], pool))
     grad = xp.empty_like(x) if tiles else xp.zeros_like(x)
     for index, share in zip(_pool_windows(x, pool, stride), shares):
-        at = xpx.at(grad, index)
-        grad = at.set(share) if disjoint else at.add(share)
+        grad = xpx.at(grad, index).set(share) if disjoint else add_at(grad, index, share)
     return grad
 
 
@@ -268,9 +269,16 @@ def portable_scan(step, carry, xs, reverse=False):
     return carry, tuple(xp.stack([y[k] for y in ys], axis=0) for k in range(len(ys[0])))
 
 
+def portable_relu_backward(y, grad):
+    """``grad`` where ``y > 0``, else 0: a product with the mask (on NumPy several times faster
+    than ``where``)."""
+    return grad * namespace(grad).astype(y > 0, grad.dtype)
+
+
 PORTABLE = {"conv2d": portable_conv2d, "max_pool2d": portable_max_pool2d,
             "avg_pool2d": portable_avg_pool2d, "embedding": portable_embedding,
-            "attention": portable_attention, "scan": portable_scan}
+            "attention": portable_attention, "scan": portable_scan,
+            "relu_backward": portable_relu_backward}
 _chosen: dict = {}  # (kernel name, array type) -> function: this sits on hot paths
 
 
@@ -387,3 +395,9 @@ def scan(step, carry, xs, reverse=False):
     compile ``step``, a new closure at each call, every time."""
     run = kernel("scan", xs[0]) if is_traced(xs[0]) else portable_scan
     return run(step, tuple(carry), tuple(xs), reverse)
+
+
+def relu_backward(y, grad):
+    """The gradient of ReLU's input from its output ``y`` and the gradient ``grad`` of the
+    output: ``grad`` where ``y > 0`` (where the input was), else 0."""
+    return kernel("relu_backward", grad)(y, grad)

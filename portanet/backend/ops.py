@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import array_api_compat
+import array_api_extra as xpx
 import numpy as np
 
 from .libraries import LIBRARIES
@@ -66,6 +67,18 @@ def sum_rows(x, keepdims=False, out=None):
         return np.add.reduce(x, axis=0, keepdims=keepdims,
                              out=out if writable(out, shape, x.dtype) else None)
     return namespace(x).sum(x, axis=0, keepdims=keepdims)
+
+
+def add_at(x, index, y):
+    """``x`` with ``y`` added to ``x[index]`` (a basic index: slices, integers, ellipsis), for an
+    ``x`` the caller made and may overwrite: on NumPy in place, one pass over the window
+    (``array_api_extra.at(...).add`` writes the sum back over it a second time); elsewhere
+    ``array_api_extra.at``, which copies where arrays are immutable (JAX)."""
+    if type(x) is np.ndarray:
+        window = x[index]
+        window += y
+        return x
+    return xpx.at(x, index).add(y)
 
 
 def writes_into(array) -> bool:

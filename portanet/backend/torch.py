@@ -157,13 +157,19 @@ def attention(q, k, v, causal):
     return out, vjp
 
 
+def relu_backward(y, grad):
+    """ReLU's backward by ATen's ``threshold_backward``: one pass (the portable mask product
+    takes three)."""
+    return sys.modules["torch"].ops.aten.threshold_backward(grad, y, 0)
+
+
 class Torch(Library):
     name = module = "torch"
     install = ("pip install 'portanet[torch]'  (CPU only: pip install torch --index-url "
                "https://download.pytorch.org/whl/cpu)")
     compiler = TorchCompile
     kernels = {"conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
-               "embedding": embedding, "attention": attention}
+               "embedding": embedding, "attention": attention, "relu_backward": relu_backward}
 
     def owns(self, x):
         return array_api_compat.is_torch_array(x)

@@ -7,7 +7,8 @@ import pytest
 import portanet
 from portanet.backend import kernels, to_numpy
 
-NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention"},
+NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
+                    "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
@@ -200,6 +201,22 @@ def test_causal_attention_only_looks_back(backend):
     assert np.all(np.abs(grad_v[:, :, :4]) > 0)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_relu_backward_passes_the_gradient_where_the_output_is_positive(backend, dtype):
+    """Zero outputs (ReLU's negative and zero inputs) stop the gradient; the native kernel
+    gives exactly the portable one's values."""
+    y = np.maximum(np.random.default_rng(0).normal(size=(3, 4, 5)), 0.0)
+    y[0, 0, :2] = 0.0
+    grad = np.random.default_rng(1).normal(size=y.shape)
+    got = kernels.relu_backward(backend.asarray(y, dtype), backend.asarray(grad, dtype))
+    assert got.dtype == backend.dtype(dtype)
+    expected = np.where(y > 0, grad, 0.0).astype(dtype)
+    np.testing.assert_array_equal(to_numpy(got), expected)
+    portable = kernels.portable_relu_backward(backend.asarray(y, dtype),
+                                              backend.asarray(grad, dtype))
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(portable))
+
+
 def test_kernels_compile_with_the_backends_compiler(backend):
     """Forward and backward of every kernel inside one compiled function (traced: no host
     reads) give what they give eagerly."""
@@ -210,9 +227,11 @@ def test_kernels_compile_with_the_backends_compiler(backend):
 
     def step(x, weights, bias):
         out, conv_backward = kernels.conv2d(x, weights, bias, stride, padding, dilation)
-        pooled, max_backward = kernels.max_pool2d(out, (2, 2), (1, 1))
+        rectified = portanet.activations.relu(out)
+        pooled, max_backward = kernels.max_pool2d(rectified, (2, 2), (1, 1))
         averaged, avg_backward = kernels.avg_pool2d(pooled, (2, 2), (1, 1))
-        return averaged, conv_backward(max_backward(avg_backward(averaged)))
+        grad = kernels.relu_backward(rectified, max_backward(avg_backward(averaged)))
+        return averaged, conv_backward(grad)
 
     compiled = backend.library.compiler().compile(step)
     for mine, theirs in zip(flatten(compiled(x, weights, bias)), flatten(step(x, weights, bias))):

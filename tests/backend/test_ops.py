@@ -6,6 +6,7 @@ from helpers import assert_backend_array
 
 import portanet
 from portanet.backend import (
+    add_at,
     is_traced,
     libraries,
     matmul,
@@ -45,6 +46,23 @@ def test_matmul_and_sum_rows_write_into_an_array_that_fits(backend):
             assert_backend_array(got, backend, "float64")
             np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-12)
             assert not np.any(to_numpy(other))
+
+
+def test_add_at_adds_into_a_strided_window(backend):
+    """Overlapping strided windows add up; on NumPy in place (the caller's own array)."""
+    base = np.arange(20, dtype=np.float64).reshape(2, 10)
+    x = backend.asarray(base.copy(), "float64")
+    for start in (0, 1):
+        y = np.full((2, 4), 10.0 ** start)
+        x = add_at(x, (..., slice(start, start + 7, 2)), backend.asarray(y, "float64"))
+    assert_backend_array(x, backend, "float64")
+    expected = base.copy()
+    expected[:, 0:7:2] += 1.0
+    expected[:, 1:8:2] += 10.0
+    np.testing.assert_array_equal(to_numpy(x), expected)
+    if backend.name == "numpy":
+        mine = backend.zeros((3,), "float64")
+        assert add_at(mine, (slice(0, 2),), backend.asarray(np.ones(2), "float64")) is mine
 
 
 def test_every_array_belongs_to_the_selected_backends_library(backend):
