@@ -164,6 +164,7 @@ class Torch(Library):
     compiler = TorchCompile
     kernels = {"conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
                "embedding": embedding, "attention": attention}
+    half_dtypes = ("bfloat16", "float16")
 
     def owns(self, x):
         return array_api_compat.is_torch_array(x)
