@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 import portanet as pn
-from portanet import ActivationLayer, FCLayer, InputError, LayerNorm, Network
+from portanet import (
+    ActivationLayer,
+    BatchNorm,
+    Dropout,
+    FCLayer,
+    InputError,
+    LayerNorm,
+    Network,
+)
 from portanet.backend import cast, softmax, to_numpy
 from portanet.layers.base import Pass
 from portanet.models import causal_transformer, tutorial_mlp
@@ -162,6 +170,25 @@ def test_mixed_bfloat16_ends_near_float32(backend, kind):
     first, last = results[None]
     assert last < 0.7 * first  # float32 learned: the comparison says something
     assert abs(results["mixed_bfloat16"][1] - last) <= LOSS_TOLERANCE * last
+
+
+def test_batch_norm_and_dropout_train_under_a_policy(backend):
+    if not supports(backend, "mixed_bfloat16"):
+        pytest.skip(f"{backend.name} has no bfloat16 dtype (the error: test above)")
+    pn.set_seed(5)
+    norm = BatchNorm(16)
+    net = Network([FCLayer(8, 16), norm, Dropout(0.2), ActivationLayer("relu"), FCLayer(16, 2)],
+                  precision="mixed_bfloat16")
+    net.use("mse")
+    x = np.random.default_rng(2).normal(size=(64, 8)).astype("float32")
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0], axis=1).astype("float32")
+    losses = net.fit(x, y, epochs=10, batch_size=16, optimizer="adam", learning_rate=0.01,
+                     verbose=0, compile=False).history["loss"]
+    assert losses[-1] < 0.7 * losses[0]
+    for name in ("running_mean", "running_var"):  # kept in float32, and updated
+        statistic = to_numpy(getattr(norm, name))
+        assert statistic.dtype == np.float32 and np.isfinite(statistic).all()
+        assert not np.allclose(statistic, 0.0 if name == "running_mean" else 1.0)
 
 
 def test_predict_and_evaluate_compute_under_the_policy_and_return_float32(backend):
