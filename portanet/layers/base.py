@@ -72,26 +72,28 @@ class Pass:
     def apply(self, layer, x):
         """``(output, backprop)`` of ``layer`` on ``x`` in this pass."""
         kind = _kind(type(layer))
-        if kind is not TUTORIAL:
-            run = layer.apply if kind is PURE else functools.partial(Layer.apply, layer)
+        if kind is PURE:
             state = self.states.get(id(layer), EMPTY)
-            if self.compute is None:
-                return run(state, x, self)
-            return self._in_precision(layer, run, state, x)
+            if self.compute is not None:
+                return self._in_precision(layer, state, x)
+            return layer.apply(state, x, self)
+        if kind is STATEFUL:
+            return Layer.apply(layer, self.states.get(id(layer), EMPTY), x, self)
         out = layer.forward_propagation(x)  # the tutorial's style: it updates itself
 
         def backprop(grad_output, need_input=True):
             return layer.backward_propagation(grad_output, self.learning_rate), EMPTY
         return out, backprop
 
-    def _in_precision(self, layer, run, state, x):
-        """``run(state, x, self)`` (``layer``'s apply) in the policy's dtype: ``layer``'s
-        parameters, buffers and input cast to :attr:`compute` (to float32 for a
-        ``full_precision`` layer), its output to :attr:`compute`; backward casts the gradients
-        back, the input's to the input's dtype. New buffer values keep their own dtype."""
+    def _in_precision(self, layer, state, x):
+        """``layer.apply`` in the policy's dtype: ``layer``'s parameters, buffers (``state``)
+        and input ``x`` cast to :attr:`compute` (to float32 for a ``full_precision`` layer), its
+        output to :attr:`compute`; backward casts the gradients back, the input's to the
+        input's dtype. New buffer values keep their own dtype. (Only layers written with
+        ``apply``: the stateful forms would keep the 16-bit copies on themselves.)"""
         dtype = "float32" if layer.full_precision else self.compute
         given = {name: cast(value, dtype) for name, value in state.items()}
-        out, backprop = run(given, cast(x, dtype), self)
+        out, backprop = layer.apply(given, cast(x, dtype), self)
         for name in layer.buffers:
             state[name] = cast(given[name], dtype_name(state[name]))
 

@@ -22,7 +22,7 @@ from ..backend import (
 from ..data.preprocessing import to_categorical
 from ..errors import InputError, ShapeError
 from ..layers.activation import ActivationLayer
-from ..layers.base import Pass, is_native, walk
+from ..layers.base import Pass, not_pure, walk
 
 ACTIVATION_FUNCTIONS = {pair[0] for pair in ACTIVATIONS.values()}
 
@@ -118,12 +118,12 @@ def check_ready(network, need_loss):
 
 def check_precision(network, backend):
     """InputError unless ``network``'s precision policy can run: on ``backend``, with float32
-    weights, every layer written with apply (or forward and backward)."""
+    weights, every layer written with apply."""
+    reason = not_pure(network.layers)
+    if reason is not None:
+        raise InputError(f"precision={network.precision!r} needs layers written with apply: "
+                         f"{reason}")
     for layer in walk(network.layers):
-        if not is_native(layer):
-            raise InputError(f"precision={network.precision!r} needs layers written with "
-                             f"apply (or forward and backward); {layer!r} updates its own "
-                             "weights (the tutorial's backward_propagation)")
         for name in layer.params + layer.buffers:
             if dtype_name(getattr(layer, name)) != "float32":
                 raise InputError(

@@ -12,6 +12,7 @@ from portanet import (
     Dropout,
     FCLayer,
     InputError,
+    Layer,
     LayerNorm,
     Network,
 )
@@ -93,7 +94,7 @@ def test_a_policy_keeps_float32_weights():
 
 
 @pytest.mark.backend_independent
-def test_tutorial_style_layers_are_refused():
+def test_layers_in_the_stateful_forms_are_refused():
     class SelfUpdating:
         def forward_propagation(self, x):
             return x
@@ -101,10 +102,20 @@ def test_tutorial_style_layers_are_refused():
         def backward_propagation(self, error, rate):
             return error
 
-    net = Network([FCLayer(2, 2), SelfUpdating()], precision="mixed_bfloat16")
-    net.use("mse")
-    with pytest.raises(InputError, match="needs layers written with apply"):
-        net.fit(np.zeros((4, 2)), np.zeros((4, 2)), verbose=0)
+    class Stateful(Layer):  # keeps its call on itself (and would keep 16-bit copies)
+        def forward(self, x, training=False):
+            return x
+
+        def backward(self, grad_output):
+            return grad_output
+
+    for layer in (SelfUpdating(), Stateful()):
+        net = Network([FCLayer(2, 2), layer], precision="mixed_bfloat16")
+        net.use("mse")
+        with pytest.raises(InputError, match="needs layers written with apply: .*"):
+            net.fit(np.zeros((4, 2)), np.zeros((4, 2)), verbose=0)
+        with pytest.raises(InputError, match="needs layers written with apply"):
+            net.predict(np.zeros((4, 2)))
 
 
 @pytest.mark.parametrize("name", list(POLICIES))
