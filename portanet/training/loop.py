@@ -291,7 +291,6 @@ class Loop:
         has batch hooks)."""
         network, optimizer, world, step = self.network, self.optimizer, self.world, self.step
         dtype = network.working_dtype()
-        noise_dtype = step.compute or dtype  # random draws in the dtype layers compute in
         # the sums of the epoch's batches (the step makes new ones)
         total = get_backend().asarray([0.0, 0.0] if self.accuracy else 0.0, dtype)
         seen, interrupted = 0, False
@@ -303,7 +302,7 @@ class Loop:
                     self.sample_shape = rows[0].shape[1:]
                 *new_state, total, interrupted = self.run_step(
                     *state, total, rows, hi - lo, optimizer.scalars(),
-                    step.draw(self.sample_shape, hi - lo, noise_dtype), (hi - lo) / (stop - start),
+                    step.draw(self.sample_shape, hi - lo, dtype), (hi - lo) / (stop - start),
                     lambda: self.stop_requested)
                 state[:] = new_state
                 optimizer.iterations += 1

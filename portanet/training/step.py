@@ -112,12 +112,14 @@ class TrainStep:
 
     def draw(self, sample_shape, rows, dtype):
         """This step's random draws for a batch of ``rows`` samples of ``sample_shape``,
-        drawn on the host in the order the layers run and moved to the backend."""
+        drawn on the host in the order the layers run and moved to the backend (in ``dtype``,
+        then in the dtype of a precision policy)."""
         if not self.random_layers:
             return []
-        return [get_backend().asarray(layer.draw((rows, *shape)), dtype)
-                for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
-                if layer.random]
+        draws = [get_backend().asarray(layer.draw((rows, *shape)), dtype)
+                 for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
+                 if layer.random]
+        return draws if self.compute is None else [cast(d, self.compute) for d in draws]
 
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
