@@ -61,7 +61,7 @@ def policy(name) -> Policy | None:
     dtype); InputError for any other value."""
     if name is None:
         return None
-    if name not in POLICIES:
+    if not isinstance(name, str) or name not in POLICIES:
         raise InputError(f"precision must be one of {', '.join(map(repr, POLICIES))} or None, "
                          f"got {name!r}")
     return POLICIES[name]

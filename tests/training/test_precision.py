@@ -69,7 +69,7 @@ def small_mlp(precision=None):
 
 # -- choosing a policy -----------------------------------------------------------------------
 @pytest.mark.backend_independent
-@pytest.mark.parametrize("name", ["float16", "bfloat16", "mixed", 16])
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "mixed", 16, ["mixed_float16"]])
 def test_an_unknown_policy_is_refused(name):
     with pytest.raises(InputError, match="precision must be one of 'mixed_bfloat16'"):
         Network(precision=name)
