@@ -117,4 +117,8 @@ def check_training(path, training):
             ("state", _is_list_of(str), "a list of parameter places such as '0/weights'")):
         _field(path, f"training.optimizer.{name}", optimizer.get(name, _MISSING), valid,
                expected)
+    _field(path, "training.optimizer.loss_scale", optimizer.get("loss_scale"),
+           lambda v: v is None or (isinstance(v, list) and len(v) == 3 and all(
+               _is(int, float)(x) and not isinstance(x, bool) for x in v)),
+           "null or [scale, good steps, skipped steps]")
     return training

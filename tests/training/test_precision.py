@@ -301,3 +301,19 @@ def test_saved_networks_keep_float32_weights_and_the_policy(backend, tmp_path, n
             loaded.predict(x)
         loaded.precision = None
         assert loaded.predict(x).dtype == np.float32
+
+
+def test_a_training_state_keeps_the_loss_scale(backend, tmp_path):
+    if not supports(backend, "mixed_float16"):
+        pytest.skip(f"{backend.name} has no float16 (the error: tests above)")
+    net, optimizer = small_mlp("mixed_float16"), Adam(0.01)
+    x = np.random.default_rng(4).normal(size=(16, 8)).astype("float32")
+    net.fit(x, np.full((16, 2), 1000.0, "float32"), epochs=2, batch_size=16,
+            optimizer=optimizer, verbose=0)
+    scale = to_numpy(optimizer.loss_scale).tolist()
+    assert scale[0] < LossScale.INITIAL and scale[2] >= 1  # it came down, skipping steps
+    path = pn.save_training(tmp_path / "state.npz", net, optimizer, 2)
+    _, restored, epoch = pn.load_training(path)
+    assert epoch == 2 and to_numpy(restored.loss_scale).tolist() == scale
+    pn.save_training(path, net, Adam(0.01), 0)  # no loss scale yet: none saved, none restored
+    assert pn.load_training(path)[1].loss_scale is None
