@@ -284,7 +284,9 @@ class Network:
         width = max([len(r[0]) for r in rows] + [5])
         lines = [f"{'layer':<{width}}  {'output shape':<16}{'params':>10}"]
         lines += [f"{name:<{width}}  {out:<16}{count:>10,}" for name, out, count in rows]
-        lines.append(f"total trainable parameters: {total:,}   dtype: {self.working_dtype()}")
+        precision = f"   precision: {self.precision}" if self.precision else ""
+        lines.append(f"total trainable parameters: {total:,}   dtype: {self.working_dtype()}"
+                     f"{precision}")
         print_fn("\n".join(lines))
 
     def save(self, path):

@@ -84,6 +84,15 @@ def test_a_16_bit_dtype_fails_at_once_pointing_to_the_policies():
 
 
 @pytest.mark.backend_independent
+def test_the_summary_names_the_policy():
+    lines = []
+    small_mlp("mixed_float16").summary(print_fn=lines.append)
+    assert lines[0].endswith("dtype: float32   precision: mixed_float16")
+    small_mlp().summary(print_fn=lines.append)
+    assert lines[1].endswith("dtype: float32")
+
+
+@pytest.mark.backend_independent
 def test_a_policy_keeps_float32_weights():
     with pytest.raises(InputError, match="keeps float32 weights"):
         Network(dtype="float64", precision="mixed_bfloat16")
