@@ -117,7 +117,8 @@ def size_pair(name: str, value) -> tuple:
 def float_dtype(name: str, value) -> str:
     """``value``, the name of a dtype portanet computes in: "float32" or "float64"."""
     if not isinstance(value, str) or value not in ("float32", "float64"):
-        raise InputError(f"{name} must be 'float32' or 'float64', got {value!r}: a network "
-                         "computes in one of them; a precision policy (float16 or bfloat16 "
-                         "compute with float32 weights) does not exist yet")
+        raise InputError(f"{name} must be 'float32' or 'float64', got {value!r}: weights are "
+                         "kept in one of them; for float16 or bfloat16 compute with float32 "
+                         "weights, give the network a precision policy, "
+                         "Network(..., precision='mixed_float16') or 'mixed_bfloat16'")
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from . import losses as losses_module
+from . import precision as precision_module
 from ._checks import float_dtype, function, sample_shape
 from .activations import softmax
 from .backend import dtype_name, get_backend, namespace, to_numpy
@@ -22,10 +23,12 @@ class Network:
     or "float64") casts every added layer's parameters; by default layers
     keep the dtype they were made with (float32 unless asked otherwise). ``scaler``, a fitted
     :class:`portanet.preprocessing.Scaler`, scales the inputs of fit, predict and evaluate
-    (give them raw data) and is saved with the network.
+    (give them raw data) and is saved with the network. ``precision`` ("mixed_bfloat16" or
+    "mixed_float16"; None: compute in the weights' dtype) is a precision policy: fit, predict
+    and evaluate compute in 16 bits, the weights stay float32 (see :mod:`portanet.precision`).
     """
 
-    def __init__(self, layers=None, *, dtype: str | None = None):
+    def __init__(self, layers=None, *, dtype: str | None = None, precision: str | None = None):
         if layers is not None and not isinstance(layers, (list, tuple)):
             hint = (f"give the dtype by name, Network(dtype={layers!r})"
                     if layers in ("float32", "float64") else
@@ -35,6 +38,10 @@ class Network:
         if dtype is not None:
             float_dtype("dtype", dtype)
         self.layers: list = []
+        self.precision = precision
+        if self.policy is not None and dtype not in (None, "float32"):
+            raise InputError(f"precision={precision!r} keeps float32 weights: give "
+                             f"dtype='float32' or leave dtype out, got {dtype!r}")
         self.loss = None
         self.loss_prime = None
         self.dtype = dtype
@@ -44,6 +51,15 @@ class Network:
         self.stop_training = False  # set by a callback to end fit (portanet.callbacks)
         for layer in layers or ():
             self.add(layer)
+
+    @property
+    def precision(self) -> str | None:
+        """The name of the precision policy, or None (see :mod:`portanet.precision`)."""
+        return None if self.policy is None else self.policy.name
+
+    @precision.setter
+    def precision(self, name):
+        self.policy = precision_module.policy(name)
 
     # -- building ---------------------------------------------------------------------------
     def add(self, layer):
@@ -269,7 +285,9 @@ class Network:
         width = max([len(r[0]) for r in rows] + [5])
         lines = [f"{'layer':<{width}}  {'output shape':<16}{'params':>10}"]
         lines += [f"{name:<{width}}  {out:<16}{count:>10,}" for name, out, count in rows]
-        lines.append(f"total trainable parameters: {total:,}   dtype: {self.working_dtype()}")
+        precision = f"   precision: {self.precision}" if self.precision else ""
+        lines.append(f"total trainable parameters: {total:,}   dtype: {self.working_dtype()}"
+                     f"{precision}")
         print_fn("\n".join(lines))
 
     def save(self, path):
@@ -302,7 +320,7 @@ def load_training(path, optimizer=None):
 
 def _assembled(path, header, layers, scaler) -> Network:
     """The network of the layers and scaler read from ``path``, as its ``header`` says."""
-    network = Network(dtype=header["dtype"])
+    network = Network(dtype=header["dtype"], precision=header.get("precision"))
     try:
         for layer in layers:
             network.add(layer)

@@ -94,6 +94,9 @@ class Optimizer:
         self.state = None  # per dtype group: a tuple of ``state_buffers`` flat arrays
         self.layout = None  # the parameters the state was made for
         self.restored = None  # {(id(layer), name): (layer, arrays)}, until the next step
+        # mixed_float16's dynamic loss scale, [scale, good steps, skipped steps], kept from
+        # one fit to the next (see portanet.precision.LossScale); None: not used yet
+        self.loss_scale = None
 
     def parameter_states(self):
         """``[((layer, name), arrays)]``: the state arrays (``state_buffers`` of them) of each

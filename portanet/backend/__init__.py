@@ -27,6 +27,7 @@ from .libraries import BACKENDS
 from .library import device_name
 from .ops import (
     add_at,
+    cast,
     dtype_name,
     is_array,
     is_traced,
@@ -59,10 +60,9 @@ from .selection import (
 )
 
 __all__ = [
-    "add_at", "BACKENDS", "Backend", "backend_name", "blas_threads", "cuda_buffer",
-    "describe_backends",
-    "device_name", "dtype_name", "get_backend", "host_array", "host_array_view", "host_concat",
-    "host_empty",
+    "add_at", "BACKENDS", "Backend", "backend_name", "blas_threads", "cast", "cuda_buffer",
+    "describe_backends", "device_name", "dtype_name", "get_backend", "host_array",
+    "host_array_view", "host_concat", "host_empty",
     "is_host_data", "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul",
     "namespace", "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "softmax",
     "softmax_vjp", "step_threads", "sum_rows", "take_rows", "to_numpy", "usable_cores",

@@ -13,6 +13,7 @@ from .library import Library, device_name
 class CuPy(Library):
     name = module = "cupy"
     install = "pip install 'portanet[cuda12]' or 'portanet[cuda13]' (match your CUDA version)"
+    half_dtypes = ("float16",)  # CuPy has no bfloat16
 
     def device(self, module, kind, index, text):
         if kind not in ("", "cuda", "gpu"):

@@ -74,6 +74,7 @@ class Jax(Library):
     # under jax.jit (transformer benchmark shapes, float32), and its softmax is float32 whatever
     # the inputs (1e-8 from the float64 portable one).
     kernels = {"conv2d": conv2d, "avg_pool2d": avg_pool2d, "embedding": embedding, "scan": scan}
+    half_dtypes = ("bfloat16", "float16")
 
     def load(self):
         # take GPU memory on demand, like torch and cupy, so processes can share a GPU

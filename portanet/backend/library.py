@@ -33,6 +33,7 @@ class Library:
     install = ""  # how to install it
     compiler = None  # a portanet.backend.compilers.Compiler class, where it has one
     kernels: dict = {}  # native kernels by name, where it has them (see portanet.backend.kernels)
+    half_dtypes: tuple = ()  # the 16-bit float dtypes a precision policy may compute in here
 
     def load(self):
         """Import the library, with portanet's settings for it."""

@@ -30,9 +30,26 @@ def is_array(value) -> bool:
     return hasattr(value, "shape") and hasattr(value, "dtype")
 
 
+FLOAT_NAMES = ("float64", "float32", "float16", "bfloat16")
+HALF = ("float16", "bfloat16")  # the 16-bit dtypes, whose sums are taken in float32
+
+
 def dtype_name(x) -> str:
-    """ "float64" or "float32": the floating dtype of array ``x``, by name."""
-    return "float64" if x.dtype == namespace(x).float64 else "float32"
+    """The floating dtype of array ``x`` by name: "float64", "float16", "bfloat16", else
+    "float32"."""
+    xp = namespace(x)
+    return next((name for name in FLOAT_NAMES if x.dtype == getattr(xp, name, None)),
+                "float32")
+
+
+def cast(x, name):
+    """Floating array ``x`` in the dtype named ``name`` (``x`` itself where it is in it
+    already); other arrays (integer ids) as they are."""
+    xp = namespace(x)
+    dtype = getattr(xp, name)
+    if x.dtype == dtype or not xp.isdtype(x.dtype, "real floating"):
+        return x
+    return xp.astype(x, dtype)
 
 
 def take_rows(x, rows):
@@ -95,16 +112,21 @@ def is_traced(array) -> bool:
 
 
 def softmax(x):
-    """Softmax over the last axis, shifted by the row maximum so large inputs stay finite."""
-    xp = namespace(x)
+    """Softmax over the last axis, shifted by the row maximum so large inputs stay finite;
+    16-bit inputs are computed in float32 (their sums would round), the result in their
+    dtype."""
+    name = dtype_name(x)
+    xp, x = namespace(x), cast(x, "float32") if name in HALF else x
     e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
     e /= xp.sum(e, axis=-1, keepdims=True)
-    return e
+    return cast(e, name)
 
 
 def softmax_vjp(s, g):
     """The Jacobian-vector product ``diag(s) g - s (s . g)`` of softmax output ``s``, without
-    building the Jacobian."""
-    product = g - namespace(g).sum(g * s, axis=-1, keepdims=True)
-    product *= s
-    return product
+    building the Jacobian (its row sums in float32 for 16-bit arrays)."""
+    name = dtype_name(g)
+    wide = (cast(s, "float32"), cast(g, "float32")) if name in HALF else (s, g)
+    product = wide[1] - namespace(g).sum(wide[1] * wide[0], axis=-1, keepdims=True)
+    product *= wide[0]
+    return cast(product, name)

@@ -170,6 +170,7 @@ class Torch(Library):
     compiler = TorchCompile
     kernels = {"conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
                "embedding": embedding, "attention": attention, "relu_backward": relu_backward}
+    half_dtypes = ("bfloat16", "float16")
 
     def owns(self, x):
         return array_api_compat.is_torch_array(x)

@@ -39,6 +39,7 @@ from ..data.preprocessing import Normalizer, to_categorical
 from ..errors import CompileWarning, InputError, InputWarning, PortanetError
 from ..metrics import classification_report
 from ..network import load
+from ..precision import POLICIES
 from ..saving.files import writable_file, write_atomically
 from ..saving.format import model_path, saved_path
 from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, describe_onnx, export_onnx, onnx_path
@@ -183,6 +184,7 @@ def _train(args, world):
     if class_names:
         metadata["class_names"] = list(class_names)
     network = spec.build(tuple(x_train.shape[1:]), classes)
+    network.precision = args.precision
     network.metadata = metadata
     network.scaler = Normalizer().fit(x_train)  # saved with the network, applied to every input
     if not args.quiet:
@@ -394,6 +396,9 @@ def build_parser():
     train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the training step (jax.jit on JAX); default: where it "
                             "measured faster, or as PORTANET_COMPILE says")
+    train.add_argument("--precision", choices=list(POLICIES),
+                       help="train in 16 bits with float32 weights (torch, JAX; see the "
+                            "training docs); default: float32")
     _backend_options(train)
     train.set_defaults(run=cmd_train)
 

@@ -15,7 +15,7 @@ import threading
 import types
 
 from .._checks import float_dtype
-from ..backend import dtype_name, get_backend, namespace, to_numpy
+from ..backend import cast, dtype_name, get_backend, namespace, to_numpy
 from ..errors import InputError, ShapeError
 
 EMPTY = types.MappingProxyType({})
@@ -39,22 +39,27 @@ class Pass:
     - ``learning_rate``: the rate at which tutorial-style layers update themselves.
     - ``grads``: ``{id(layer): {name: gradient}}``, filled by backward; a layer used at several
       places gets the sum.
+    - ``compute``: the dtype (by name) layers compute in under a precision policy (see
+      :mod:`portanet.precision`), or None: each layer is then given its state and input as
+      they are.
     """
 
-    __slots__ = ("states", "training", "draws", "places", "learning_rate", "grads")
+    __slots__ = ("states", "training", "draws", "places", "learning_rate", "grads", "compute")
 
-    def __init__(self, states, training=False, draws=None, places=EMPTY, learning_rate=None):
+    def __init__(self, states, training=False, draws=None, places=EMPTY, learning_rate=None,
+                 compute=None):
         self.states, self.training, self.places = states, training, places
         self.draws = None if draws is None else iter(draws)
         self.learning_rate = learning_rate
         self.grads = {}
+        self.compute = compute
 
     @classmethod
-    def of(cls, layers, training=False):
+    def of(cls, layers, training=False, compute=None):
         """A pass over ``layers`` with the arrays they hold now."""
         return cls({id(layer): {name: getattr(layer, name) for name in
                                 getattr(layer, "params", ()) + getattr(layer, "buffers", ())}
-                    for layer in with_references(layers)}, training)
+                    for layer in with_references(layers)}, training, compute=compute)
 
     def noise(self):
         """The next random draw of this pass, or None where layers draw for themselves."""
@@ -68,7 +73,10 @@ class Pass:
         """``(output, backprop)`` of ``layer`` on ``x`` in this pass."""
         kind = _kind(type(layer))
         if kind is PURE:
-            return layer.apply(self.states.get(id(layer), EMPTY), x, self)
+            state = self.states.get(id(layer), EMPTY)
+            if self.compute is not None:
+                return self._in_precision(layer, state, x)
+            return layer.apply(state, x, self)
         if kind is STATEFUL:
             return Layer.apply(layer, self.states.get(id(layer), EMPTY), x, self)
         out = layer.forward_propagation(x)  # the tutorial's style: it updates itself
@@ -76,6 +84,23 @@ class Pass:
         def backprop(grad_output, need_input=True):
             return layer.backward_propagation(grad_output, self.learning_rate), EMPTY
         return out, backprop
+
+    def _in_precision(self, layer, state, x):
+        """``layer.apply`` in the policy's dtype: ``layer``'s parameters, buffers (``state``)
+        and input ``x`` cast to :attr:`compute` (to float32 for a ``full_precision`` layer), its
+        output to :attr:`compute`; backward casts the gradients back, the input's to the
+        input's dtype. New buffer values keep their own dtype. (Only layers written with
+        ``apply``: the stateful forms would keep the 16-bit copies on themselves.)"""
+        dtype = "float32" if layer.full_precision else self.compute
+        given = {name: cast(value, dtype) for name, value in state.items()}
+        out, backprop = layer.apply(given, cast(x, dtype), self)
+        for name in layer.buffers:
+            state[name] = cast(given[name], dtype_name(state[name]))
+
+        def backprop_in_precision(grad_output, need_input=True):
+            grad_input, grads = backprop(cast(grad_output, dtype), need_input)
+            return (None if grad_input is None else cast(grad_input, dtype_name(x))), grads
+        return cast(out, self.compute), backprop_in_precision
 
     def output(self, layers, x):
         """``x`` through ``layers`` (nothing kept for a backward pass)."""
@@ -136,6 +161,7 @@ class Layer:
     references: tuple = ()  # other layers whose parameters this one uses (see TiedDense)
     input_shape: tuple[int, ...] | None = None  # per-sample input shape, where the layer fixes one
     random = False  # True for layers that use random draws in training (see ``draw``)
+    full_precision = False  # True: a precision policy runs it in float32 (normalisations)
 
     def __init__(self):
         self.grads = {}

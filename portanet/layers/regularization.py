@@ -65,6 +65,7 @@ class BatchNorm(Layer):
 
     params = ("gamma", "beta")
     buffers = ("running_mean", "running_var")
+    full_precision = True  # its statistics are sums: float32 under a precision policy
 
     def __init__(self, num_features, momentum=0.9, epsilon=1e-5, dtype="float32"):
         super().__init__()
@@ -133,6 +134,7 @@ class LayerNorm(Layer):
     each position's ``dim`` values, in training and inference alike."""
 
     params = ("gamma", "beta")
+    full_precision = True  # its statistics are sums: float32 under a precision policy
 
     def __init__(self, dim, epsilon=1e-5, dtype="float32"):
         super().__init__()

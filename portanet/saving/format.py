@@ -138,7 +138,8 @@ def describe(network) -> dict:
     loss = _name_of(network.loss, LOSSES, "loss") if network.loss is not None else None
     scaler = network.scaler.config() if network.scaler is not None else None
     return {"format": FORMAT, "version": VERSION, "dtype": network.working_dtype(),
-            "loss": loss, "layers": layers, "metadata": network.metadata, "scaler": scaler}
+            "precision": network.precision, "loss": loss, "layers": layers,
+            "metadata": network.metadata, "scaler": scaler}
 
 
 def model_path(path, what="the network") -> Path:

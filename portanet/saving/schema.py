@@ -4,11 +4,13 @@ does not have it is a ModelFileError naming the file and the field."""
 from __future__ import annotations
 
 from ..errors import ModelFileError
+from ..precision import POLICIES
 
 FORMAT = "portanet-network"
 TRAINING_FORMAT = "portanet-training-state"  # a network and how its training stood
 VERSION = 1
 DTYPES = ("float32", "float64")  # of a network
+PRECISIONS = (None, *POLICIES)  # a network's precision policy (None in files before them)
 REWRITE = ("the file is damaged or was not written by portanet: save the network again with "
            "net.save")
 
@@ -78,6 +80,8 @@ def check_header(path, header, kind=FORMAT):
                              "program, or by a newer portanet (upgrade portanet to read it)")
     _field(path, "dtype", header.get("dtype", _MISSING), lambda value: value in DTYPES,
            " or ".join(map(repr, DTYPES)))
+    _field(path, "precision", header.get("precision"), lambda value: value in PRECISIONS,
+           " or ".join(map(repr, PRECISIONS)))
     _field(path, "loss", header.get("loss", _MISSING), _is(str, type(None)),
            "the name of a loss, or null")
     _field(path, "metadata", header.get("metadata"), _is(dict, type(None)), "an object or null")
@@ -113,4 +117,8 @@ def check_training(path, training):
             ("state", _is_list_of(str), "a list of parameter places such as '0/weights'")):
         _field(path, f"training.optimizer.{name}", optimizer.get(name, _MISSING), valid,
                expected)
+    _field(path, "training.optimizer.loss_scale", optimizer.get("loss_scale"),
+           lambda v: v is None or (isinstance(v, list) and len(v) == 3 and all(
+               _is(int, float)(x) and not isinstance(x, bool) for x in v)),
+           "null or [scale, good steps, skipped steps]")
     return training

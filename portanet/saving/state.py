@@ -3,7 +3,8 @@
 A training state is a network file (:mod:`~portanet.saving.format`: the same description and
 weights, as ``.npz`` or ``.safetensors``, nothing pickled) whose format is
 "portanet-training-state" and whose description has a field "training": the epoch reached,
-the optimizer (its type, settings, step count and base learning rate) and the state of
+the optimizer (its type, settings, step count, base learning rate and, under
+mixed_float16, its loss scale) and the state of
 portanet's host random generator (every shuffle, dropout mask and augmentation draw comes from
 it). The optimizer's state arrays are stored per parameter, named
 ``optimizer/<layer key>/<weight name>/<index>``, whatever the layout of the steps that made
@@ -57,7 +58,9 @@ def save_training(path, network, optimizer, epoch) -> Path:
         "type": type(optimizer).__name__, "config": optimizer.config(),
         "schedule": optimizer.schedule is not None, "iterations": optimizer.iterations,
         "learning_rate": optimizer.learning_rate,
-        "current_learning_rate": optimizer.current_learning_rate, "state": places}}
+        "current_learning_rate": optimizer.current_learning_rate, "state": places,
+        "loss_scale": None if optimizer.loss_scale is None
+        else to_numpy(optimizer.loss_scale).tolist()}}
     return write(path, {**describe(network), "format": TRAINING_FORMAT, "training": training},
                  arrays, WHAT)
 
@@ -162,3 +165,5 @@ class TrainingState:
             states.append(((layer, name), tuple(
                 backend.asarray(self.moments[entry], dtype_name(param)) for entry in names)))
         optimizer.restore(saved["iterations"], saved["learning_rate"], states)
+        scale = saved.get("loss_scale")  # mixed_float16's (see portanet.precision.LossScale)
+        optimizer.loss_scale = None if scale is None else backend.asarray(scale, "float32")

@@ -21,7 +21,7 @@ MAKING = threading.RLock()  # threads that first predict at once make each funct
 def structure(network):
     """A key naming what a compiled step of ``network`` computes, or None unless every layer is
     a built-in one (with built-in activations), whose type, settings, shapes and places (a
-    layer used again names its first place) say it all."""
+    layer used again names its first place) say it all, with the precision policy."""
     parts, places = [], {}
     for index, layer in enumerate(walk(network.layers)):
         if not is_builtin(layer):
@@ -29,7 +29,7 @@ def structure(network):
         shapes = tuple((tuple(getattr(layer, name).shape), dtype_name(getattr(layer, name)))
                        for name in layer.params + layer.buffers)
         parts.append((type(layer), repr(layer), shapes, places.setdefault(id(layer), index)))
-    return tuple(parts)
+    return (network.policy, *parts)
 
 
 def own(network, key, make):

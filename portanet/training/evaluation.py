@@ -28,12 +28,14 @@ def predict_rows(network, rows, batch_size=None):
                       if shape is not None] + [math.prod(rows.shape[1:])])
         batch_size = max(1, PREDICT_VALUES // widest)
     compiler = compilers.choose(get_backend(), "auto", not_pure(network.layers))
-    inference = own(network, ("inference", compiler.name), lambda: Inference(network.layers))
+    policy = network.policy
+    inference = own(network, ("inference", compiler.name, policy),
+                    lambda: Inference(network.layers, policy))
     # compiled once for all networks alike: it depends only on the architecture and the
     # weights it is given
     run = cache_for(network, compiler)(
-        ("inference-run", compiler.name), lambda net: compilers.compiled(
-            compiler, Inference(net.layers), "the inference forward pass"))
+        ("inference-run", compiler.name, policy), lambda net: compilers.compiled(
+            compiler, Inference(net.layers, policy), "the inference forward pass"))
     weights = inference.weights()
     parts = [run(weights, rows[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
     return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)

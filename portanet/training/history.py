@@ -11,7 +11,9 @@ class History:
     runs of the step's Python code (every step when eager; once per batch shape when compiled);
     ``interrupted`` is True when Ctrl-C ended training early. ``stop_reason`` says why training
     ended ("completed", "interrupted (Ctrl-C)", "early stopping: ...") and ``stopped_epoch`` in
-    which epoch (the last one trained; 0 if none).
+    which epoch (the last one trained; 0 if none). Under ``precision="mixed_float16"``,
+    "skipped_steps" counts each epoch's steps skipped because their gradients overflowed and
+    "loss_scale" gives the loss scale at its end (see :mod:`portanet.precision`).
     """
 
     def __init__(self):

@@ -22,7 +22,7 @@ from ..backend import (
 from ..data.preprocessing import to_categorical
 from ..errors import InputError, ShapeError
 from ..layers.activation import ActivationLayer
-from ..layers.base import Pass, check_references, walk
+from ..layers.base import Pass, check_references, not_pure, walk
 
 ACTIVATION_FUNCTIONS = {pair[0] for pair in ACTIVATIONS.values()}
 
@@ -113,6 +113,25 @@ def check_ready(network, need_loss):
                     f"({device_name(array_device(value))}) but the selected backend is "
                     f"{backend}: move the network with net.to_backend(), or select its "
                     "backend again")
+    if network.policy is not None:
+        check_precision(network, backend)
+
+
+def check_precision(network, backend):
+    """InputError unless ``network``'s precision policy can run: on ``backend``, with float32
+    weights, every layer written with apply."""
+    reason = not_pure(network.layers)
+    if reason is not None:
+        raise InputError(f"precision={network.precision!r} needs layers written with apply: "
+                         f"{reason}")
+    for layer in walk(network.layers):
+        for name in layer.params + layer.buffers:
+            if dtype_name(getattr(layer, name)) != "float32":
+                raise InputError(
+                    f"precision={network.precision!r} keeps float32 master weights, but "
+                    f"{layer!r}.{name} is {dtype_name(getattr(layer, name))}: make the "
+                    "layers in float32 (layer.astype('float32'))")
+    network.policy.check(backend)
 
 
 def check_loss_fits_output(network):

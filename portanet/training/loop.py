@@ -31,6 +31,7 @@ from ..data.loaders import Loader, split
 from ..errors import InputError, TrainingError
 from ..layers.base import WEIGHTS_LOCK, not_pure
 from ..layers.parameters import ParameterLayout
+from ..precision import LossScale
 from . import feed, inputs
 from . import world as distributed_module
 from .cache import cache_for
@@ -219,8 +220,14 @@ class Loop:
         self.layout = ParameterLayout(parameter_slots(network.layers), flat)
         self.buffers = buffer_slots(network.layers)
         cached = cache_for(network, self.compiler)
+        policy = network.policy
+        self.loss_scaling = policy is not None and policy.loss_scaling
+        if self.loss_scaling and world.size > 1:
+            raise InputError(f"precision={policy.name!r} (loss scaling) does not train "
+                             "distributed yet: train it in one process, or use "
+                             "precision='mixed_bfloat16'")
         key = (self.compiler.name, optimizer.config_key(), network.loss, network.loss_prime,
-               accuracy, flat)
+               accuracy, flat, policy)
         self.step = cached(("train", *key), lambda net: TrainStep(
             with_loss_of(network, net), optimizer, accuracy, eager=eager, flat=flat))
         self.run_step = cached(("train-run", *key, world),
@@ -253,8 +260,11 @@ class Loop:
         values = {}  # the last epoch's
         traces = step.traces
         params = self.flatten([getattr(layer, name) for layer, name in self.layout.slots])
-        state = [params, [getattr(layer, name) for layer, name in self.buffers],
+        scaling = ([LossScale.initial() if optimizer.loss_scale is None
+                    else optimizer.loss_scale] if self.loss_scaling else [])
+        state = [params, [getattr(layer, name) for layer, name in self.buffers] + scaling,
                  optimizer.state_for(self.layout, params)]
+        self.skipped = int(to_numpy(scaling[0])[2]) if scaling else 0  # steps skipped before
         with self._interruptible():
             try:
                 for epoch in range(initial_epoch + 1, epochs + 1):
@@ -263,11 +273,14 @@ class Loop:
                     total, seen, interrupted = self._epoch(epoch, state, source, callbacks,
                                                            progress)
                     values = self._epoch_values(epoch, total, seen, validation)
+                    if self.loss_scaling:
+                        values.update(self._scaling_values(state))
                     history.record(epoch, values)
                     # "error=": the tutorial's line, which its readers compare against; the
                     # history calls it "loss", as Keras does
                     progress.message(f"epoch {epoch}/{epochs}   error={values['loss']:f}" + "".join(
-                        f"   {k}={v:f}" for k, v in values.items() if k != "loss"))
+                        f"   {k}={v:f}" if isinstance(v, float) else f"   {k}={v}"
+                        for k, v in values.items() if k != "loss"))
                     history.stopped_epoch = epoch
                     callbacks.on_epoch_end(epoch, dict(values))
                     if self._ends_after(epoch, interrupted, seen, source.samples, history,
@@ -364,6 +377,16 @@ class Loop:
             for (layer, name), value in zip(self.buffers, buffers):
                 setattr(layer, name, value)
         self.optimizer.state = optimizer_state
+        if self.loss_scaling:  # the buffers end with it
+            self.optimizer.loss_scale = buffers[-1]
+
+    def _scaling_values(self, state):
+        """The epoch's "skipped_steps" (their gradients overflowed: not applied) and the
+        "loss_scale" at its end, from the :class:`LossScale` state ending ``state``'s
+        buffers."""
+        scale, _, skipped = (float(v) for v in to_numpy(state[1][-1]))
+        count, self.skipped = int(skipped) - self.skipped, int(skipped)
+        return {"skipped_steps": count, "loss_scale": scale}
 
     def _epoch_values(self, epoch, total, seen, validation):
         world = self.world

@@ -12,7 +12,7 @@ buffers), so callers always continue from the results.
 from __future__ import annotations
 
 from .. import losses as losses_module
-from ..backend import get_backend, namespace, take_rows, writes_into
+from ..backend import cast, dtype_name, get_backend, namespace, take_rows, writes_into
 from ..errors import InputError
 from ..layers.base import (
     EMPTY,
@@ -27,6 +27,7 @@ from ..layers.base import (
 )
 from ..layers.parameters import ParameterLayout
 from ..metrics import accuracy
+from ..precision import LossScale
 
 
 def slots(layers, names=weight_names):
@@ -81,10 +82,18 @@ class TrainStep:
     into a flat gradient buffer the step keeps from call to call (see :class:`EagerPlaces`).
     ``traces`` counts how many times the Python body ran: every step when eager, once per batch
     shape when compiled.
+
+    Under the network's precision policy (:mod:`portanet.precision`) the layers compute in
+    its dtype (:attr:`compute`), the loss in float32 and the gradients come out float32. With
+    loss scaling, ``buffers`` ends with the :class:`LossScale` state: :meth:`whole` scales
+    the loss by it, skips the update where the gradients overflowed and gives the new state.
     """
 
     def __init__(self, network, optimizer, accuracy=False, eager=False, flat=True):
-        self.eager, self.flat = eager, flat
+        policy = network.policy
+        self.compute = None if policy is None else policy.compute
+        self.loss_scaling = policy is not None and policy.loss_scaling
+        self.eager, self.flat = eager and policy is None, flat  # no gradient places in 16 bits
         self.optimizer = optimizer
         self.loss_with_prime = losses_module.with_prime(network.loss, network.loss_prime)
         self.accuracy = accuracy  # sums also count the batch's correctly classified samples
@@ -103,12 +112,14 @@ class TrainStep:
 
     def draw(self, sample_shape, rows, dtype):
         """This step's random draws for a batch of ``rows`` samples of ``sample_shape``,
-        drawn on the host in the order the layers run and moved to the backend."""
+        drawn on the host in the order the layers run and moved to the backend (in ``dtype``,
+        then in the dtype of a precision policy)."""
         if not self.random_layers:
             return []
-        return [get_backend().asarray(layer.draw((rows, *shape)), dtype)
-                for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
-                if layer.random]
+        draws = [get_backend().asarray(layer.draw((rows, *shape)), dtype)
+                 for layer, _, shape in walk_shapes(self.layers, tuple(sample_shape))
+                 if layer.random]
+        return draws if self.compute is None else [cast(d, self.compute) for d in draws]
 
     def gradients(self, params, buffers, batch, share, noise):
         self.traces += 1
@@ -123,32 +134,37 @@ class TrainStep:
         pieces = self.layout.split(params) if places is None else places.pieces
         run = Pass(states(self._keys, pieces, buffers), True,
                    noise if self.draws_ahead else None,
-                   EMPTY if places is None else places.places, self.optimizer.learning_rate)
+                   EMPTY if places is None else places.places, self.optimizer.learning_rate,
+                   self.compute)
         out, backprop = run.chain(self.layers, x, self.first)
+        if self.compute is not None:
+            out = cast(out, "float32")  # the loss and its sums in float32
         loss, grad = self.loss_with_prime(y, out)
         if share is not None:
             grad = grad * share
-        backprop(grad, need_input=False)
-        grads = self._gradients_of(run)
+        backprop(grad if self.compute is None else cast(grad, self.compute), need_input=False)
+        grads = self._gradients_of(run, pieces)
         grads = (self.layout.flatten_gradients(grads) if places is None
                  else places.gathered(grads))
         new_buffers = [run.states[key][name] for key, name in self._keys[1]]
+        new_buffers += buffers[len(new_buffers):]  # the loss scale's state, passed on
         sums = loss * x.shape[0]
         if self.accuracy:
             xp = namespace(out)
             sums = xp.stack([sums, xp.astype(accuracy(y, out), sums.dtype) * x.shape[0]])
         return grads, new_buffers, sums
 
-    def _gradients_of(self, run):
-        """Each slot's gradient from the pass ``run``; InputError naming a parameter that its
-        layer left no gradient for."""
+    def _gradients_of(self, run, params):
+        """Each slot's gradient from the pass ``run``, in the dtype of its parameter (one of
+        ``params``, one per slot); InputError naming a parameter that its layer left no
+        gradient for."""
         grads = []
-        for (key, name), (layer, _) in zip(self._keys[0], self.layout.slots):
+        for (key, name), (layer, _), param in zip(self._keys[0], self.layout.slots, params):
             grad = run.grads.get(key, EMPTY).get(name)
             if grad is None:
                 raise InputError(f"{layer!r} left no gradient for its parameter {name!r}: its "
                                  "backward must give one for every name in params")
-            grads.append(grad)
+            grads.append(grad if self.compute is None else cast(grad, dtype_name(param)))
         return grads
 
     def _eager_places(self, params):
@@ -167,10 +183,20 @@ class TrainStep:
     def whole(self, params, buffers, optimizer_state, total, batch, scalars, noise,
               gradients=None):
         """``(params, buffers, optimizer_state, total + the batch's sums)`` after one step on
-        ``batch``, its gradients from ``gradients`` (default :meth:`gradients`)."""
-        grads, buffers, sums = (gradients or self.gradients)(params, buffers, batch, None, noise)
+        ``batch``, its gradients from ``gradients`` (default :meth:`gradients`). With loss
+        scaling the loss is scaled by the last buffer's scale, and an update whose gradients
+        overflowed is skipped (see :class:`LossScale`)."""
+        scale = buffers[-1] if self.loss_scaling else None
+        grads, buffers, sums = (gradients or self.gradients)(
+            params, buffers, batch, None if scale is None else scale[0], noise)
         self.traces -= 1  # one step, one trace
+        if scale is not None:
+            grads, finite = LossScale.unscaled(grads, scale)
+            kept = copies(params), [copies(group) for group in optimizer_state]
         params, optimizer_state = self.update(params, grads, optimizer_state, scalars)
+        if scale is not None:
+            params, optimizer_state = LossScale.chosen(finite, (params, optimizer_state), kept)
+            buffers = [*buffers[:-1], LossScale.next(scale, finite)]
         return params, buffers, optimizer_state, total + sums
 
 
@@ -254,6 +280,11 @@ def select(batch):
     return take_rows(x, rows), take_rows(y, rows)
 
 
+def copies(arrays):
+    """Copies of ``arrays`` (a list or tuple), of the same kind."""
+    return type(arrays)(namespace(array).asarray(array, copy=True) for array in arrays)
+
+
 def zeros_like_all(arrays):
     """Zeros shaped like each of ``arrays``."""
     return [namespace(array).zeros_like(array) for array in arrays]
@@ -262,10 +293,12 @@ def zeros_like_all(arrays):
 class Inference:
     """The inference forward pass of ``layers`` as a pure function
     ``(weights, x) -> output``, ``weights`` being every parameter and buffer in layer order
-    (:meth:`weights` reads them from the layers)."""
+    (:meth:`weights` reads them from the layers). Under a precision ``policy`` the layers
+    compute in its dtype and the output is float32."""
 
-    def __init__(self, layers):
+    def __init__(self, layers, policy=None):
         self.layers = list(layers)
+        self.compute = None if policy is None else policy.compute
         self.slots = slots(self.layers)
         self._keys = keyed(self.slots)
         self.traces = 0
@@ -278,4 +311,5 @@ class Inference:
 
     def __call__(self, weights, x):
         self.traces += 1
-        return Pass(states([self._keys], weights)).output(self.layers, x)
+        out = Pass(states([self._keys], weights), compute=self.compute).output(self.layers, x)
+        return out if self.compute is None else cast(out, "float32")

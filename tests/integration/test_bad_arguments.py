@@ -30,6 +30,9 @@ def net():
 CASES = [
  ("Network(layers=5)", lambda: pn.Network(5), "layers"),
  ("Network(dtype=float16)", lambda: pn.Network(dtype="float16"), "dtype"),
+ ("Network(precision=float16)", lambda: pn.Network(precision="float16"), "precision"),
+ ("Network(precision=, dtype=float64)",
+  lambda: pn.Network(dtype="float64", precision="mixed_bfloat16"), "float32"),
  ("add(5)", lambda: pn.Network().add(5), "layer"),
  ("use(5)", lambda: pn.Network().use(5), "loss"),
  ("fit epochs=-1", lambda: net().fit(X, Y, -1), "epochs"),

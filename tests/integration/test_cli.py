@@ -183,6 +183,18 @@ def test_train_compile_flags(backend, capsys):
                                     "backend has no compiler; running eagerly\n")
 
 
+def test_train_with_a_precision_policy(backend, capsys, tmp_path):
+    model = tmp_path / "mixed.npz"
+    argv = ["train", "--epochs", "1", "--limit", "200", "--batch-size", "36", "--quiet",
+            "--backend", backend.name, "--precision", "mixed_bfloat16", "--save", str(model)]
+    if "bfloat16" not in backend.library.half_dtypes:
+        assert main(argv) == 2
+        assert "does not support" in capsys.readouterr().err
+        return
+    assert main(argv) == 0
+    assert portanet.load(model).precision == "mixed_bfloat16"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX signals")
 @pytest.mark.backend_independent  # the signal, the exit code and the saving are host-side; the
 # loop's stop after the batch is tested on every backend (test_network.py)

@@ -443,8 +443,8 @@ def test_tiny_cnn_trains():
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int32", np.float32])
 def test_dtypes_other_than_float32_and_float64_are_refused_where_given(dtype):
-    refused = (r"dtype must be 'float32' or 'float64', got .*: a network computes in one of them; "
-               r"a precision policy .* does not exist yet")
+    refused = (r"dtype must be 'float32' or 'float64', got .*: weights are kept in one of them; "
+               r"for float16 or bfloat16 compute .* precision='mixed_float16'")
     layer = FCLayer(2, 3)
     with pytest.raises(InputError, match=refused):
         layer.astype(dtype)
