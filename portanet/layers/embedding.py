@@ -5,7 +5,17 @@ from array_api_compat import device
 
 from .. import initializers
 from .._checks import boolean, integer
-from ..backend import get_backend, is_traced, kernels, matmul, namespace, rng, sum_rows
+from ..backend import (
+    cast,
+    dtype_name,
+    get_backend,
+    is_traced,
+    kernels,
+    matmul,
+    namespace,
+    rng,
+    sum_rows,
+)
 from ..errors import InputError, ShapeError
 from .base import EMPTY, Layer
 
@@ -143,7 +153,8 @@ class TiedDense(Layer):
         if tied is None:
             raise InputError(f"{self!r} is tied to an Embedding that is not in this network: add "
                              "that Embedding before it")
-        weights = tied["weights"]  # (vocabulary, dim)
+        # (vocabulary, dim), in the dtype of the pass (16 bits under a precision policy)
+        weights = cast(tied["weights"], dtype_name(x))
         xp = namespace(x)
         out = x @ xp.matrix_transpose(weights)
         if self.has_bias:

@@ -52,8 +52,11 @@ def model(kind, precision):
     pn.set_seed(7)
     if kind == "tutorial-mlp":
         net, optimizer, batch, data = tutorial_mlp((16,), 4), SGD(0.1), 16, mlp_data()
-    else:
-        net = causal_transformer(11, 6, width=16, heads=2, blocks=1)
+    else:  # sequence models: a transformer (tied: its output projection is the embedding's)
+        net = (Network([pn.Embedding(11, 16), pn.LSTM(16, 16, return_sequences=True),
+                        pn.Dense(16, 11)]) if kind == "lstm"
+               else causal_transformer(11, 6, width=16, heads=2, blocks=1,
+                                       tie_embeddings=kind == "tied-transformer"))
         net.use("sparse_softmax_crossentropy")
         net, optimizer, batch, data = net, Adam(3e-3), 8, sequence_data()
     net.precision = precision
@@ -170,7 +173,7 @@ def test_layer_norm_runs_in_float32_under_a_policy(backend):
 
 
 # -- training ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["tutorial-mlp", "transformer"])
+@pytest.mark.parametrize("kind", ["tutorial-mlp", "transformer", "tied-transformer", "lstm"])
 def test_mixed_bfloat16_ends_near_float32(backend, kind):
     if not supports(backend, "mixed_bfloat16"):
         with pytest.raises(InputError, match="does not support"):
