@@ -72,16 +72,18 @@ class Recurrent(Layer):
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
         weight_ih, weight_hh = state["weight_ih"], state["weight_hh"]
-        projected, recurrent = self.prepare(state, x)
+        steps, n = x.shape[1], x.shape[0]
+        # time on the first axis: (T N, input_size), then (T, N, ...)
+        time_major_x = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))
+        projected, recurrent = self.prepare(state, time_major_x)
         start = self.initial(state, x)
 
         def forward(carry, inputs):
             carry, record = self.step(inputs[0], carry, recurrent)
             return carry, (carry[0], *record)
 
-        # time on the first axis: (T, N, ...)
-        last, (hidden, *records) = kernels.scan(forward, start,
-                                                (xp.permute_dims(projected, (1, 0, 2)),))
+        last, (hidden, *records) = kernels.scan(
+            forward, start, (xp.reshape(projected, (steps, n, self.gates * self.hidden_size)),))
         out = xp.permute_dims(hidden, (1, 0, 2)) if self.return_sequences else last[0]
 
         def backward(grad_carry, inputs):
@@ -106,7 +108,6 @@ class Recurrent(Layer):
             flat_in = xp.reshape(grad_in, (-1, rows))  # (T N, gates * hidden)
             flat_rec = xp.reshape(grad_rec[0], (-1, rows)) if grad_rec else flat_in
             previous = xp.concat([start[0][None, ...], hidden[:-1, ...]], axis=0)
-            time_major_x = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))
             grads = {
                 "weight_ih": matmul(flat_in.T, time_major_x, run.place(self, "weight_ih")),
                 "weight_hh": matmul(flat_rec.T, xp.reshape(previous, (-1, self.hidden_size)),
@@ -121,9 +122,10 @@ class Recurrent(Layer):
         return out, backprop
 
     def prepare(self, state, x):
-        """``(projected, recurrent)``: every time step's input projection ``(N, T, gates *
-        hidden)`` in one matmul, and what :meth:`step` needs of the recurrent weights."""
-        return x @ state["weight_ih"].T + state["bias_ih"], (state["weight_hh"].T,
+        """``(projected, recurrent)``: the input projection ``(T N, gates * hidden)`` of every
+        time step of ``x`` ``(T N, input_size)`` (time major) in one matmul, and what
+        :meth:`step` needs of the recurrent weights."""
+        return x @ state["weight_ih"].T + state["bias_ih"], (_row_major(state["weight_hh"].T),
                                                              state["bias_hh"])
 
     def step(self, projected, carry, recurrent):
@@ -142,6 +144,12 @@ class Recurrent(Layer):
     def config(self):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "return_sequences": self.return_sequences, "initial_state": self.initial_state}
+
+
+def _row_major(matrix):
+    """``matrix`` copied row by row (a transposed view is slower to multiply by per step)."""
+    xp = namespace(matrix)
+    return xp.reshape(xp.reshape(matrix, (-1,)), matrix.shape)
 
 
 def _torch_uniform(shape, fan_in, hidden_size):
@@ -176,7 +184,7 @@ class LSTM(Recurrent):
         scale = xp.concat([half, half, xp.ones_like(half), half])
         weight_ih = state["weight_ih"] * scale[:, None]
         projected = x @ weight_ih.T + (state["bias_ih"] + state["bias_hh"]) * scale
-        return projected, ((state["weight_hh"] * scale[:, None]).T, scale * scale)
+        return projected, (_row_major((state["weight_hh"] * scale[:, None]).T), scale * scale)
 
     def step(self, projected, carry, recurrent):
         h, c = carry
