@@ -27,7 +27,9 @@ def transformer_weights(net):
 
 def torch_transformer(torch, weights, heads):
     """``causal_transformer`` with ``heads`` heads in torch.nn, from ``weights`` (its
-    :func:`transformer_weights`); the sizes come from the weights' shapes."""
+    :func:`transformer_weights`); the sizes come from the weights' shapes. Without weights of
+    the last layer (``tie_embeddings=True``: a :class:`TiedDense`), the scores are the
+    embedding's matrix, one ``nn.Parameter`` used twice, with no bias (as nanoGPT)."""
     nn = torch.nn
     vocabulary, dim = weights["0.weights"].shape
     context = weights["1.weights"].shape[0]
@@ -66,7 +68,12 @@ def torch_transformer(torch, weights, heads):
                     norm(f"{mlp}.0.0"), linear(f"{mlp}.0.1", dim, 4 * dim),
                     nn.GELU(approximate="tanh"), linear(f"{mlp}.0.3", 4 * dim, dim)))
             last = 2 + 2 * blocks
-            self.head = nn.Sequential(norm(f"{last}"), linear(f"{last + 1}", dim, vocabulary))
+            if f"{last + 1}.weights" in weights:
+                scores = linear(f"{last + 1}", dim, vocabulary)
+            else:
+                scores = nn.Linear(dim, vocabulary, bias=False)
+                scores.weight = self.embedding.weight  # tied
+            self.head = nn.Sequential(norm(f"{last}"), scores)
             self.register_buffer("mask", torch.triu(torch.ones(context, context,
                                                                dtype=torch.bool), 1))
 

@@ -4,7 +4,9 @@ reloaded tied; bad ties are portanet errors."""
 
 import copy
 import json
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +29,12 @@ from portanet.backend import to_numpy
 from portanet.layers import Pass
 from portanet.losses import with_prime
 from portanet.models import causal_transformer
-from portanet.optimizers import OPTIMIZERS
+from portanet.optimizers import OPTIMIZERS, Adam
 from portanet.testing import assert_gradient_close, check_layer, numeric_gradient
 from portanet.training.step import parameter_slots
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from torch_models import cross_entropy, torch_transformer, transformer_weights  # noqa: E402
 
 RNG = np.random.default_rng(3)
 
@@ -106,6 +111,49 @@ def test_tied_transformer_holds_one_matrix_and_learns_eagerly_and_compiled(backe
     np.testing.assert_allclose(histories[1].history["loss"], losses, rtol=1e-9)
     np.testing.assert_allclose(to_numpy(nets[1].layers[0].weights), to_numpy(embedding.weights),
                                rtol=1e-8, atol=1e-10)
+
+
+def test_tied_transformer_trains_as_its_pytorch_twin_in_float64(backend):
+    """Three steps of Adam with clipping on the tied transformer and on its torch.nn twin (one
+    nn.Parameter as embedding and output matrix) from the same weights: every loss and, after
+    the steps, the parameters agree to 1e-10 relative. The twin clips as portanet does, by
+    ``clip / max(norm, clip)``: PyTorch's clip_grad_norm_ divides by the norm plus 1e-6, which
+    alone makes the losses differ by 2e-10 relative at the third step, tied or not."""
+    if backend.name != "torch":
+        pytest.skip("compares with PyTorch modules: runs on the torch backend")
+    torch = pytest.importorskip("torch")
+    net, x, y = tied_transformer()
+    model = torch_transformer(torch, transformer_weights(net), heads=2)
+    assert model.head[1].weight is model.embedding.weight
+    parameters = list(model.parameters())  # the tied matrix once
+    torch_adam = torch.optim.Adam(parameters, lr=0.01, eps=1e-7)
+    optimizer = Adam(0.01, clip_norm=0.5)
+    ours, theirs, scales = [], [], []
+    for _ in range(3):
+        ours.append(net.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0,
+                            compile=False, optimizer=optimizer).history["loss"][-1])
+        torch_adam.zero_grad()
+        loss = cross_entropy(torch, model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        norm = float(torch.sqrt(sum(torch.sum(p.grad ** 2) for p in parameters)))
+        scales.append(0.5 / max(norm, 0.5))
+        for parameter in parameters:
+            parameter.grad *= scales[-1]
+        torch_adam.step()
+        theirs.append(loss.item())
+    assert theirs[-1] < theirs[0] and min(scales) < 1  # it learns; clipping is active
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+    trained = transformer_weights(net)
+    expected = {"0.weights": model.embedding.weight, "1.weights": model.positions,
+                "2.0.0.gamma": model.norms[0].weight,
+                "2.0.1.qkv_weights": model.attentions[0].in_proj_weight.T,
+                "3.0.1.weights": model.mlps[0][1].weight.T, "4.beta": model.head[0].bias}
+    for key, value in expected.items():
+        value = value.detach().numpy()
+        np.testing.assert_allclose(trained[key], value, rtol=1e-10,
+                                   atol=1e-10 * np.max(np.abs(value)), err_msg=key)
+    assert not np.allclose(trained["0.weights"], transformer_weights(tied_transformer()[0])[
+        "0.weights"])  # the steps moved the tied matrix
 
 
 # every optimizer eagerly; compiled (one parameter per array there) with and without state
