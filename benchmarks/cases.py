@@ -116,3 +116,8 @@ def case_data(case, images, n):
 def sized(case, quick):
     """``case`` with its ``--quick`` number of samples where ``quick``."""
     return replace(case, samples=case.quick_samples) if quick else case
+
+
+def epoch_order(case, n, seed):
+    """The batch order of one epoch: portanet's fit draws exactly this from its seeded generator."""
+    return np.random.default_rng(seed).permutation(n) if case.shuffle else None

@@ -280,7 +280,7 @@ def test_loss_scaling_compiled_equals_eager(backend):
 def test_the_scale_doubles_after_enough_good_steps(backend):
     interval, scale = LossScale.GROWTH_INTERVAL, 1024.0
     state = backend.asarray([scale, interval - 2, 3.0], "float32")
-    yes, no = backend.xp.asarray(True), backend.xp.asarray(False)
+    yes, no = (backend.xp.asarray(flag, device=backend.device) for flag in (True, False))
     assert to_numpy(LossScale.next(state, yes)).tolist() == [scale, interval - 1, 3]
     state = LossScale.next(state, yes)
     assert to_numpy(LossScale.next(state, yes)).tolist() == [2 * scale, 0, 3]
