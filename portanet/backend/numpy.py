@@ -18,12 +18,12 @@ def lstm(projected, weight_hh, h0, c0):
     scale, offset, is_tanh = (np.full(rows, value, dtype) for value in (0.5, 0.5, 0.0))
     scale[g_block], offset[g_block], is_tanh[g_block] = 1.0, 0.0, 1.0
     weights = np.ascontiguousarray((weight_hh * scale[:, None]).T)
-    gates = projected * scale  # then each step's activations: sigmoid i, f, o and tanh g
+    gates = np.empty(projected.shape, dtype)  # each step's i, f, g, o
     hidden, cells, tanh_cells = (np.empty((steps, n, size), dtype) for _ in range(3))
     product, part = np.empty((n, rows), dtype), np.empty((n, size), dtype)
     h, c = h0, c0
     for t in range(steps):
-        a = gates[t]
+        a = np.multiply(projected[t], scale, out=gates[t])
         a += np.matmul(h, weights, out=product)
         np.tanh(a, out=a)
         a *= scale

@@ -100,9 +100,10 @@ class Recurrent(Layer):
                 "bias_hh": sum_rows(flat_rec, out=run.place(self, "bias_hh"))}
             if self.initial_state == "learned":
                 grads.update({name: sum_rows(grad) for name, grad in zip(self.states, grad_start)})
-            grad_input = (xp.permute_dims(grad_in @ state["weight_ih"], (1, 0, 2)) if need_input
-                          else None)
-            return grad_input, grads
+            if not need_input:
+                return None, grads
+            grad_input = xp.reshape(flat_in @ state["weight_ih"], (steps, n, self.input_size))
+            return xp.permute_dims(grad_input, (1, 0, 2)), grads
         return out, backprop
 
     def prepare(self, state, x):
