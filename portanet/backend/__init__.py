@@ -33,6 +33,7 @@ from .ops import (
     is_traced,
     matmul,
     namespace,
+    row_major,
     softmax,
     softmax_vjp,
     sum_rows,
@@ -64,7 +65,7 @@ __all__ = [
     "describe_backends", "device_name", "dtype_name", "get_backend", "host_array",
     "host_array_view", "host_concat", "host_empty",
     "is_host_data", "is_array", "is_traced", "keep_freed_memory", "local_rank", "matmul",
-    "namespace", "readable", "rng", "set_backend", "set_seed", "share_cpu_cores", "softmax",
-    "softmax_vjp", "step_threads", "sum_rows", "take_rows", "to_numpy", "usable_cores",
+    "namespace", "readable", "rng", "row_major", "set_backend", "set_seed", "share_cpu_cores",
+    "softmax", "softmax_vjp", "step_threads", "sum_rows", "take_rows", "to_numpy", "usable_cores",
     "using_backend", "writes_into",
 ]

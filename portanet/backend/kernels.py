@@ -20,13 +20,16 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
   (grad_q, grad_k, grad_v)``;
 - ``scan(step, carry, xs, reverse=False) -> (carry, ys)``, the loop of recurrent layers (see
   :func:`scan`; no backward: the layers write theirs as a second scan).
+- ``lstm(projected, weight_hh, h0, c0) -> (hidden, backward)``, the LSTM recurrence (see
+  :func:`lstm`), ``backward(grad_hidden) -> (grad_projected, grad_h0, grad_c0)``;
 - ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``.
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
 (torch: ``torch.nn.functional`` and the matching ATen backward operators; JAX: ``jax.lax`` and
-``jax.vjp`` where that measured faster). The functions here pick, by the type of ``x``, the
-native kernel where the array's library has one and the portable one elsewhere.
+``jax.vjp`` where that measured faster; NumPy: the LSTM loop in preallocated buffers). The
+functions here pick, by the type of ``x``, the native kernel where the array's library has one
+and the portable one elsewhere.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from array_api_compat import device
 
 from ..errors import ShapeError
 from .libraries import library_of
-from .ops import add_at, is_traced, namespace, softmax, softmax_vjp
+from .ops import add_at, is_traced, namespace, row_major, softmax, softmax_vjp
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -269,6 +272,47 @@ def portable_scan(step, carry, xs, reverse=False):
     return carry, tuple(xp.stack([y[k] for y in ys], axis=0) for k in range(len(ys[0])))
 
 
+def portable_lstm(projected, weight_hh, h0, c0):
+    """The LSTM loop as two scans. The sigmoid gates' columns are halved (in the projection
+    and the recurrent weights), so one ``tanh`` over all four gates gives ``g`` and, as
+    ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``."""
+    xp, size = namespace(projected), h0.shape[-1]
+    half = xp.full((size,), 0.5, dtype=projected.dtype, device=device(projected))
+    scale = xp.concat([half, half, xp.ones_like(half), half])
+    weights = row_major(xp.matrix_transpose(weight_hh * scale[:, None]))
+
+    def forward(carry, inputs):
+        h, c = carry
+        tanh_gates = xp.tanh(inputs[0] + h @ weights)
+        sigmoids = 0.5 * tanh_gates + 0.5  # the g block's is not used
+        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
+        c_new = f * c + i * tanh_gates[:, 2 * size:3 * size]
+        tanh_c = xp.tanh(c_new)
+        return (o * tanh_c, c_new), (o * tanh_c, tanh_gates, c, tanh_c)
+
+    _, (hidden, *records) = scan(forward, (h0, c0), (projected * scale,))
+
+    def step_back(grad_carry, inputs):
+        tanh_gates, c, tanh_c, grad_output = inputs
+        sigmoids = 0.5 * tanh_gates + 0.5
+        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
+        g = tanh_gates[:, 2 * size:3 * size]
+        grad_h = grad_carry[0] + grad_output
+        grad_c = grad_carry[1] + grad_h * o * (1.0 - tanh_c * tanh_c)
+        # the slopes: sigmoid' = (1 - tanh(a / 2)^2) / 4, tanh' = 1 - tanh(a)^2
+        slopes = (1.0 - tanh_gates * tanh_gates) * (scale * scale)
+        grad_gates = xp.concat([grad_c * g, grad_c * c, grad_c * i, grad_h * tanh_c],
+                               axis=-1) * slopes
+        return (grad_gates @ weight_hh, grad_c * f), (grad_gates,)
+
+    def backward(grad_hidden):
+        zeros = xp.zeros(h0.shape, dtype=h0.dtype, device=device(h0))
+        (grad_h0, grad_c0), (grad_projected,) = scan(step_back, (zeros, zeros),
+                                                     (*records, grad_hidden), reverse=True)
+        return grad_projected, grad_h0, grad_c0
+    return hidden, backward
+
+
 def portable_relu_backward(y, grad):
     """``grad`` where ``y > 0``, else 0: a product with the mask (on NumPy several times faster
     than ``where``)."""
@@ -278,7 +322,7 @@ def portable_relu_backward(y, grad):
 PORTABLE = {"conv2d": portable_conv2d, "max_pool2d": portable_max_pool2d,
             "avg_pool2d": portable_avg_pool2d, "embedding": portable_embedding,
             "attention": portable_attention, "scan": portable_scan,
-            "relu_backward": portable_relu_backward}
+            "lstm": portable_lstm, "relu_backward": portable_relu_backward}
 _chosen: dict = {}  # (kernel name, array type) -> function: this sits on hot paths
 
 
@@ -395,6 +439,16 @@ def scan(step, carry, xs, reverse=False):
     compile ``step``, a new closure at each call, every time."""
     run = kernel("scan", xs[0]) if is_traced(xs[0]) else portable_scan
     return run(step, tuple(carry), tuple(xs), reverse)
+
+
+def lstm(projected, weight_hh, h0, c0):
+    """The LSTM recurrence in PyTorch's gate order ``i, f, g, o``: ``projected`` ``(T, N, 4 H)``
+    the input projections plus both biases, ``weight_hh`` ``(4 H, H)``, ``h0`` and ``c0`` the
+    initial states ``(N, H)``. Per step ``a = projected[t] + h @ weight_hh.T``, ``c' = f * c +
+    i * g``, ``h' = o * tanh(c')``. ``(hidden, backward)``: ``hidden`` ``(T, N, H)`` every
+    step's ``h``; ``backward(grad_hidden)`` (``(T, N, H)``) ``-> (grad_projected (T, N, 4 H),
+    grad_h0, grad_c0)``, ``grad_projected`` being also the gradient of ``a``."""
+    return kernel("lstm", projected)(projected, weight_hh, h0, c0)
 
 
 def relu_backward(y, grad):

@@ -130,3 +130,9 @@ def softmax_vjp(s, g):
     product = wide[1] - namespace(g).sum(wide[1] * wide[0], axis=-1, keepdims=True)
     product *= wide[0]
     return cast(product, name)
+
+
+def row_major(matrix):
+    """``matrix`` copied row by row (a transposed view is slower to multiply by per step)."""
+    xp = namespace(matrix)
+    return xp.reshape(xp.reshape(matrix, (-1,)), matrix.shape)

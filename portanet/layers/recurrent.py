@@ -8,16 +8,17 @@ from array_api_compat import device
 from .. import initializers
 from .._checks import boolean, integer, one_of
 from ..activations import sigmoid
-from ..backend import get_backend, kernels, matmul, namespace, rng, sum_rows
+from ..backend import get_backend, kernels, matmul, namespace, rng, row_major, sum_rows
 from ..errors import ShapeError
 from .base import Layer
 
 
 class Recurrent(Layer):
-    """What :class:`LSTM` and :class:`GRU` share: the weights, the checks, the loop over time
-    steps and backpropagation through time. A subclass gives the number of gate blocks
-    (``gates``), the names of its initial states (``states``) and one time step forward
-    (:meth:`step`) and backward (:meth:`step_back`)."""
+    """What :class:`LSTM` and :class:`GRU` share: the weights, the checks, the input
+    projection and the weights' gradients. A subclass gives the number of gate blocks
+    (``gates``), the names of its initial states (``states``) and either the loop over time
+    steps (:meth:`sequence`) or one time step forward (:meth:`step`) and backward
+    (:meth:`step_back`) for the default loop."""
 
     gates = 1
     states = ("h0",)
@@ -71,42 +72,25 @@ class Recurrent(Layer):
     def apply(self, state, x, run):
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
-        weight_ih, weight_hh = state["weight_ih"], state["weight_hh"]
-        steps, n = x.shape[1], x.shape[0]
+        steps, n, rows = x.shape[1], x.shape[0], self.gates * self.hidden_size
         # time on the first axis: (T N, input_size), then (T, N, ...)
         time_major_x = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))
         projected, recurrent = self.prepare(state, time_major_x)
         start = self.initial(state, x)
-
-        def forward(carry, inputs):
-            carry, record = self.step(inputs[0], carry, recurrent)
-            return carry, (carry[0], *record)
-
-        last, (hidden, *records) = kernels.scan(
-            forward, start, (xp.reshape(projected, (steps, n, self.gates * self.hidden_size)),))
-        out = xp.permute_dims(hidden, (1, 0, 2)) if self.return_sequences else last[0]
-
-        def backward(grad_carry, inputs):
-            *record, grad_h = inputs if self.return_sequences else (*inputs, None)
-            if grad_h is not None:
-                grad_carry = (grad_carry[0] + grad_h, *grad_carry[1:])
-            grad_in, grad_rec, grad_carry = self.step_back(record, grad_carry, recurrent)
-            through_weights = (grad_in if grad_rec is None else grad_rec) @ weight_hh
-            grad_carry = (through_weights if grad_carry[0] is None
-                          else grad_carry[0] + through_weights, *grad_carry[1:])
-            return grad_carry, (grad_in,) if grad_rec is None else (grad_in, grad_rec)
+        hidden, backward = self.sequence(xp.reshape(projected, (steps, n, rows)), recurrent,
+                                         start)
+        out = xp.permute_dims(hidden, (1, 0, 2)) if self.return_sequences else hidden[-1, ...]
 
         def backprop(grad_output, need_input=True):
-            zeros = tuple(xp.zeros_like(h) for h in start)
             if self.return_sequences:
-                grad_carry, inputs = zeros, (*records, xp.permute_dims(grad_output, (1, 0, 2)))
+                grad_hidden = xp.permute_dims(grad_output, (1, 0, 2))
             else:
-                grad_carry, inputs = (grad_output, *zeros[1:]), tuple(records)
-            grad_carry, (grad_in, *grad_rec) = kernels.scan(backward, grad_carry, inputs,
-                                                            reverse=True)
-            rows = self.gates * self.hidden_size
+                earlier = xp.zeros((steps - 1, *grad_output.shape), dtype=grad_output.dtype,
+                                   device=device(grad_output))
+                grad_hidden = xp.concat([earlier, grad_output[None, ...]], axis=0)
+            grad_in, grad_rec, grad_start = backward(grad_hidden)
             flat_in = xp.reshape(grad_in, (-1, rows))  # (T N, gates * hidden)
-            flat_rec = xp.reshape(grad_rec[0], (-1, rows)) if grad_rec else flat_in
+            flat_rec = flat_in if grad_rec is None else xp.reshape(grad_rec, (-1, rows))
             previous = xp.concat([start[0][None, ...], hidden[:-1, ...]], axis=0)
             grads = {
                 "weight_ih": matmul(flat_in.T, time_major_x, run.place(self, "weight_ih")),
@@ -115,18 +99,49 @@ class Recurrent(Layer):
                 "bias_ih": sum_rows(flat_in, out=run.place(self, "bias_ih")),
                 "bias_hh": sum_rows(flat_rec, out=run.place(self, "bias_hh"))}
             if self.initial_state == "learned":
-                grads.update({name: sum_rows(grad) for name, grad in zip(self.states, grad_carry)})
-            grad_input = (xp.permute_dims(grad_in @ weight_ih, (1, 0, 2)) if need_input
-                          else None)
-            return grad_input, grads
+                grads.update({name: sum_rows(grad) for name, grad in zip(self.states, grad_start)})
+            if not need_input:
+                return None, grads
+            grad_input = xp.reshape(flat_in @ state["weight_ih"], (steps, n, self.input_size))
+            return xp.permute_dims(grad_input, (1, 0, 2)), grads
         return out, backprop
 
     def prepare(self, state, x):
         """``(projected, recurrent)``: the input projection ``(T N, gates * hidden)`` of every
         time step of ``x`` ``(T N, input_size)`` (time major) in one matmul, and what
-        :meth:`step` needs of the recurrent weights."""
-        return x @ state["weight_ih"].T + state["bias_ih"], (_row_major(state["weight_hh"].T),
-                                                             state["bias_hh"])
+        :meth:`sequence` needs of the recurrent weights."""
+        return x @ state["weight_ih"].T + state["bias_ih"], (row_major(state["weight_hh"].T),
+                                                             state["bias_hh"], state["weight_hh"])
+
+    def sequence(self, projected, recurrent, start):
+        """``(hidden, backward)``: every step's hidden state ``(T, N, hidden)`` from the
+        projection ``(T, N, gates * hidden)`` and the initial states ``start``;
+        ``backward(grad_hidden) -> (grad of the gates' input part, grad of their recurrent part
+        h @ weight_hh.T + bias_hh (None: the same), grads of the initial states)``. Here a scan
+        of :meth:`step` and one of :meth:`step_back`."""
+        xp, weight_hh = namespace(projected), recurrent[-1]
+
+        def forward(carry, inputs):
+            carry, record = self.step(inputs[0], carry, recurrent)
+            return carry, (carry[0], *record)
+
+        _, (hidden, *records) = kernels.scan(forward, start, (projected,))
+
+        def step_back(grad_carry, inputs):
+            *record, grad_h = inputs
+            grad_carry = (grad_carry[0] + grad_h, *grad_carry[1:])
+            grad_in, grad_rec, grad_carry = self.step_back(record, grad_carry, recurrent)
+            through_weights = (grad_in if grad_rec is None else grad_rec) @ weight_hh
+            grad_carry = (through_weights if grad_carry[0] is None
+                          else grad_carry[0] + through_weights, *grad_carry[1:])
+            return grad_carry, (grad_in,) if grad_rec is None else (grad_in, grad_rec)
+
+        def backward(grad_hidden):
+            zeros = tuple(xp.zeros_like(h) for h in start)
+            grad_start, (grad_in, *grad_rec) = kernels.scan(
+                step_back, zeros, (*records, grad_hidden), reverse=True)
+            return grad_in, grad_rec[0] if grad_rec else None, grad_start
+        return hidden, backward
 
     def step(self, projected, carry, recurrent):
         """``(new carry, record)`` of one time step: ``projected`` is this step's slice of
@@ -144,12 +159,6 @@ class Recurrent(Layer):
     def config(self):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "return_sequences": self.return_sequences, "initial_state": self.initial_state}
-
-
-def _row_major(matrix):
-    """``matrix`` copied row by row (a transposed view is slower to multiply by per step)."""
-    xp = namespace(matrix)
-    return xp.reshape(xp.reshape(matrix, (-1,)), matrix.shape)
 
 
 def _torch_uniform(shape, fan_in, hidden_size):
@@ -176,40 +185,18 @@ class LSTM(Recurrent):
     states = ("h0", "c0")
 
     def prepare(self, state, x):
-        """Both biases added once to the input projection; the sigmoid gates' columns
-        halved (in the projection and the recurrent weights), so one ``tanh`` over all four
-        gates gives ``g`` and, as ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``."""
-        xp, size = namespace(x), self.hidden_size
-        half = xp.full((size,), 0.5, dtype=x.dtype, device=device(x))
-        scale = xp.concat([half, half, xp.ones_like(half), half])
-        weight_ih = state["weight_ih"] * scale[:, None]
-        projected = x @ weight_ih.T + (state["bias_ih"] + state["bias_hh"]) * scale
-        return projected, (_row_major((state["weight_hh"] * scale[:, None]).T), scale * scale)
+        """Both biases added once to the input projection."""
+        return (x @ state["weight_ih"].T + (state["bias_ih"] + state["bias_hh"]),
+                state["weight_hh"])
 
-    def step(self, projected, carry, recurrent):
-        h, c = carry
-        size = self.hidden_size
-        tanh_gates = namespace(h).tanh(projected + h @ recurrent[0])
-        sigmoids = 0.5 * tanh_gates + 0.5  # the g block's is not used
-        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
-        g = tanh_gates[:, 2 * size:3 * size]
-        c_new = f * c + i * g
-        tanh_c = namespace(c_new).tanh(c_new)
-        return (o * tanh_c, c_new), (tanh_gates, c, tanh_c)
+    def sequence(self, projected, recurrent, start):
+        """The loop by :func:`portanet.backend.kernels.lstm` (native on NumPy)."""
+        hidden, backward = kernels.lstm(projected, recurrent, *start)
 
-    def step_back(self, record, grad_carry, recurrent):
-        tanh_gates, c, tanh_c = record
-        size, slope_scale = self.hidden_size, recurrent[1]
-        sigmoids = 0.5 * tanh_gates + 0.5
-        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
-        g = tanh_gates[:, 2 * size:3 * size]
-        grad_h, grad_c = grad_carry
-        grad_c = grad_c + grad_h * o * (1.0 - tanh_c * tanh_c)
-        # the slopes: sigmoid' = (1 - tanh(a / 2)^2) / 4, tanh' = 1 - tanh(a)^2
-        slopes = (1.0 - tanh_gates * tanh_gates) * slope_scale
-        grad_gates = namespace(c).concat([grad_c * g, grad_c * c, grad_c * i, grad_h * tanh_c],
-                                         axis=-1) * slopes
-        return grad_gates, None, (None, grad_c * f)
+        def gradients(grad_hidden):
+            grad_gates, *grad_start = backward(grad_hidden)
+            return grad_gates, None, tuple(grad_start)
+        return hidden, gradients
 
 
 class GRU(Recurrent):
@@ -227,7 +214,7 @@ class GRU(Recurrent):
     def step(self, projected, carry, recurrent):
         (h,) = carry
         size = self.hidden_size
-        weights, bias_hh = recurrent
+        weights, bias_hh, _ = recurrent
         hidden = h @ weights + bias_hh
         reset_update = sigmoid(projected[:, :2 * size] + hidden[:, :2 * size])
         r, z = reset_update[:, :size], reset_update[:, size:]

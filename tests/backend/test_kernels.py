@@ -9,7 +9,8 @@ from portanet.backend import kernels, to_numpy
 
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
                     "relu_backward"},
-          "jax": {"conv2d", "avg_pool2d", "embedding", "scan"}}  # elsewhere: the portable
+          "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
+          "numpy": {"lstm"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
@@ -280,6 +281,35 @@ def test_scan_runs_the_steps_in_order_eagerly_and_compiled(backend, reverse):
         for got, expected in zip(flatten(compiled(xs)), flatten(run(xs))):
             for mine, theirs in zip(got, expected):
                 assert_close(mine, theirs, "float64", "compiled scan")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("steps, shared_start", [(6, False), (1, False), (4, True)])
+def test_native_lstm_equals_the_portable_one(backend, steps, shared_start, dtype):
+    """Hidden states and every gradient; the inputs stay as they were (``shared_start``: the
+    initial states are one read-only row broadcast to the batch, as learned ones are)."""
+    native_or_skip(backend, "lstm")
+    xp, n, size = backend.xp, 3, 5
+    projected = random(backend, (steps, n, 4 * size), dtype, 0)
+    weight_hh = random(backend, (4 * size, size), dtype, 1)
+    if shared_start:
+        h0, c0 = (xp.broadcast_to(random(backend, (size,), dtype, seed), (n, size))
+                  for seed in (2, 3))
+    else:
+        h0, c0 = (random(backend, (n, size), dtype, seed) for seed in (2, 3))
+    inputs = (projected, weight_hh, h0, c0)
+    before = [to_numpy(x).copy() for x in inputs]
+    hidden, backward = kernels.lstm(*inputs)
+    expected, expected_backward = kernels.portable_lstm(*inputs)
+    assert hidden.dtype == expected.dtype
+    assert_close(hidden, expected, dtype, "hidden states")
+    grad = random(backend, (steps, n, size), dtype, 4)
+    for label, mine, theirs in zip(("projected", "h0", "c0"), backward(grad),
+                                   expected_backward(grad)):
+        assert mine.dtype == theirs.dtype
+        assert_close(mine, theirs, dtype, f"gradient of {label}")
+    for x, copy in zip(inputs, before):
+        np.testing.assert_array_equal(to_numpy(x), copy)
 
 
 def flatten(result):
