@@ -1,9 +1,9 @@
-"""Does portanet's LSTM learn as PyTorch's does? examples/char_lstm.py's model and its torch.nn
-twin, the same number of steps.
+"""Does portanet's LSTM learn as PyTorch's does? The model of `examples/charlm.py --model lstm`
+and its torch.nn twin, the same number of steps.
 
     python benchmarks/lstm_twin.py [TEXT] [--steps 1000] [--limit N] [--threads N]
 
-portanet (on PORTANET_BACKEND, default NumPy) trains examples/char_lstm.py's default model
+portanet (on PORTANET_BACKEND, default NumPy) trains `examples/charlm.py --model lstm`'s model
 (embedding 64, LSTM 128, batch 32, context 64, Adam 3e-3, clip_norm 1, seed 0) for ``--steps``
 steps on TEXT (default: the standard library's source, as the example); PyTorch then trains the
 same model (nn.Embedding, nn.LSTM, nn.Linear) from the same initial weights on the same batches
@@ -26,7 +26,7 @@ from portanet.models import lstm_language_model
 from portanet.optimizers import Adam
 from portanet.text import CharText, load_text
 
-WIDTH, HIDDEN, CONTEXT = 64, 128, 64  # examples/char_lstm.py's defaults
+WIDTH, HIDDEN, CONTEXT = 64, 128, 64  # examples/charlm.py --model lstm's defaults
 BATCH, LEARNING_RATE, CLIP_NORM, SEED = 32, 3e-3, 1.0, 0
 TARGET = 0.05  # nats per character
 

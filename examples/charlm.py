@@ -1,7 +1,9 @@
-"""A small causal transformer that learns text one character at a time, on any backend.
+"""A small causal transformer (or an LSTM) that learns text one character at a time, on any
+backend.
 
     python examples/charlm.py                          # the Python standard library's source
     python examples/charlm.py --text input.txt --steps 3000
+    python examples/charlm.py --model lstm             # embedding, LSTM, the next character
     PORTANET_BACKEND=jax python examples/charlm.py     # the step compiled with jax.jit
     python examples/charlm.py --load charlm.npz --generate 500 --prompt "def "
 
@@ -14,7 +16,7 @@ import argparse
 import time
 
 import portanet
-from portanet.models import causal_transformer
+from portanet.models import causal_transformer, lstm_language_model
 from portanet.optimizers import Adam
 from portanet.text import CharText, generate, load_text
 
@@ -24,16 +26,20 @@ def options():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--text", help="UTF-8 text file (default: the Python standard library)")
     parser.add_argument("--limit", type=int, help="use the first N characters of the text")
+    parser.add_argument("--model", choices=("transformer", "lstm"), default="transformer")
     parser.add_argument("--blocks", type=int, default=2, help="transformer blocks")
     parser.add_argument("--width", type=int, default=64, help="embedding width")
     parser.add_argument("--heads", type=int, default=4, help="attention heads")
-    parser.add_argument("--context", type=int, default=64, help="characters the model sees")
+    parser.add_argument("--hidden", type=int, default=128, help="LSTM hidden units")
+    parser.add_argument("--context", type=int, default=64,
+                        help="characters the model sees (the LSTM: per training window)")
     parser.add_argument("--tie-embeddings", action="store_true",
-                        help="score characters with the embedding matrix (one parameter)")
+                        help="transformer: score characters with the embedding matrix")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=1000, help="training steps (batches)")
     parser.add_argument("--sample-every", type=int, default=250, help="steps between samples")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float,
+                        help="Adam's rate (default: 1e-3 for the transformer, 3e-3 for the LSTM)")
     parser.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=10)
@@ -42,14 +48,19 @@ def options():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="charlm.npz", help="where to save the network")
     parser.add_argument("--load", help="generate from this saved network instead of training")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.model == "lstm" and args.tie_embeddings:
+        parser.error("--tie-embeddings is for the transformer: the LSTM model has no tied output")
+    if args.learning_rate is None:
+        args.learning_rate = 1e-3 if args.model == "transformer" else 3e-3
+    return args
 
 
 def sample(net, text, args):
-    """Generated text from ``args.prompt``, the same for the same seed and network."""
+    """Generated text from ``args.prompt``, the same for the same seed and network (each new
+    character from the last ``context`` ones)."""
     portanet.set_seed(args.seed)
-    context = net.metadata["context"]
-    ids = generate(net, text.encode(args.prompt), args.generate, context,
+    ids = generate(net, text.encode(args.prompt), args.generate, net.metadata["context"],
                    temperature=args.temperature, top_k=args.top_k)
     return text.decode(ids)
 
@@ -59,8 +70,11 @@ def train(args):
     print(f"text: {len(text.ids['train'])} training and {len(text.ids['validation'])} validation "
           f"characters, vocabulary of {len(text.vocabulary)}")
     portanet.set_seed(args.seed)
-    net = causal_transformer(len(text.vocabulary), args.context, args.width, args.heads,
-                             args.blocks, tie_embeddings=args.tie_embeddings)
+    if args.model == "lstm":
+        net = lstm_language_model(len(text.vocabulary), args.width, args.hidden)
+    else:
+        net = causal_transformer(len(text.vocabulary), args.context, args.width, args.heads,
+                                 args.blocks, tie_embeddings=args.tie_embeddings)
     net.metadata = {"vocabulary": text.vocabulary, "context": args.context}
     net.summary(input_shape=(args.context,))
     optimizer = Adam(args.learning_rate, clip_norm=args.clip_norm)

@@ -94,33 +94,24 @@ def test_cnn_example_trains_and_saves_a_network_that_loads(run_example, tmp_path
     assert printed > 0.3  # chance: 0.1
 
 
-@pytest.mark.parametrize("tie", [[], ["--tie-embeddings"]])
+@pytest.mark.parametrize("model, shows", [
+    (["--heads", 2, "--blocks", 1], "SelfAttention"),
+    (["--heads", 2, "--blocks", 1, "--tie-embeddings"], "TiedDense"),
+    (["--model", "lstm", "--hidden", 24],
+     "LSTM(input_size=16, hidden_size=24, return_sequences=True)")], ids=["untied", "tied", "lstm"])
 def test_charlm_example_trains_saves_and_the_loaded_network_generates_the_same(run_example,
-                                                                               tmp_path, tie):
-    small = ["--steps", 30, "--sample-every", 15, "--width", 16, "--heads", 2, "--blocks", 1,
-             "--context", 16, "--batch-size", 8, "--limit", 20000, "--generate", 30, *tie]
+                                                                               tmp_path, model,
+                                                                               shows):
+    small = ["--steps", 30, "--sample-every", 15, "--width", 16, "--context", 16,
+             "--batch-size", 8, "--limit", 20000, "--generate", 30, *model]
     out = run_example("charlm.py", *small, "--save", tmp_path / "lm.npz")
+    assert shows in out  # in the summary
+    assert ("TiedDense" in out) == ("--tie-embeddings" in model)
     losses = [float(line.split("loss=")[1].split()[0]) for line in out.splitlines()
               if line.startswith("step ")]
     assert len(losses) == 2 and losses[1] < losses[0]
     last_sample = out.split("sample: ")[-1].splitlines()[0]
     loaded = run_example("charlm.py", "--load", tmp_path / "lm.npz", "--generate", 30)
-    assert loaded.split("sample: ")[1].splitlines()[0] == last_sample
-    assert len(ast.literal_eval(last_sample)) == len("def ") + 30  # printed with repr
-    assert ("TiedDense" in out) == bool(tie)  # in the summary
-
-
-def test_char_lstm_example_trains_saves_and_the_loaded_network_generates_the_same(run_example,
-                                                                                  tmp_path):
-    small = ["--steps", 30, "--sample-every", 15, "--width", 16, "--hidden", 24,
-             "--context", 16, "--batch-size", 8, "--limit", 20000, "--generate", 30]
-    out = run_example("char_lstm.py", *small, "--save", tmp_path / "lstm.npz")
-    assert "LSTM(input_size=16, hidden_size=24, return_sequences=True)" in out
-    losses = [float(line.split("loss=")[1].split()[0]) for line in out.splitlines()
-              if line.startswith("step ")]
-    assert len(losses) == 2 and losses[1] < losses[0]
-    last_sample = out.split("sample: ")[-1].splitlines()[0]
-    loaded = run_example("char_lstm.py", "--load", tmp_path / "lstm.npz", "--generate", 30)
     assert loaded.split("sample: ")[1].splitlines()[0] == last_sample
     assert len(ast.literal_eval(last_sample)) == len("def ") + 30  # printed with repr
 
