@@ -1,36 +1,4 @@
-"""Kernels for what the array API lacks, or does in more passes than a library's own operator:
-2-D convolution and max/average pooling (NCHW), the embedding lookup, scaled dot-product
-attention, ReLU's backward pass and a loop over time steps. The 1-D convolution and pooling
-(``conv1d``, ``max_pool1d``, ``avg_pool1d`` on ``(N, C, L)`` batches) are the 2-D kernels on
-images of one row.
-
-Each kernel is a function of arrays that returns its output and ``backward``, a function of the
-gradient of the output that returns the gradients of the inputs (a layer's backprop calls it):
-
-- ``conv2d(x, weights, bias, stride, padding, dilation) -> (out, backward)``, ``padding`` the
-  zeros ``((top, bottom), (left, right))`` around the image, ``dilation`` the pair of steps
-  between the image pixels a kernel's neighbouring weights meet, ``backward(grad,
-  need_input=True) -> (grad_x or None, grad_weights, grad_bias)``;
-- ``max_pool2d(x, pool, stride)``, ``avg_pool2d(x, pool, stride) -> (out, backward)``, windows
-  without padding, ``backward(grad) -> grad_x``;
-- ``embedding(table, ids) -> (out, backward)``, rows ``ids`` of ``table``, ``backward(grad) ->
-  grad_table``;
-- ``attention(q, k, v, causal) -> (out, backward)``, ``softmax(q k^T / sqrt(d)) v`` for ``(N,
-  heads, T, d)`` arrays (``causal``: query ``t`` attends to keys ``<= t``), ``backward(grad) ->
-  (grad_q, grad_k, grad_v)``;
-- ``scan(step, carry, xs, reverse=False) -> (carry, ys)``, the loop of recurrent layers (see
-  :func:`scan`; no backward: the layers write theirs as a second scan).
-- ``lstm(projected, weight_hh, h0, c0) -> (hidden, backward)``, the LSTM recurrence (see
-  :func:`lstm`), ``backward(grad_hidden) -> (grad_projected, grad_h0, grad_c0)``;
-- ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``.
-
-:data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
-array-api-strict run); a backend module gives native ones in its library's ``kernels``
-(torch: ``torch.nn.functional`` and the matching ATen backward operators; JAX: ``jax.lax`` and
-``jax.vjp`` where that measured faster; NumPy: the LSTM loop in preallocated buffers). The
-functions here pick, by the type of ``x``, the native kernel where the array's library has one
-and the portable one elsewhere.
-"""
+"""2-D and 1-D convolution and max/average pooling (see :mod:`portanet.backend.kernels`)."""
 
 from __future__ import annotations
 
@@ -39,9 +7,9 @@ import math
 import array_api_extra as xpx
 from array_api_compat import device
 
-from ..errors import ShapeError
-from .libraries import library_of
-from .ops import add_at, is_traced, namespace, row_major, softmax, softmax_vjp
+from ...errors import ShapeError
+from ..ops import add_at, namespace
+from .registry import kernel, portable
 
 
 def _check(x, window, stride, padding=((0, 0), (0, 0))):
@@ -49,8 +17,8 @@ def _check(x, window, stride, padding=((0, 0), (0, 0))):
     if x.ndim != 4:
         raise ShapeError("2-D convolution and pooling take 4-D batches (batch, channels, height, "
                          f"width), got an array of shape {tuple(x.shape)}")
-    for size, (before, after), kernel in zip(x.shape[2:], padding, window):
-        if size + before + after < kernel:
+    for size, (before, after), reach in zip(x.shape[2:], padding, window):
+        if size + before + after < reach:
             raise ShapeError(f"a {window[0]}x{window[1]} window does not fit in an image of "
                              f"{x.shape[2]}x{x.shape[3]} padded by {padding}")
     if min(stride) < 1:
@@ -94,6 +62,7 @@ def _conv_offsets(g, kernel_size, stride, dilation):
             for row in [i * dh] for start in [(row // sh) * g["width"] + j * dw]]
 
 
+@portable("conv2d")
 def portable_conv2d(x, weights, bias, stride, padding, dilation):
     """2-D cross-correlation by patch extraction (strided slices) and one matrix product."""
     xp = namespace(x)
@@ -188,6 +157,7 @@ def _pool_scatter(x, pool, stride, shares):
     return grad
 
 
+@portable("max_pool2d")
 def portable_max_pool2d(x, pool, stride):
     """Maximum of each window; the gradient goes to the window's maximum (the first one in
     row-major order on ties). The windows' values are copied into one array, an offset per row,
@@ -211,6 +181,7 @@ def portable_max_pool2d(x, pool, stride):
     return out, backward
 
 
+@portable("avg_pool2d")
 def portable_avg_pool2d(x, pool, stride):
     """Mean of each window."""
     windows = _pool_windows(x, pool, stride)
@@ -222,120 +193,6 @@ def portable_avg_pool2d(x, pool, stride):
         share = grad_output / len(windows)
         return _pool_scatter(x, pool, stride, [share] * len(windows))
     return total / len(windows), backward
-
-
-def portable_embedding(table, ids):
-    """``take`` of the rows; the gradient of the table adds up the output gradient's rows that
-    share an id by a product with the ids' one-hot matrix (the array API has no scatter-add):
-    one matmul, traced by ``jax.jit`` like any other and cheap for small vocabularies (it costs
-    ``positions x vocabulary`` values)."""
-    xp = namespace(table)
-    flat = xp.reshape(ids, (-1,))
-    rows = xp.take(table, flat, axis=0)
-
-    def backward(grad_output):
-        vocabulary = xp.arange(table.shape[0], dtype=ids.dtype, device=device(ids))
-        one_hot = xp.astype(xp.expand_dims(flat, axis=1) == vocabulary, grad_output.dtype)
-        return xp.matrix_transpose(one_hot) @ xp.reshape(grad_output, (-1, table.shape[1]))
-    return xp.reshape(rows, (*ids.shape, table.shape[1])), backward
-
-
-def portable_attention(q, k, v, causal):
-    """The scores by matrix products, the causal mask added as ``-inf`` above the diagonal (by
-    comparing position indices: no boolean indexing, so it traces), softmax shifted by the row
-    maximum."""
-    xp = namespace(q)
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    q = q * scale  # scaled here: q is smaller than the scores
-    scores = q @ xp.matrix_transpose(k)
-    if causal:
-        positions = xp.arange(q.shape[-2], device=device(q))
-        allowed = xp.expand_dims(positions, axis=1) >= positions  # (T, T): key <= query
-        scores += xp.where(allowed, xp.asarray(0.0, dtype=scores.dtype, device=device(q)),
-                           xp.asarray(-math.inf, dtype=scores.dtype, device=device(q)))
-    weights = softmax(scores)
-
-    def backward(grad_output):
-        grad_scores = softmax_vjp(weights, grad_output @ xp.matrix_transpose(v))
-        return ((grad_scores @ k) * scale, xp.matrix_transpose(grad_scores) @ q,
-                xp.matrix_transpose(weights) @ grad_output)
-    return weights @ v, backward
-
-
-def portable_scan(step, carry, xs, reverse=False):
-    """A Python loop over the time steps (unrolled where a compiler traces it)."""
-    steps = xs[0].shape[0]
-    ys = [None] * steps
-    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        carry, ys[t] = step(carry, tuple(x[t, ...] for x in xs))
-    xp = namespace(xs[0])
-    return carry, tuple(xp.stack([y[k] for y in ys], axis=0) for k in range(len(ys[0])))
-
-
-def portable_lstm(projected, weight_hh, h0, c0):
-    """The LSTM loop as two scans. The sigmoid gates' columns are halved (in the projection
-    and the recurrent weights), so one ``tanh`` over all four gates gives ``g`` and, as
-    ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``."""
-    xp, size = namespace(projected), h0.shape[-1]
-    half = xp.full((size,), 0.5, dtype=projected.dtype, device=device(projected))
-    scale = xp.concat([half, half, xp.ones_like(half), half])
-    weights = row_major(xp.matrix_transpose(weight_hh * scale[:, None]))
-
-    def forward(carry, inputs):
-        h, c = carry
-        tanh_gates = xp.tanh(inputs[0] + h @ weights)
-        sigmoids = 0.5 * tanh_gates + 0.5  # the g block's is not used
-        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
-        c_new = f * c + i * tanh_gates[:, 2 * size:3 * size]
-        tanh_c = xp.tanh(c_new)
-        return (o * tanh_c, c_new), (o * tanh_c, tanh_gates, c, tanh_c)
-
-    _, (hidden, *records) = scan(forward, (h0, c0), (projected * scale,))
-
-    def step_back(grad_carry, inputs):
-        tanh_gates, c, tanh_c, grad_output = inputs
-        sigmoids = 0.5 * tanh_gates + 0.5
-        i, f, o = sigmoids[:, :size], sigmoids[:, size:2 * size], sigmoids[:, 3 * size:]
-        g = tanh_gates[:, 2 * size:3 * size]
-        grad_h = grad_carry[0] + grad_output
-        grad_c = grad_carry[1] + grad_h * o * (1.0 - tanh_c * tanh_c)
-        # the slopes: sigmoid' = (1 - tanh(a / 2)^2) / 4, tanh' = 1 - tanh(a)^2
-        slopes = (1.0 - tanh_gates * tanh_gates) * (scale * scale)
-        grad_gates = xp.concat([grad_c * g, grad_c * c, grad_c * i, grad_h * tanh_c],
-                               axis=-1) * slopes
-        return (grad_gates @ weight_hh, grad_c * f), (grad_gates,)
-
-    def backward(grad_hidden):
-        zeros = xp.zeros(h0.shape, dtype=h0.dtype, device=device(h0))
-        (grad_h0, grad_c0), (grad_projected,) = scan(step_back, (zeros, zeros),
-                                                     (*records, grad_hidden), reverse=True)
-        return grad_projected, grad_h0, grad_c0
-    return hidden, backward
-
-
-def portable_relu_backward(y, grad):
-    """``grad`` where ``y > 0``, else 0: a product with the mask (on NumPy several times faster
-    than ``where``)."""
-    return grad * namespace(grad).astype(y > 0, grad.dtype)
-
-
-PORTABLE = {"conv2d": portable_conv2d, "max_pool2d": portable_max_pool2d,
-            "avg_pool2d": portable_avg_pool2d, "embedding": portable_embedding,
-            "attention": portable_attention, "scan": portable_scan,
-            "lstm": portable_lstm, "relu_backward": portable_relu_backward}
-_chosen: dict = {}  # (kernel name, array type) -> function: this sits on hot paths
-
-
-def kernel(name, x):
-    """The implementation of kernel ``name`` used for arrays like ``x``: the native one of its
-    library where it has one, else the portable one."""
-    try:
-        return _chosen[name, type(x)]
-    except KeyError:
-        library = library_of(x)
-        native = library.kernels.get(name) if library is not None else None
-        found = _chosen[name, type(x)] = native or PORTABLE[name]
-        return found
 
 
 def conv2d(x, weights, bias, stride, padding, dilation=(1, 1)):
@@ -413,45 +270,3 @@ def avg_pool1d(x, pool, stride):
     ``stride``: ``(out, backward)``."""
     return _pool_one_row(avg_pool2d, x, pool, stride)
 
-
-def embedding(table, ids):
-    """Rows ``ids`` (integers of any shape, in ``[0, len(table))``) of ``table`` (rows,
-    dim): ``(out, backward)``, ``out`` shaped ``(*ids.shape, dim)``."""
-    return kernel("embedding", table)(table, ids)
-
-
-def attention(q, k, v, causal):
-    """``softmax(q k^T / sqrt(d)) v`` over the last two axes of ``(N, heads, T, d)`` arrays,
-    ``causal``: each query only sees keys at or before its position: ``(out, backward)``."""
-    if not q.shape == k.shape == v.shape or q.ndim != 4:
-        raise ShapeError("attention takes queries, keys and values of one shape (batch, heads, "
-                         f"positions, features), got {tuple(q.shape)}, {tuple(k.shape)}, "
-                         f"{tuple(v.shape)}")
-    return kernel("attention", q)(q, k, v, bool(causal))
-
-
-def scan(step, carry, xs, reverse=False):
-    """``step(carry, x_t) -> (carry, y_t)`` applied along the first axis of the arrays ``xs``
-    (a tuple; ``x_t`` the tuple of their slices ``t``), backwards with ``reverse``: ``(the
-    last carry, ys)``, ``ys`` the tuple of the ``y_t`` stacked on a new first axis. ``carry``
-    and ``y_t`` are tuples of arrays whose shapes and dtypes stay the same at every step.
-    Native loops (JAX's ``lax.scan``) run only inside a traced function: eagerly they would
-    compile ``step``, a new closure at each call, every time."""
-    run = kernel("scan", xs[0]) if is_traced(xs[0]) else portable_scan
-    return run(step, tuple(carry), tuple(xs), reverse)
-
-
-def lstm(projected, weight_hh, h0, c0):
-    """The LSTM recurrence in PyTorch's gate order ``i, f, g, o``: ``projected`` ``(T, N, 4 H)``
-    the input projections plus both biases, ``weight_hh`` ``(4 H, H)``, ``h0`` and ``c0`` the
-    initial states ``(N, H)``. Per step ``a = projected[t] + h @ weight_hh.T``, ``c' = f * c +
-    i * g``, ``h' = o * tanh(c')``. ``(hidden, backward)``: ``hidden`` ``(T, N, H)`` every
-    step's ``h``; ``backward(grad_hidden)`` (``(T, N, H)``) ``-> (grad_projected (T, N, 4 H),
-    grad_h0, grad_c0)``, ``grad_projected`` being also the gradient of ``a``."""
-    return kernel("lstm", projected)(projected, weight_hh, h0, c0)
-
-
-def relu_backward(y, grad):
-    """The gradient of ReLU's input from its output ``y`` and the gradient ``grad`` of the
-    output: ``grad`` where ``y > 0`` (where the input was), else 0."""
-    return kernel("relu_backward", grad)(y, grad)
