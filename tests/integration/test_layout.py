@@ -80,6 +80,18 @@ def test_moved_modules_keep_their_public_import_paths(old, new):
     assert importlib.import_module(old) is importlib.import_module(new)
 
 
+@pytest.mark.parametrize("old, new, names", [
+    ("portanet.optimizers", "portanet.optimizers.base", ["Optimizer"]),
+    ("portanet.optimizers", "portanet.optimizers.algorithms", ["SGD", "RMSprop", "Adam", "AdamW"]),
+    ("portanet.optimizers", "portanet.optimizers.schedules",
+     ["step_decay", "exponential_decay", "cosine_decay"]),
+])
+def test_split_modules_keep_their_public_names(old, new, names):
+    old, new = importlib.import_module(old), importlib.import_module(new)
+    for name in names:
+        assert getattr(old, name) is getattr(new, name), name
+
+
 def test_public_names_at_the_top_level():
     for name in ("Network", "FCLayer", "ActivationLayer", "load", "export_onnx", "set_backend",
                  "using_backend", "History", "__version__"):
