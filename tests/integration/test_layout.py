@@ -85,6 +85,11 @@ def test_moved_modules_keep_their_public_import_paths(old, new):
     ("portanet.optimizers", "portanet.optimizers.algorithms", ["SGD", "RMSprop", "Adam", "AdamW"]),
     ("portanet.optimizers", "portanet.optimizers.schedules",
      ["step_decay", "exponential_decay", "cosine_decay"]),
+    ("portanet.callbacks", "portanet.callbacks.base", ["Callback", "CallbackList"]),
+    ("portanet.callbacks", "portanet.callbacks.monitoring",
+     ["EarlyStopping", "ModelCheckpoint", "weights_of", "check_computed", "path_fields", "VALUES"]),
+    ("portanet.callbacks", "portanet.callbacks.scheduling", ["LearningRateScheduler"]),
+    ("portanet.callbacks", "portanet.callbacks.records", ["CSVLogger", "BackupAndRestore"]),
 ])
 def test_split_modules_keep_their_public_names(old, new, names):
     old, new = importlib.import_module(old), importlib.import_module(new)
