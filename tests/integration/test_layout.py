@@ -90,6 +90,9 @@ def test_moved_modules_keep_their_public_import_paths(old, new):
      ["EarlyStopping", "ModelCheckpoint", "weights_of", "check_computed", "path_fields", "VALUES"]),
     ("portanet.callbacks", "portanet.callbacks.scheduling", ["LearningRateScheduler"]),
     ("portanet.callbacks", "portanet.callbacks.records", ["CSVLogger", "BackupAndRestore"]),
+    ("portanet.data.loaders", "portanet.data.sources",
+     ["ArrayDataset", "SampleDataset", "BatchIterable", "is_array_like", "describe", "as_dataset",
+      "open_npy", "open_npz"]),
 ])
 def test_split_modules_keep_their_public_names(old, new, names):
     old, new = importlib.import_module(old), importlib.import_module(new)
