@@ -1,6 +1,8 @@
 """The training machinery behind ``Network.fit``, ``predict`` and ``evaluate``.
 
 - :mod:`~portanet.training.loop`: ``fit`` (epochs, batches, callbacks, progress, Ctrl-C);
+- :mod:`~portanet.training.runner`: the step as the loop runs it (compiled whole, split between
+  threads, or in two halves across MPI ranks);
 - :mod:`~portanet.training.step`: one training step as a pure function of arrays, and the
   inference pass;
 - :mod:`~portanet.training.evaluation`: prediction in batches and scores;

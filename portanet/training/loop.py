@@ -3,16 +3,16 @@ history.
 
 The network builds and runs (:mod:`portanet.network`); one training step is a pure function of
 arrays (:mod:`portanet.training.step`), compiled where the backend can
-(:mod:`portanet.backend.compilers`); this module drives it. It talks to the other processes
-through a *world* (:mod:`portanet.training.world`): a single process is a world of one, so the
-loop has no separate path for MPI.
+(:mod:`portanet.backend.compilers`) and run as :mod:`portanet.training.runner` composes it;
+this module drives it. It talks to the other processes through a *world*
+(:mod:`portanet.training.world`): a single process is a world of one, so the loop has no
+separate path for MPI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import math
 import signal
 import threading
@@ -23,7 +23,6 @@ from ..backend import (
     compilers,
     get_backend,
     namespace,
-    step_threads,
     to_numpy,
 )
 from ..callbacks import CallbackList
@@ -38,8 +37,8 @@ from .cache import cache_for
 from .evaluation import score, score_stream
 from .history import History
 from .progress import Progress
-from .step import TrainStep, buffer_slots, parameter_slots, zeros_like_all
-from .threads import SplitGradients, splittable
+from .runner import compose
+from .step import TrainStep, buffer_slots, parameter_slots
 
 _FITTING: set = set()  # id() of the networks being trained: one fit at a time each
 _FITTING_LOCK = threading.Lock()
@@ -136,57 +135,6 @@ def _validation(network, data):
     if feed.streams(*data):  # a memory map: read in batches, never whole
         return feed.loader_for(*data, what="validation_data")
     return inputs.pair(network, *data, "x_val")
-
-
-def compose(step, compiler, world):
-    """One training step of ``step`` (a :class:`TrainStep`) as the loop runs it:
-    ``(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share, wants_stop)
-    -> (params, buffers, optimizer_state, total, stop)``. ``total`` sums the batches' losses,
-    ``batch`` comes from :class:`portanet.step.Batches`, ``rows`` is its number of rows,
-    ``share`` this process's part of the global batch, ``wants_stop()`` this process's wish to
-    stop (Ctrl-C), asked once the batch's gradients are known; ``stop`` is whether any process
-    wished it.
-
-    In one process the step is one function, compiled whole by ``compiler``; across the ranks
-    of ``world`` it is two, gradients then update, with the world's gradient sum between them.
-    Eager steps may split large batches between threads (see :mod:`portanet.training.threads`).
-    """
-    if world.size > 1:  # the ranks of a node share its cores already: no threads
-        return _two_halves(step, compiler, world)
-    gradients = step.gradients
-    threads = step_threads(get_backend().name) if compiler is compilers.EAGER else 1
-    if threads > 1 and splittable(step):
-        gradients = SplitGradients(step, threads)
-    whole = compilers.compiled(compiler, functools.partial(step.whole, gradients=gradients),
-                               "the training step", donate=(0, 1, 2))  # not the loss total
-
-    def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
-            wants_stop):
-        return (*whole(params, buffers, optimizer_state, total, batch, scalars, noise),
-                wants_stop())
-
-    run.parts = [whole]  # what was compiled (each may have fallen back to eager)
-    return run
-
-
-def _two_halves(step, compiler, world):
-    """:func:`compose` across MPI ranks: gradients, the world's sum, update."""
-    gradients = compilers.compiled(compiler, step.gradients, "the gradient step", donate=(1,))
-    update = compilers.compiled(compiler, step.update, "the optimizer update", donate=(0, 1, 2))
-
-    def run(params, buffers, optimizer_state, total, batch, rows, scalars, noise, share,
-            wants_stop):
-        if rows:
-            grads, buffers, sums = gradients(params, buffers, batch, share, noise)
-            total = total + sums
-        else:  # none of this batch is this rank's: it adds nothing
-            grads = zeros_like_all(params)
-        grads, stop = world.reduce_gradients(grads, wants_stop())
-        params, optimizer_state = update(params, grads, optimizer_state, scalars)
-        return params, buffers, optimizer_state, total, stop
-
-    run.parts = [gradients, update]
-    return run
 
 
 def with_loss_of(network, architecture):
@@ -423,4 +371,3 @@ class Loop:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
-

@@ -93,6 +93,7 @@ def test_moved_modules_keep_their_public_import_paths(old, new):
     ("portanet.data.loaders", "portanet.data.sources",
      ["ArrayDataset", "SampleDataset", "BatchIterable", "is_array_like", "describe", "as_dataset",
       "open_npy", "open_npz"]),
+    ("portanet.training.loop", "portanet.training.runner", ["compose"]),
 ])
 def test_split_modules_keep_their_public_names(old, new, names):
     old, new = importlib.import_module(old), importlib.import_module(new)
