@@ -13,62 +13,29 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import time
 import warnings
 from pathlib import Path
-
-import numpy as np
 
 from .. import models
 from .._checks import fraction, integer_text, number_text, positive, sample_shape, size_pair
 from .._version import __version__
-from ..backend import (
-    backend_name,
-    describe_backends,
-    get_backend,
-    set_backend,
-    set_seed,
-    step_threads,
-)
-from ..callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint
-from ..data import ImageFolder, datasets, images
-from ..data.preprocessing import Normalizer, to_categorical
+from ..backend import backend_name
+from ..data import datasets
 from ..errors import CompileWarning, InputError, InputWarning, PortanetError
-from ..metrics import classification_report
-from ..network import load
 from ..precision import POLICIES
-from ..saving.files import writable_file, write_atomically
+from ..saving.files import writable_file
 from ..saving.format import model_path, saved_path
-from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, describe_onnx, export_onnx, onnx_path
+from ..saving.onnx import DEFAULT_OPSET, MIN_OPSET, onnx_path
 from ..saving.state import state_path
-from ..training import world as distributed
-from .plotting import plot_history, plot_path
+from .info import cmd_info
+from .plotting import plot_path
+from .reading import FOLDER, print_report
+from .saved import cmd_evaluate, cmd_export, cmd_predict
+from .train import cmd_train
 
-
-def cmd_info(args):
-    """Print every backend (installed or not, version, devices), the selected one, and how
-    many threads its eager training steps use."""
-    for row in describe_backends():
-        state = f"{row['version']:<10} devices: {', '.join(row['devices']) or '-'}" \
-            if row["installed"] else "not installed"
-        print(f"{row['backend']:<17} {state}" + (f"   ({row['note']})" if "note" in row else ""))
-    try:
-        backend = get_backend()
-    except PortanetError as exc:
-        print(f"selected: unusable: {exc}")
-        return 0
-    print(f"selected: {backend}")
-    threads = step_threads(backend.name)  # a bad PORTANET_STEP_THREADS says so here
-    if threads > 1:
-        print(f"eager training steps split large batches between {threads} threads "
-              "(PORTANET_STEP_THREADS)")
-    return 0
-
-
-FOLDER = "folder:"  # --dataset folder:PATH
+__all__ = ["FOLDER", "build_parser", "cmd_evaluate", "cmd_export", "cmd_info", "cmd_predict",
+           "cmd_train", "main", "print_report"]
 
 
 def _dataset(text):
@@ -90,187 +57,6 @@ def _image_size(option, text):
     """``text``, HxW (e.g. 32x32), as (height, width)."""
     return size_pair(f"{option} (HxW, e.g. 32x32)", tuple(
         integer_text(option, part) for part in text.lower().split("x")))
-
-
-def _load_dataset(name, data_dir, **folder_options):
-    """``(x_train, y_train), (x_test, y_test), class_names`` (None where the classes are the
-    digits) of the data set ``name`` (see :func:`_dataset`); ``folder_options`` go to
-    :class:`ImageFolder`."""
-    started = time.perf_counter()
-    if name.startswith(FOLDER):
-        train, test, class_names = _read_folder(name.removeprefix(FOLDER), **folder_options)
-    else:
-        train, test = datasets.load(name, data_dir=data_dir)
-        class_names = datasets.CLASS_NAMES.get(name)
-    print(f"dataset {name}: {len(train[0])} training and {len(test[0])} test images of "
-          f"{'x'.join(map(str, train[0].shape[1:]))} ({time.perf_counter() - started:.1f}s)")
-    return train, test, class_names
-
-
-def _read_folder(path, **options):
-    """A folder of images (:class:`ImageFolder`) read whole into arrays, split per class as the
-    digits are (a quarter of each class for the test split), and its class names. The command
-    holds the folder in memory; from Python, ``fit(ImageFolder(path))`` reads it batch by
-    batch."""
-    folder = ImageFolder(path, **options)
-    train, test = datasets.split_per_class(folder.labels)
-    return folder.rows(train), folder.rows(test), folder.class_names
-
-
-def _class_names(metadata):
-    """The names of a network's classes: as ``portanet train`` noted them, or the ones of the
-    data set it was trained on (files saved before the notes held them); None for digits."""
-    return metadata.get("class_names") or datasets.CLASS_NAMES.get(metadata.get("dataset"))
-
-
-def print_report(network, x_test, labels, classes, world=None):
-    """Print the per-class report on the test set; with ``world``, each rank predicts its
-    share and rank 0 reports on all of them."""
-    started = time.perf_counter()
-    if world is None:
-        outputs = network.predict(x_test)
-    else:
-        lo, hi = world.shard(0, len(x_test))
-        mine = network.predict(x_test[lo:hi]) if hi > lo else np.zeros((0, classes))
-        outputs = world.gather(mine, len(x_test))
-        if outputs is None:
-            return
-    print(f"\ntest set ({len(x_test)} images, predicted in {time.perf_counter() - started:.2f}s):")
-    print(classification_report(labels, outputs, _class_names(network.metadata)))
-
-
-def cmd_train(args):
-    """Train a model on a data set, report on its test set, optionally save and plot.
-
-    With ``--distributed`` (under mpirun) every rank trains its share of each batch; only
-    rank 0 prints, saves and plots.
-    """
-    if not args.dataset.startswith(FOLDER) and (args.color_mode or args.image_size):
-        raise InputError(f"--color-mode and --image-size read the images of --dataset "
-                         f"{FOLDER}PATH; the data set {args.dataset} has its own layout: leave "
-                         "them out")
-    world = distributed.init() if args.distributed else None
-    if world is None or world.is_root:
-        return _train(args, world)
-    with open(os.devnull, "w") as silent, contextlib.redirect_stdout(silent):
-        return _train(args, world)
-
-
-def _train(args, world):
-    monitor = "val_loss" if args.validation_split else "loss"  # for the two options below
-    stopping = args.early_stopping is not None and EarlyStopping(
-        monitor, patience=args.early_stopping, restore_best_weights=True)
-    checkpoint = args.checkpoint and ModelCheckpoint(args.checkpoint, monitor, save_best_only=True)
-    backup = args.resume and BackupAndRestore(args.resume, delete_checkpoint=False)
-    callbacks = [callback for callback in (stopping, checkpoint, backup) if callback]
-    backend = set_backend(args.backend, args.device)
-    set_seed(args.seed)
-    spec = models.get(args.model)
-    settings = models.training_settings(args.model, args.dataset)
-    settings.update({key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
-                     if getattr(args, key) is not None})
-    print(f"portanet {__version__} on {backend}"
-          + (f", {world.size} MPI process{'es' if world.size > 1 else ''}" if world else ""))
-    folder_options = {"color_mode": args.color_mode or "grayscale",
-                      "image_size": args.image_size} if args.dataset.startswith(FOLDER) else {}
-    (x_train, y_train), (x_test, y_test), class_names = _load_dataset(
-        args.dataset, args.data_dir, **folder_options)
-    x_train, y_train = x_train[:args.limit], y_train[:args.limit]  # None: all of them
-    classes = int(max(y_train.max(), y_test.max())) + 1
-    metadata = {"dataset": args.dataset, "model": args.model, "layout": spec.layout,
-                "image_shape": list(x_train.shape[1:]), "classes": classes}
-    if folder_options:
-        metadata["color_mode"] = folder_options["color_mode"]
-    if class_names:
-        metadata["class_names"] = list(class_names)
-    network = spec.build(tuple(x_train.shape[1:]), classes)
-    network.precision = args.precision
-    network.metadata = metadata
-    network.scaler = Normalizer().fit(x_train)  # saved with the network, applied to every input
-    if not args.quiet:
-        network.summary()
-    inputs = int(np.prod(x_train.shape[1:]))
-    description = spec.description.format(inputs=inputs, classes=classes)
-    print(f"training {args.model} ({description}) on {len(x_train)} images: "
-          + ", ".join(f"{key}={value}" for key, value in settings.items()))
-    started = time.perf_counter()
-    history = network.fit(images.prepare(x_train, metadata), to_categorical(y_train, classes),
-                          shuffle=settings["batch_size"] > 1,
-                          validation_split=args.validation_split, verbose=not args.quiet,
-                          distributed=world or False,
-                          compile="auto" if args.compile is None else args.compile,
-                          metrics=["accuracy"], callbacks=callbacks, **settings)
-    seconds = time.perf_counter() - started
-    samples = len(history.epoch) * round(len(x_train) * (1 - args.validation_split))
-    print(f"trained {len(history.epoch)} epochs in {seconds:.1f}s ({samples / seconds:,.0f} "
-          f"samples/s, step {history.compiled})"
-          + (f"; {history.stop_reason}" if history.stop_reason != "completed" else ""))
-    if world is not None and world.size > 1:
-        print(f"distributed: {world.size} processes, gradients summed through "
-              f"{world.transport}; exchanging them took {world.comm_seconds:.2f}s "
-              f"({world.comm_seconds / seconds:.0%} of training) over {world.steps} steps")
-    elif world is not None:
-        print("distributed: a single process (start several with mpirun -n N)")
-    print_report(network, images.prepare(x_test, metadata), y_test, classes, world)
-    if world is not None and not world.is_root:
-        return 0  # rank 0 writes the files
-    if checkpoint and checkpoint.best_epoch:
-        print(f"saved the best network ({monitor}={checkpoint.best:f}, epoch "
-              f"{checkpoint.best_epoch}) to {args.checkpoint}")
-    if args.save:
-        print(f"saved the network to {network.save(args.save)}")
-    if args.plot:
-        print(f"saved the training curves to {plot_history(history, args.plot)}")
-    return 0
-
-
-def cmd_evaluate(args):
-    """Report a saved network's accuracy on a data set's test split."""
-    print(f"portanet {__version__} on {set_backend(args.backend, args.device)}")
-    network = load(args.model)
-    metadata = network.metadata
-    name = args.dataset or metadata.get("dataset", "digits")
-    folder_options = {}
-    if name.startswith(FOLDER) and "color_mode" in metadata:  # read as it was trained on
-        folder_options = {"color_mode": metadata["color_mode"],
-                          "image_size": metadata["image_shape"][1:],
-                          "class_names": metadata["class_names"]}
-    _, (x_test, y_test), _ = _load_dataset(name, args.data_dir, **folder_options)
-    classes = metadata.get("classes") or network.output_shape()[-1]
-    print_report(network, images.network_input(x_test, network), y_test, classes)
-    return 0
-
-
-def cmd_predict(args):
-    """Print the predicted class of each image in a .npy file."""
-    set_backend(args.backend, args.device)
-    network = load(args.model)
-    try:
-        pictures = np.load(args.images, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read images from {args.images} (a .npy array of raw pixel "
-                         f"values is expected): {exc}") from None
-    x = images.network_input(pictures, network)
-    names = _class_names(network.metadata)
-    for index, label in enumerate(network.predict_classes(x)):
-        print(f"{index}\t{label}" + (f"\t{names[label]}" if names else ""))
-    if args.output:
-        try:
-            outputs, kind = network.predict_proba(x), "class probabilities"
-        except InputError:  # a network whose outputs are scores (tanh + MSE)
-            outputs, kind = network.predict(x), "the network's raw outputs (not probabilities)"
-        write_atomically(args.output, lambda stream: np.save(stream, outputs), "the outputs")
-        print(f"wrote {kind}, shape {outputs.shape}, to {args.output}", file=sys.stderr)
-    return 0
-
-
-def cmd_export(args):
-    """Write a saved network as an ONNX model; print its inputs and outputs."""
-    set_backend(args.backend, args.device)
-    path = export_onnx(load(args.model), args.output, args.opset,
-                       input_shape=args.input_shape, probabilities=args.probabilities)
-    print(f"wrote {path}\n{describe_onnx(path)}")
-    return 0
 
 
 def _option_type(option, convert, named):

@@ -130,14 +130,14 @@ BAD_OPTIONS = [  # argv (in a folder holding net.npz and images.npy), what the e
 @pytest.mark.parametrize("argv, message", BAD_OPTIONS, ids=" ".join)
 def test_every_option_is_checked_before_any_work(argv, message, tmp_path, monkeypatch,
                                                  capsys):
-    from portanet.cli import commands
+    from portanet.cli import reading, saved, train
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the options were checked")
 
-    for module, name in ((portanet.data.datasets, "load"), (commands, "load"),
-                         (commands, "ImageFolder"), (commands, "set_backend"),
-                         (commands.distributed, "init")):
+    for module, name in ((portanet.data.datasets, "load"), (saved, "load"),
+                         (reading, "ImageFolder"), (train, "set_backend"),
+                         (saved, "set_backend"), (train.distributed, "init")):
         monkeypatch.setattr(module, name, no_work)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "net.npz").touch()

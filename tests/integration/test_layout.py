@@ -94,6 +94,10 @@ def test_moved_modules_keep_their_public_import_paths(old, new):
      ["ArrayDataset", "SampleDataset", "BatchIterable", "is_array_like", "describe", "as_dataset",
       "open_npy", "open_npz"]),
     ("portanet.training.loop", "portanet.training.runner", ["compose"]),
+    ("portanet.cli.commands", "portanet.cli.info", ["cmd_info"]),
+    ("portanet.cli.commands", "portanet.cli.train", ["cmd_train"]),
+    ("portanet.cli.commands", "portanet.cli.saved", ["cmd_evaluate", "cmd_predict", "cmd_export"]),
+    ("portanet.cli.commands", "portanet.cli.reading", ["FOLDER", "print_report"]),
 ])
 def test_split_modules_keep_their_public_names(old, new, names):
     old, new = importlib.import_module(old), importlib.import_module(new)
