@@ -25,6 +25,7 @@ from ..layers import (
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Bidirectional,
     Conv1D,
     Conv2D,
     Dense,
@@ -48,7 +49,7 @@ from ..layers import (
 from ..layers.base import walk
 from ..losses import softmax_crossentropy, sparse_softmax_crossentropy
 from .files import writable_file, write_atomically
-from .onnx_recurrent import GATE_ORDER, add_recurrent
+from .onnx_recurrent import GATE_ORDER, add_bidirectional, add_recurrent
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
@@ -285,6 +286,10 @@ def _recurrent(graph, layer, key, shape):  # LSTM, GRU: one ONNX node each
     add_recurrent(graph, layer, _name(key, layer))
 
 
+def _bidirectional(graph, layer, key, shape):  # one bidirectional ONNX LSTM / GRU node
+    add_bidirectional(graph, layer, _name(key, layer))
+
+
 def _sequential(graph, layer, key, shape):
     _add_layers(graph, layer.sublayers, shape, f"{key}.")
 
@@ -302,7 +307,7 @@ EXPORTS = {FCLayer: _gemm, Dense: _dense, ActivationLayer: _activation, Conv1D: 
            RandomFlip: _inference_identity, RandomCrop: _inference_identity,
            RandomErasing: _inference_identity, Embedding: _embedding,
            PositionalEmbedding: _positions, SelfAttention: _attention, TiedDense: _tied,
-           Sequential: _sequential, Residual: _residual,
+           Sequential: _sequential, Residual: _residual, Bidirectional: _bidirectional,
            **dict.fromkeys(GATE_ORDER, _recurrent)}
 # Built-in layers that cannot be exported, by class name, with the reason (none now: a layer
 # added to portanet.layers.LAYERS must be in EXPORTS or here; tests check it).
