@@ -273,7 +273,6 @@ class Bidirectional(Container):
         return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
 
     def apply(self, state, x, run):
-        self.forward_layer.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
         sequences = self.forward_layer.return_sequences
         ahead, ahead_backprop = run.apply(self.forward_layer, x)

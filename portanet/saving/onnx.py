@@ -282,12 +282,9 @@ def _tied(graph, layer, key, shape):  # the embedding's matrix (exported before 
         graph.node("Add", name, graph.parameter(layer, "bias", name))
 
 
-def _recurrent(graph, layer, key, shape):  # LSTM, GRU: one ONNX node each
-    add_recurrent(graph, layer, _name(key, layer))
-
-
-def _bidirectional(graph, layer, key, shape):  # one bidirectional ONNX LSTM / GRU node
-    add_bidirectional(graph, layer, _name(key, layer))
+def _recurrent(graph, layer, key, shape):  # LSTM, GRU, Bidirectional: one ONNX node each
+    add = add_bidirectional if isinstance(layer, Bidirectional) else add_recurrent
+    add(graph, layer, _name(key, layer))
 
 
 def _sequential(graph, layer, key, shape):
@@ -307,8 +304,8 @@ EXPORTS = {FCLayer: _gemm, Dense: _dense, ActivationLayer: _activation, Conv1D: 
            RandomFlip: _inference_identity, RandomCrop: _inference_identity,
            RandomErasing: _inference_identity, Embedding: _embedding,
            PositionalEmbedding: _positions, SelfAttention: _attention, TiedDense: _tied,
-           Sequential: _sequential, Residual: _residual, Bidirectional: _bidirectional,
-           **dict.fromkeys(GATE_ORDER, _recurrent)}
+           Sequential: _sequential, Residual: _residual,
+           **dict.fromkeys((*GATE_ORDER, Bidirectional), _recurrent)}
 # Built-in layers that cannot be exported, by class name, with the reason (none now: a layer
 # added to portanet.layers.LAYERS must be in EXPORTS or here; tests check it).
 NOT_EXPORTABLE: dict[str, str] = {}
