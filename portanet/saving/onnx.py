@@ -284,7 +284,7 @@ def _tied(graph, layer, key, shape):  # the embedding's matrix (exported before 
 
 def _recurrent(graph, layer, key, shape):  # LSTM, GRU, Bidirectional: one ONNX node each
     add = add_bidirectional if isinstance(layer, Bidirectional) else add_recurrent
-    add(graph, layer, _name(key, layer))
+    return add(graph, layer, _name(key, layer))
 
 
 def _sequential(graph, layer, key, shape):

@@ -48,10 +48,10 @@ def _node(graph, directions, prefix):
     helper, int64 = graph.onnx.helper, graph.onnx.TensorProto.INT64
 
     def stacked(name, *names):  # (directions, rows, columns)
-        parts = [namespace(getattr(layer, name)).concat(
-            [_reordered(one, part, order) for part in (name, *names)], axis=0)
-            for one in directions]
-        return graph.array(f"{prefix}.{name}", namespace(parts[0]).stack(parts, axis=0))
+        xp = namespace(getattr(layer, name))
+        return graph.array(f"{prefix}.{name}", xp.stack(
+            [xp.concat([_reordered(one, part, order) for part in (name, *names)], axis=0)
+             for one in directions], axis=0))
 
     weights = [stacked("weight_ih"), stacked("weight_hh"), stacked("bias_ih", "bias_hh")]
     graph.node("Transpose", f"{prefix}.time_major", perm=[1, 0, 2])
@@ -98,7 +98,9 @@ def add_bidirectional(graph, layer, prefix):
     """Append the nodes of a :class:`~portanet.Bidirectional` to ``graph``: one node with
     ``direction="bidirectional"`` (ONNX runs the second direction over the reversed sequences
     and gives its outputs at the input's positions, as portanet does), then the two
-    directions merged."""
+    directions merged; False (not exportable) around a recurrent layer of your own."""
+    if type(layer.forward_layer) not in GATE_ORDER:
+        return False
     sequence, last = _node(graph, layer.sublayers, prefix)
     sequences = layer.forward_layer.return_sequences
     # (T, 2, N, hidden): the directions on axis 1; (2, N, hidden): on axis 0

@@ -179,6 +179,15 @@ def test_bidirectional_is_one_node_in_each_merge_mode(kind, return_sequences, me
     assert {a.name: a.s for a in node.attribute}["direction"] == b"bidirectional"
 
 
+def test_a_bidirectional_recurrent_layer_of_your_own_is_refused(tmp_path, onnx):
+    class Mine(GRU):
+        pass
+
+    net = Network([Bidirectional(Mine(4, 3))])
+    with pytest.raises(InputError, match=r"layer 0 \(Bidirectional\(Mine.*cannot be exported"):
+        portanet.export_onnx(net, tmp_path / "net.onnx", input_shape=(5, 4))
+
+
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_each_activation_gives_in_onnxruntime_what_predict_gives(name, backend, tmp_path, onnx):
     net = perturbed(Network([Dense(4, 6), ActivationLayer(name)]))
