@@ -38,6 +38,7 @@ from .layers import (
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Bidirectional,
     Conv1D,
     Conv2D,
     Dense,
@@ -80,7 +81,7 @@ __all__ = [
     "Dense", "Embedding", "LayerNorm", "PositionalEmbedding", "Residual", "SelfAttention",
     "Sequential", "TiedDense", "RandomCrop", "RandomErasing", "RandomFlip", "Loader",
     "Conv1D", "MaxPool1D", "AvgPool1D",
-    "LSTM", "GRU",
+    "LSTM", "GRU", "Bidirectional",
 ]
 
 # Modules that moved into packages keep their old import paths (``import portanet.datasets``):

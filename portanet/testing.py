@@ -74,10 +74,11 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
                 rtol=1e-6, atol=1e-8, eps=1e-6):
     """Check a layer's backward pass against central finite differences, in float64, on the
     selected backend: the input gradient, and the gradient of each parameter (``params``: the
-    names to check, default all of ``layer.params``) that the backprop of
-    :meth:`~portanet.Layer.apply` returns (for a layer in the stateful form, that ``backward``
-    leaves in ``layer.grads``); ``need_input=False`` (``backward_params``) must give the same
-    parameter gradients.
+    names to check, default all of ``layer.params`` and, for a container, every parameter of
+    its sublayers) that the backprop of :meth:`~portanet.Layer.apply` returns (for a layer in
+    the stateful form, that ``backward`` leaves in ``layer.grads``; for a sublayer, what the
+    pass records); ``need_input=False`` (``backward_params``) must give the same parameter
+    gradients.
 
     The input is ``x`` (host data, samples first) or ``batch`` standard-normal samples of
     per-sample shape ``input_shape``; the scalar differentiated is a random linear functional
@@ -100,6 +101,13 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
     unknown = sorted(set(names) - set(trained))
     if unknown:
         raise InputError(f"{layer!r} has no parameters {unknown}: its params are {trained}")
+    # a container's sublayers' parameters, found in the pass's gradients (all, unless params)
+    inner = [(key, part, name) for key, part in _sublayers(layer) for name in part.params]
+    slots = [(layer, name) for name in trained] + [(part, name) for _, part, name in inner]
+    checked = [(repr(name), trained.index(name)) for name in names]
+    if params is None:
+        checked += [(f"{name!r} of sublayer {key} ({part!r})", len(trained) + k)
+                    for k, (key, part, name) in enumerate(inner)]
     backend = get_backend()
     label = f"{layer!r} on {backend}"
     parts = with_references([layer])  # a TiedDense's embedding too
@@ -107,21 +115,24 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
                   for part in parts}
     restore = {id(part): dict(vars(part)) for part in parts}  # stateful layers write on theirs
 
-    def run(values):  # a pass with the layer's parameters set to values
+    def run(values):  # a pass with the parameters of slots set to values
         set_seed(seed)
         states = {key: dict(arrays) for key, arrays in as_float64.items()}
-        states.setdefault(id(layer), {}).update(zip(trained, values))
+        for (part, name), value in zip(slots, values):
+            states.setdefault(id(part), {})[name] = value
         return Pass(states, training)
 
     def output(point, values):
         return run(values).output([layer], point)
 
     def analytic(method, point, values, weights):
-        """``method``'s input gradient and parameter gradients, after a forward."""
+        """``method``'s input gradient, the layer's parameter gradients and its sublayers',
+        after a forward."""
         this = run(values)
         _, backprop = this.apply(layer, point)
         grad_input, grads = backprop(weights, method == "backward")
-        return grad_input, dict(grads)
+        return grad_input, dict(grads), [this.grads.get(id(part), {}).get(name)
+                                         for _, part, name in inner]
 
     # Compiled where the backend compiles (jax.jit: a few programs per check instead of one per
     # operation and shape, and finite differences hundreds of times faster); eager again if
@@ -131,7 +142,7 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
     forward = compilers.compiled(compiler, output, what)
     try:
         point = backend.asarray(x, "float64")
-        values = [as_float64[id(layer)][name] for name in trained]
+        values = [as_float64[id(part)][name] for part, name in slots]
         weights = generator.normal(size=tuple(forward(point, values).shape))
         weights_on_backend = backend.asarray(weights, "float64")
 
@@ -141,17 +152,20 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
 
         def gradients(method):
             run = compilers.compiled(compiler, functools.partial(analytic, method), what)
-            result, grads = run(point, values, weights_on_backend)
+            result, grads, inner_grads = run(point, values, weights_on_backend)
             if set(grads) != set(trained):
                 raise CheckError(f"{label}: {method} gave gradients for {sorted(grads)}; its "
                                  f"params are {trained}")
-            return result, grads
+            for (key, part, name), grad in zip(inner, inner_grads):
+                if grad is None:
+                    raise CheckError(f"{label}: {method} gave no gradient for parameter "
+                                     f"{name!r} of sublayer {key} ({part!r})")
+            return result, [grads[name] for name in trained] + list(inner_grads)
 
         grad_input, grads = gradients("backward")
         assert_gradient_close(grad_input, numeric_gradient(objective, x, eps),
                               f"{label}: the gradient of the input", rtol, atol)
-        for name in names:
-            k = trained.index(name)
+        for what_param, k in checked:
 
             def at_param(at, k=k):
                 changed = list(values)
@@ -159,17 +173,29 @@ def check_layer(layer, input_shape=None, *, x=None, batch=3, params=None, traini
                 return objective(x, changed)
 
             numeric = numeric_gradient(at_param, to_numpy(values[k]), eps)
-            assert_gradient_close(grads[name], numeric,
-                                  f"{label}: the gradient of parameter {name!r}", rtol, atol)
+            assert_gradient_close(grads[k], numeric,
+                                  f"{label}: the gradient of parameter {what_param}", rtol, atol)
         _, only_params = gradients("backward_params")  # need_input=False
-        for name in names:
-            assert_gradient_close(only_params[name], to_numpy(grads[name]),
-                                  f"{label}: backward_params's gradient of {name!r} (against "
-                                  "backward's)", rtol, atol)
+        for what_param, k in checked:
+            assert_gradient_close(only_params[k], to_numpy(grads[k]),
+                                  f"{label}: backward_params's gradient of {what_param} "
+                                  "(against backward's)", rtol, atol)
     finally:
         for part in parts:
             vars(part).clear()
             vars(part).update(restore[id(part)])
+
+
+def _sublayers(layer, prefix="", seen=None):
+    """``(key, sublayer)`` for each layer inside the container ``layer``, depth first, once
+    each; keys "0", "1", "1.0", ... as a saved network numbers them."""
+    seen = {id(layer)} if seen is None else seen
+    for index, part in enumerate(getattr(layer, "sublayers", ())):
+        key = f"{prefix}{index}"
+        if id(part) not in seen:
+            seen.add(id(part))
+            yield key, part
+        yield from _sublayers(part, f"{key}.", seen)
 
 
 def _float64(array):

@@ -13,7 +13,7 @@ from .conv import Conv1D, Conv2D
 from .dense import Dense, FCLayer
 from .embedding import Embedding, PositionalEmbedding, TiedDense
 from .pooling import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
-from .recurrent import GRU, LSTM
+from .recurrent import GRU, LSTM, Bidirectional
 from .regularization import BatchNorm, Dropout, LayerNorm
 from .shape import Flatten, Reshape
 
@@ -22,10 +22,10 @@ LAYERS = {cls.__name__: cls for cls in (FCLayer, ActivationLayer, Conv2D, MaxPoo
                                         Dropout, BatchNorm, Dense, LayerNorm, Embedding,
                                         PositionalEmbedding, TiedDense, SelfAttention, Sequential,
                                         Residual, RandomFlip, RandomCrop, RandomErasing, LSTM,
-                                        GRU)}
+                                        GRU, Bidirectional)}
 
-__all__ = ["LAYERS", "ActivationLayer", "AvgPool1D", "AvgPool2D", "BatchNorm", "Conv1D", "Conv2D",
-           "Dense", "Dropout", "Embedding", "FCLayer", "Flatten", "GRU", "LSTM", "Layer",
-           "LayerNorm", "MaxPool1D", "MaxPool2D",
+__all__ = ["LAYERS", "ActivationLayer", "AvgPool1D", "AvgPool2D", "BatchNorm", "Bidirectional",
+           "Conv1D", "Conv2D", "Dense", "Dropout", "Embedding", "FCLayer", "Flatten", "GRU", "LSTM",
+           "Layer", "LayerNorm", "MaxPool1D", "MaxPool2D",
            "Pass", "PositionalEmbedding", "RandomCrop", "RandomErasing", "RandomFlip", "Reshape",
            "Residual", "SelfAttention", "Sequential", "TiedDense"]

@@ -407,11 +407,14 @@ def check_references(layers):
 def walk_shapes(layers, shape, depth=0):
     """``(layer, depth, per-sample input shape or None)`` for every layer as :func:`walk`
     orders them, from ``shape`` (or the first input shape a layer declares). A container's
-    sublayers run one after another on the container's input."""
+    sublayers run one after another on the container's input, or each on it (``branches``)."""
     for layer in layers:
         if shape is None:
             shape = getattr(layer, "input_shape", None)
         yield layer, depth, shape
-        yield from walk_shapes(getattr(layer, "sublayers", ()), shape, depth + 1)
+        sublayers = getattr(layer, "sublayers", ())
+        for group in ([[sub] for sub in sublayers] if getattr(layer, "branches", False)
+                      else [sublayers]):
+            yield from walk_shapes(group, shape, depth + 1)
         shape = layer.output_shape(shape) if shape is not None and isinstance(layer, Layer) \
             else None

@@ -14,6 +14,8 @@ class Container(Layer):
     """Base class of layers made of other layers (``sublayers``), which must be portanet layers
     with ``forward``/``backward`` (not the tutorial's self-updating style)."""
 
+    branches = False  # True: each sublayer reads the container's input (else one after another)
+
     def __init__(self, sublayers):
         super().__init__()
         for layer in sublayers:

@@ -1,5 +1,6 @@
 """Recurrent layers: :class:`LSTM` and :class:`GRU` over batch-first sequences, with
-PyTorch's gate order and weight layout (so weights copy both ways)."""
+PyTorch's gate order and weight layout (so weights copy both ways), and :class:`Bidirectional`,
+which runs one of them over the sequences both ways."""
 
 import math
 
@@ -8,9 +9,10 @@ from array_api_compat import device
 from .. import initializers
 from .._checks import boolean, integer, one_of
 from ..activations import sigmoid
-from ..backend import get_backend, kernels, matmul, namespace, rng, row_major, sum_rows
-from ..errors import ShapeError
-from .base import Layer
+from ..backend import dtype_name, get_backend, kernels, matmul, namespace, rng, row_major, sum_rows
+from ..errors import InputError, ShapeError
+from .base import EMPTY, Layer
+from .containers import Container
 
 
 class Recurrent(Layer):
@@ -231,3 +233,82 @@ class GRU(Recurrent):
         grad_r = grad_n * hidden_n * r * (1.0 - r)
         return (xp.concat([grad_r, grad_z, grad_n], axis=-1),
                 xp.concat([grad_r, grad_z, grad_n * r], axis=-1), (grad_h * z,))
+
+
+class Bidirectional(Container):
+    """An :class:`LSTM` or :class:`GRU` run over the sequences both ways, as
+    ``torch.nn.LSTM(bidirectional=True)`` and Keras's ``Bidirectional`` do: ``layer`` reads them
+    forward, ``backward_layer`` (default: a new, independently initialised layer with
+    ``layer``'s settings) reads them reversed. With ``return_sequences`` the backward
+    direction's outputs are flipped back to the input's positions; without, each direction's
+    last step is taken (the backward one's is position 0, as PyTorch's ``h_n``).
+    ``merge_mode`` joins the two outputs: ``"concat"`` (forward first, ``2 * hidden_size``
+    features, PyTorch's layout), ``"sum"``, ``"mul"`` or ``"ave"``."""
+
+    branches = True  # both sublayers read the container's input
+    merges = ("concat", "sum", "mul", "ave")
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None):
+        if not isinstance(layer, Recurrent):
+            raise InputError(f"Bidirectional wraps an LSTM or a GRU, got {layer!r}")
+        if backward_layer is None:
+            backward_layer = type(layer)(**layer.config(), dtype=dtype_name(layer.weight_ih))
+        elif backward_layer is layer:
+            raise InputError("Bidirectional needs a backward_layer of its own, got the forward "
+                             "layer again; leave it out for a new one with the same settings")
+        elif type(backward_layer) is not type(layer) or backward_layer.config() != layer.config():
+            raise InputError(f"Bidirectional's backward_layer must be a {type(layer).__name__} "
+                             f"with the settings of {layer!r}, got {backward_layer!r}")
+        super().__init__([layer, backward_layer])
+        self.forward_layer, self.backward_layer = layer, backward_layer
+        self.merge_mode = one_of("Bidirectional merge_mode", merge_mode, self.merges)
+
+    @classmethod
+    def from_sublayers(cls, sublayers, **config):
+        layer, backward_layer = sublayers
+        return cls(layer, backward_layer=backward_layer, **config)
+
+    def output_shape(self, input_shape):
+        shape = self.forward_layer.output_shape(input_shape)
+        return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
+
+    def apply(self, state, x, run):
+        xp = namespace(x)
+        sequences = self.forward_layer.return_sequences
+        ahead, ahead_backprop = run.apply(self.forward_layer, x)
+        behind, behind_backprop = run.apply(self.backward_layer, xp.flip(x, axis=1))
+        if sequences:
+            behind = xp.flip(behind, axis=1)
+        mode = self.merge_mode
+        if mode == "concat":
+            out = xp.concat([ahead, behind], axis=-1)
+        elif mode == "mul":
+            out = ahead * behind
+        else:
+            out = ahead + behind if mode == "sum" else 0.5 * (ahead + behind)
+
+        def backprop(grad_output, need_input=True):
+            if mode == "concat":
+                size = self.forward_layer.hidden_size
+                grad_ahead, grad_behind = grad_output[..., :size], grad_output[..., size:]
+            elif mode == "mul":
+                grad_ahead, grad_behind = grad_output * behind, grad_output * ahead
+            else:
+                grad_ahead = grad_behind = grad_output if mode == "sum" else 0.5 * grad_output
+            if sequences:
+                grad_behind = xp.flip(grad_behind, axis=1)
+            grad_input, grads = ahead_backprop(grad_ahead, need_input)
+            run.record(self.forward_layer, grads)
+            grad_reversed, grads = behind_backprop(grad_behind, need_input)
+            run.record(self.backward_layer, grads)
+            if not need_input:
+                return None, EMPTY
+            return grad_input + xp.flip(grad_reversed, axis=1), EMPTY
+        return out, backprop
+
+    def config(self):
+        return {"merge_mode": self.merge_mode}
+
+    def __repr__(self):
+        merge = "" if self.merge_mode == "concat" else f", merge_mode={self.merge_mode!r}"
+        return f"Bidirectional({self.forward_layer!r}{merge})"

@@ -25,6 +25,7 @@ from ..layers import (
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Bidirectional,
     Conv1D,
     Conv2D,
     Dense,
@@ -48,7 +49,7 @@ from ..layers import (
 from ..layers.base import walk
 from ..losses import softmax_crossentropy, sparse_softmax_crossentropy
 from .files import writable_file, write_atomically
-from .onnx_recurrent import GATE_ORDER, add_recurrent
+from .onnx_recurrent import GATE_ORDER, add_bidirectional, add_recurrent
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
@@ -281,8 +282,9 @@ def _tied(graph, layer, key, shape):  # the embedding's matrix (exported before 
         graph.node("Add", name, graph.parameter(layer, "bias", name))
 
 
-def _recurrent(graph, layer, key, shape):  # LSTM, GRU: one ONNX node each
-    add_recurrent(graph, layer, _name(key, layer))
+def _recurrent(graph, layer, key, shape):  # LSTM, GRU, Bidirectional: one ONNX node each
+    add = add_bidirectional if isinstance(layer, Bidirectional) else add_recurrent
+    return add(graph, layer, _name(key, layer))
 
 
 def _sequential(graph, layer, key, shape):
@@ -303,7 +305,7 @@ EXPORTS = {FCLayer: _gemm, Dense: _dense, ActivationLayer: _activation, Conv1D: 
            RandomErasing: _inference_identity, Embedding: _embedding,
            PositionalEmbedding: _positions, SelfAttention: _attention, TiedDense: _tied,
            Sequential: _sequential, Residual: _residual,
-           **dict.fromkeys(GATE_ORDER, _recurrent)}
+           **dict.fromkeys((*GATE_ORDER, Bidirectional), _recurrent)}
 # Built-in layers that cannot be exported, by class name, with the reason (none now: a layer
 # added to portanet.layers.LAYERS must be in EXPORTS or here; tests check it).
 NOT_EXPORTABLE: dict[str, str] = {}

@@ -1,5 +1,6 @@
-"""ONNX export of :class:`~portanet.LSTM` and :class:`~portanet.GRU`: one ONNX ``LSTM`` or
-``GRU`` node each (opset 13: time-major, so the sequences are transposed in and out).
+"""ONNX export of :class:`~portanet.LSTM`, :class:`~portanet.GRU` and
+:class:`~portanet.Bidirectional`: one ONNX ``LSTM`` or ``GRU`` node each (a bidirectional one
+for ``Bidirectional``; opset 13: time-major, so the sequences are transposed in and out).
 
 ONNX stacks the gates in another order than PyTorch (and portanet): LSTM ``i, o, f, c`` for
 ``i, f, g, o``, GRU ``z, r, h`` for ``r, z, n`` (with ``linear_before_reset=1``, PyTorch's
@@ -37,17 +38,20 @@ def _initial_state(graph, layer, prefix, name, batch_size):
     return expanded
 
 
-def add_recurrent(graph, layer, prefix):
-    """Append the nodes of ``layer`` (an LSTM or a GRU) to ``graph``: batch-first sequences
-    ``(N, T, input_size)`` in, ``(N, T, hidden)`` or ``(N, hidden)`` out."""
+def _node(graph, directions, prefix):
+    """Append one ONNX LSTM or GRU node reading the latest output (batch-first sequences), with
+    ``directions`` (the layer, or a Bidirectional's forward and backward layers); returns the
+    names of its outputs: every step's hidden states ``(T, directions, N, hidden)`` and the
+    last ones ``(directions, N, hidden)``."""
+    layer = directions[0]
     op, order, attributes = GATE_ORDER[type(layer)]
     helper, int64 = graph.onnx.helper, graph.onnx.TensorProto.INT64
 
-    def stacked(name, *names):
-        parts = [_reordered(layer, part, order) for part in (name, *names)]
-        joined = namespace(parts[0]).concat(parts, axis=0)
-        return graph.array(f"{prefix}.{name}", namespace(joined).reshape(
-            joined, (1, *joined.shape)))
+    def stacked(name, *names):  # (directions, rows, columns)
+        xp = namespace(getattr(layer, name))
+        return graph.array(f"{prefix}.{name}", xp.stack(
+            [xp.concat([_reordered(one, part, order) for part in (name, *names)], axis=0)
+             for one in directions], axis=0))
 
     weights = [stacked("weight_ih"), stacked("weight_hh"), stacked("bias_ih", "bias_hh")]
     graph.node("Transpose", f"{prefix}.time_major", perm=[1, 0, 2])
@@ -59,17 +63,62 @@ def add_recurrent(graph, layer, prefix):
         graph.nodes.append(helper.make_node(
             "Gather", [f"{prefix}.shape", graph.constant(f"{prefix}.batch_axis", [1], int64)],
             [batch_size], name=batch_size, axis=0))
-        weights += ["", *(_initial_state(graph, layer, prefix, name, batch_size)
-                          for name in layer.states)]
+        weights.append("")
+        for name in layer.states:
+            starts = [_initial_state(graph, one, f"{prefix}.{index}" if len(directions) > 1
+                                     else prefix, name, batch_size)
+                      for index, one in enumerate(directions)]
+            weights.append(starts[0] if len(starts) == 1 else graph.op(
+                "Concat", f"{prefix}.{name}.directions", starts, axis=0))
     outputs = [f"{prefix}.sequence", f"{prefix}.last"]
+    direction = {"direction": "bidirectional"} if len(directions) > 1 else {}
     graph.nodes.append(helper.make_node(op, [sequences, *weights], outputs, name=prefix,
-                                        hidden_size=layer.hidden_size, **attributes))
+                                        hidden_size=layer.hidden_size, **direction,
+                                        **attributes))
+    return outputs
+
+
+def add_recurrent(graph, layer, prefix):
+    """Append the nodes of ``layer`` (an LSTM or a GRU) to ``graph``: batch-first sequences
+    ``(N, T, input_size)`` in, ``(N, T, hidden)`` or ``(N, hidden)`` out."""
+    sequence, last = _node(graph, [layer], prefix)
+    int64 = graph.onnx.TensorProto.INT64
     if layer.return_sequences:  # (T, 1, N, hidden)
-        graph.value = outputs[0]
+        graph.value = sequence
         graph.node("Squeeze", f"{prefix}.squeezed",
                    graph.constant(f"{prefix}.direction_axis", [1], int64))
         graph.node("Transpose", f"{prefix}.batch_major", perm=[1, 0, 2])
     else:  # (1, N, hidden)
-        graph.value = outputs[1]
+        graph.value = last
         graph.node("Squeeze", f"{prefix}.squeezed",
                    graph.constant(f"{prefix}.direction_axis", [0], int64))
+
+
+def add_bidirectional(graph, layer, prefix):
+    """Append the nodes of a :class:`~portanet.Bidirectional` to ``graph``: one node with
+    ``direction="bidirectional"`` (ONNX runs the second direction over the reversed sequences
+    and gives its outputs at the input's positions, as portanet does), then the two
+    directions merged; False (not exportable) around a recurrent layer of your own."""
+    if type(layer.forward_layer) not in GATE_ORDER:
+        return False
+    sequence, last = _node(graph, layer.sublayers, prefix)
+    sequences = layer.forward_layer.return_sequences
+    # (T, 2, N, hidden): the directions on axis 1; (2, N, hidden): on axis 0
+    source, axis = (sequence, 1) if sequences else (last, 0)
+    int64 = graph.onnx.TensorProto.INT64
+    ahead, behind = (graph.op("Gather", f"{prefix}.{name}", [source, graph.constant(
+        f"{prefix}.{name}.index", index, int64)], axis=axis)  # a scalar index: the axis goes
+        for index, name in enumerate(("forward", "backward")))
+    merged = f"{prefix}.merged"
+    if layer.merge_mode == "concat":
+        graph.op("Concat", merged, [ahead, behind], axis=-1)
+    elif layer.merge_mode == "mul":
+        graph.op("Mul", merged, [ahead, behind])
+    else:
+        graph.op("Add", merged, [ahead, behind])
+        if layer.merge_mode == "ave":
+            merged = graph.op("Mul", f"{prefix}.average",
+                              [merged, graph.constant(f"{prefix}.half", 0.5)])
+    graph.value = merged
+    if sequences:  # (T, N, features)
+        graph.node("Transpose", f"{prefix}.batch_major", perm=[1, 0, 2])

@@ -415,7 +415,7 @@ def test_registry_names_every_layer():
                            "Flatten", "Reshape", "Dropout", "BatchNorm", "Dense", "LayerNorm",
                            "Embedding", "PositionalEmbedding", "TiedDense", "SelfAttention",
                            "Sequential", "Residual", "RandomFlip", "RandomCrop", "RandomErasing",
-                           "LSTM", "GRU"}
+                           "LSTM", "GRU", "Bidirectional"}
     assert all(LAYERS[name].__name__ == name for name in LAYERS)
     conv = Conv2D(1, 2, (3, 5), stride=(2, 1), input_shape=(1, 8, 8))
     assert conv.config()["kernel_size"] == [3, 5] and conv.config()["input_shape"] == [1, 8, 8]

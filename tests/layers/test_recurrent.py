@@ -229,7 +229,8 @@ def test_bad_arguments_are_named(kind, kwargs, message):
 
 def test_the_docs_example_builds_what_it_says():
     """docs/training.md's recurrent example: a language model's scores at every position, a
-    classifier's from the last step with a learned initial state."""
+    classifier's from the last step with a learned initial state, a tagger's from both
+    directions."""
     text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
     section = text.split("## Recurrent layers")[1]
     example = section.split("```python\n")[1].split("```")[0]
@@ -239,3 +240,4 @@ def test_the_docs_example_builds_what_it_says():
     assert names["net"].predict(ids).shape == (2, 7, 96)
     assert names["classifier"].predict(sequences(n=4, t=5, d=3)).shape == (4, 5)
     assert "h0" in names["classifier"].layers[0].params
+    assert names["tagger"].predict(ids).shape == (2, 7, 9)

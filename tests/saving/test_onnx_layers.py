@@ -14,6 +14,7 @@ from portanet import (
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
+    Bidirectional,
     Conv1D,
     Conv2D,
     Dense,
@@ -121,6 +122,9 @@ EXAMPLES = {
                                SelfAttention(4, 1)], sequences),
     "LSTM": (lambda: [LSTM(4, 3, return_sequences=True, initial_state="learned")], sequences),
     "GRU": (lambda: [GRU(4, 3)], sequences),
+    "Bidirectional": (lambda: [Bidirectional(LSTM(4, 3, return_sequences=True,
+                                                  initial_state="learned")),
+                               Bidirectional(GRU(6, 3), merge_mode="ave")], sequences),
     "Sequential": (lambda: [Sequential([Dense(4, 6), ActivationLayer("relu"),
                                         Sequential([Dense(6, 4)])])], sequences),
     "Residual": (lambda: [Residual(Sequential([LayerNorm(4), Dense(4, 4)])),
@@ -160,6 +164,28 @@ def test_each_layer_type_gives_in_onnxruntime_what_predict_gives(name, backend, 
     x = data()
     net = perturbed(Network(make()))
     check_export(net, x, tmp_path, input_shape=x.shape[1:])
+
+
+@pytest.mark.parametrize("merge_mode", Bidirectional.merges)
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("kind", [LSTM, GRU])
+def test_bidirectional_is_one_node_in_each_merge_mode(kind, return_sequences, merge_mode,
+                                                      backend, tmp_path, onnx):
+    net = perturbed(Network([Bidirectional(kind(4, 3, return_sequences=return_sequences,
+                                                initial_state="learned"), merge_mode)]))
+    x = sequences()
+    path = check_export(net, x, tmp_path, input_shape=x.shape[1:])
+    [node] = [node for node in onnx.load(str(path)).graph.node if node.op_type == kind.__name__]
+    assert {a.name: a.s for a in node.attribute}["direction"] == b"bidirectional"
+
+
+def test_a_bidirectional_recurrent_layer_of_your_own_is_refused(tmp_path, onnx):
+    class Mine(GRU):
+        pass
+
+    net = Network([Bidirectional(Mine(4, 3))])
+    with pytest.raises(InputError, match=r"layer 0 \(Bidirectional\(Mine.*cannot be exported"):
+        portanet.export_onnx(net, tmp_path / "net.onnx", input_shape=(5, 4))
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
