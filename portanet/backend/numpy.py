@@ -11,8 +11,8 @@ def lstm(projected, weight_hh, h0, c0):
     """The LSTM kernel (:mod:`portanet.backend.kernels`) in NumPy: every buffer allocated once
     per sequence and each step's element-wise work written in place (``out=``), which the
     array API cannot say. One ``tanh`` gives all four gates, the sigmoid gates' columns being
-    halved first (``sigmoid(a) = (1 + tanh(a / 2)) / 2``). ``hidden`` is a time-major view of a
-    batch-major buffer: the layer's output ``(N, T, H)`` needs no copy."""
+    halved (``sigmoid(a) = (1 + tanh(a / 2)) / 2``; ``projected`` comes halved). ``hidden`` is
+    a time-major view of a batch-major buffer: the layer's output ``(N, T, H)`` needs no copy."""
     steps, n, rows = projected.shape
     size, dtype = rows // 4, projected.dtype
     g_block = slice(2 * size, 3 * size)
@@ -22,11 +22,11 @@ def lstm(projected, weight_hh, h0, c0):
     gates = np.empty(projected.shape, dtype)  # each step's i, f, g, o
     hidden = np.empty((n, steps, size), dtype)
     cells, tanh_cells = (np.empty((steps, n, size), dtype) for _ in range(2))
-    product, part = np.empty((n, rows), dtype), np.empty((n, size), dtype)
+    part = np.empty((n, size), dtype)
     h, c = h0, c0
     for t in range(steps):
-        a = np.multiply(projected[t], scale, out=gates[t])
-        a += np.matmul(h, weights, out=product)
+        a = np.matmul(h, weights, out=gates[t])
+        a += projected[t]
         np.tanh(a, out=a)
         a *= scale
         a += offset

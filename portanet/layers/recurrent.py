@@ -198,9 +198,11 @@ class LSTM(Recurrent):
     states = ("h0", "c0")
 
     def prepare(self, state, inputs):
-        """Both biases added once to the input projection."""
-        bias = state["bias_ih"] + state["bias_hh"]
-        return inputs @ _with_bias(state["weight_ih"], bias).T, state["weight_hh"]
+        """Both biases added once to the input projection, its rows scaled for the kernel
+        (:func:`portanet.backend.kernels.lstm_gate_scale`)."""
+        weights = _with_bias(state["weight_ih"], state["bias_ih"] + state["bias_hh"])
+        scale = kernels.lstm_gate_scale(state["weight_hh"])
+        return inputs @ (weights * scale[:, None]).T, state["weight_hh"]
 
     def sequence(self, projected, recurrent, start):
         """The loop by :func:`portanet.backend.kernels.lstm` (native on NumPy)."""
