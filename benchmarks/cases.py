@@ -31,6 +31,7 @@ class Case:
     quick_samples: int = 6000
     shuffle: bool = True
     kind: str = "train"  # "train", "predict", "cnn", "transformer" or "lstm-lm"
+    cell: str = "LSTM"  # the recurrent layer of kind "lstm-lm": "LSTM" or "GRU"
     synthetic: bool = False  # random inputs of the first layer's size instead of images
     clip_norm: float | None = None  # gradient clipping by global norm
     note: str = ""
@@ -62,6 +63,9 @@ CASES = {case.name: case for case in (
          learning_rate=1e-3, batch=32, samples=512, quick_samples=64,
          note="character LSTM: embedding 64, LSTM 128 (every step's output), dense to the "
               "vocabulary; Adam 1e-3, batch 32; the transformer's windows"),
+    Case("gru-lm", kind="lstm-lm", cell="GRU", loss="sparse_softmax_crossentropy",
+         optimizer="adam", learning_rate=1e-3, batch=32, samples=512, quick_samples=64,
+         note="character GRU: lstm-lm with a GRU 128 in place of the LSTM"),
 )}
 TRANSFORMER = dict(blocks=2, dim=64, heads=4, context=64)
 LSTM_LM = dict(dim=64, hidden=128)

@@ -67,9 +67,16 @@ def build_transformer(case):
 
 
 def build_lstm_lm(case):
-    """Embedding, an LSTM giving every step's output, and the scores of the next character."""
-    return lstm_language_model(len(char_text().vocabulary), LSTM_LM["dim"], LSTM_LM["hidden"],
-                               case.dtype)
+    """Embedding, an LSTM (or the case's ``cell``) giving every step's output, and the scores
+    of the next character."""
+    vocabulary, dim, hidden = len(char_text().vocabulary), LSTM_LM["dim"], LSTM_LM["hidden"]
+    if case.cell == "LSTM":
+        return lstm_language_model(vocabulary, dim, hidden, case.dtype)
+    net = portanet.Network([pn_layers.Embedding(vocabulary, dim),
+                            getattr(pn_layers, case.cell)(dim, hidden, return_sequences=True),
+                            pn_layers.Dense(hidden, vocabulary)], dtype=case.dtype)
+    net.use(case.loss)
+    return net
 
 
 def initial_weights(net):
@@ -126,7 +133,7 @@ class TorchRun:
                 modules.append(act())
         if case.kind in ("transformer", "lstm-lm"):
             model = (torch_transformer(torch, weights, TRANSFORMER["heads"])
-                     if case.kind == "transformer" else torch_lstm_lm(torch, weights))
+                     if case.kind == "transformer" else torch_lstm_lm(torch, weights, case.cell))
             self.model = model.to(device=device, dtype=dtype)
         else:
             self.model = nn.Sequential(*modules).to(device=device, dtype=dtype)

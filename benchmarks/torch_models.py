@@ -89,9 +89,10 @@ def torch_transformer(torch, weights, heads):
     return Model()
 
 
-def torch_lstm_lm(torch, weights):
-    """Embedding -> LSTM (batch first, every step's output) -> Linear in torch.nn, from the
-    :func:`transformer_weights` of a portanet ``Network([Embedding, LSTM, Dense])``."""
+def torch_lstm_lm(torch, weights, cell="LSTM"):
+    """Embedding -> LSTM (or ``cell="GRU"``; batch first, every step's output) -> Linear in
+    torch.nn, from the :func:`transformer_weights` of a portanet ``Network([Embedding, LSTM
+    (or GRU), Dense])``."""
     nn = torch.nn
     vocabulary, dim = weights["0.weights"].shape
     hidden = weights["1.weight_hh"].shape[1]
@@ -101,15 +102,15 @@ def torch_lstm_lm(torch, weights):
             super().__init__()
             self.embedding = nn.Embedding(vocabulary, dim)
             self.embedding.weight.data = torch.tensor(weights["0.weights"])
-            self.lstm = nn.LSTM(dim, hidden, batch_first=True)
+            self.recurrent = getattr(nn, cell)(dim, hidden, batch_first=True)
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(self.lstm, f"{name}_l0").data = torch.tensor(weights[f"1.{name}"])
+                getattr(self.recurrent, f"{name}_l0").data = torch.tensor(weights[f"1.{name}"])
             self.head = nn.Linear(hidden, vocabulary)
             self.head.weight.data = torch.tensor(weights["2.weights"].T)
             self.head.bias.data = torch.tensor(weights["2.bias"])
 
         def forward(self, ids):
-            return self.head(self.lstm(self.embedding(ids))[0])
+            return self.head(self.recurrent(self.embedding(ids))[0])
 
     return Model()
 

@@ -11,7 +11,8 @@ def lstm(projected, weight_hh, h0, c0):
     """The LSTM kernel (:mod:`portanet.backend.kernels`) in NumPy: every buffer allocated once
     per sequence and each step's element-wise work written in place (``out=``), which the
     array API cannot say. One ``tanh`` gives all four gates, the sigmoid gates' columns being
-    halved first (``sigmoid(a) = (1 + tanh(a / 2)) / 2``)."""
+    halved (``sigmoid(a) = (1 + tanh(a / 2)) / 2``; ``projected`` comes halved). ``hidden`` is
+    a time-major view of a batch-major buffer: the layer's output ``(N, T, H)`` needs no copy."""
     steps, n, rows = projected.shape
     size, dtype = rows // 4, projected.dtype
     g_block = slice(2 * size, 3 * size)
@@ -19,18 +20,19 @@ def lstm(projected, weight_hh, h0, c0):
     scale[g_block], offset[g_block], is_tanh[g_block] = 1.0, 0.0, 1.0
     weights = np.ascontiguousarray((weight_hh * scale[:, None]).T)
     gates = np.empty(projected.shape, dtype)  # each step's i, f, g, o
-    hidden, cells, tanh_cells = (np.empty((steps, n, size), dtype) for _ in range(3))
-    product, part = np.empty((n, rows), dtype), np.empty((n, size), dtype)
+    hidden = np.empty((n, steps, size), dtype)
+    cells, tanh_cells = (np.empty((steps, n, size), dtype) for _ in range(2))
+    part = np.empty((n, size), dtype)
     h, c = h0, c0
     for t in range(steps):
-        a = np.multiply(projected[t], scale, out=gates[t])
-        a += np.matmul(h, weights, out=product)
+        a = np.matmul(h, weights, out=gates[t])
+        a += projected[t]
         np.tanh(a, out=a)
         a *= scale
         a += offset
         c = np.multiply(a[:, size:2 * size], c, out=cells[t])
         c += np.multiply(a[:, :size], a[:, g_block], out=part)
-        h = np.multiply(a[:, 3 * size:], np.tanh(c, out=tanh_cells[t]), out=hidden[t])
+        h = np.multiply(a[:, 3 * size:], np.tanh(c, out=tanh_cells[t]), out=hidden[:, t])
 
     def backward(grad_hidden):
         weight = np.ascontiguousarray(weight_hh)
@@ -40,9 +42,8 @@ def lstm(projected, weight_hh, h0, c0):
         for t in range(steps - 1, -1, -1):
             a, tanh_c, grad = gates[t], tanh_cells[t], grad_gates[t]
             np.add(grad_hidden[t], through, out=grad_h)
-            np.multiply(tanh_c, tanh_c, out=term)
-            np.subtract(1.0, term, out=term)
-            term *= a[:, 3 * size:]
+            # dh / dc = o (1 - tanh(c)^2) = o - h tanh(c)
+            np.subtract(a[:, 3 * size:], np.multiply(hidden[:, t], tanh_c, out=term), out=term)
             term *= grad_h
             grad_c += term
             np.multiply(grad_c, a[:, g_block], out=grad[:, :size])
@@ -55,7 +56,7 @@ def lstm(projected, weight_hh, h0, c0):
             grad_c *= a[:, size:2 * size]
             np.matmul(grad, weight, out=through)
         return grad_gates, through, grad_c
-    return hidden, backward
+    return hidden.transpose(1, 0, 2), backward
 
 
 class NumPy(Library):

@@ -75,9 +75,12 @@ class Recurrent(Layer):
         self.output_shape(tuple(x.shape[1:]))
         xp = namespace(x)
         steps, n, rows = x.shape[1], x.shape[0], self.gates * self.hidden_size
-        # time on the first axis: (T N, input_size), then (T, N, ...)
-        time_major_x = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))
-        projected, recurrent = self.prepare(state, time_major_x)
+        # time on the first axis, and a column of ones that multiplies the input bias: one
+        # product gives the projection with its bias, one the gradients of weight_ih and bias_ih
+        ones = xp.ones((steps, n, 1), dtype=x.dtype, device=device(x))
+        inputs = xp.reshape(xp.concat([xp.permute_dims(x, (1, 0, 2)), ones], axis=2),
+                            (-1, self.input_size + 1))  # (T N, input_size + 1)
+        projected, recurrent = self.prepare(state, inputs)
         start = self.initial(state, x)
         hidden, backward = self.sequence(xp.reshape(projected, (steps, n, rows)), recurrent,
                                          start)
@@ -92,14 +95,19 @@ class Recurrent(Layer):
                 grad_hidden = xp.concat([earlier, grad_output[None, ...]], axis=0)
             grad_in, grad_rec, grad_start = backward(grad_hidden)
             flat_in = xp.reshape(grad_in, (-1, rows))  # (T N, gates * hidden)
-            flat_rec = flat_in if grad_rec is None else xp.reshape(grad_rec, (-1, rows))
+            grad_input_side = flat_in.T @ inputs  # weight_ih's gradient, then bias_ih's
+            grad_bias_ih = grad_input_side[:, -1]
             previous = xp.concat([start[0][None, ...], hidden[:-1, ...]], axis=0)
             grads = {
-                "weight_ih": matmul(flat_in.T, time_major_x, run.place(self, "weight_ih")),
-                "weight_hh": matmul(flat_rec.T, xp.reshape(previous, (-1, self.hidden_size)),
+                "weight_ih": grad_input_side[:, :-1],
+                "weight_hh": matmul((flat_in if grad_rec is None
+                                     else xp.reshape(grad_rec, (-1, rows))).T,
+                                    xp.reshape(previous, (-1, self.hidden_size)),
                                     run.place(self, "weight_hh")),
-                "bias_ih": sum_rows(flat_in, out=run.place(self, "bias_ih")),
-                "bias_hh": sum_rows(flat_rec, out=run.place(self, "bias_hh"))}
+                "bias_ih": grad_bias_ih,
+                "bias_hh": (grad_bias_ih if grad_rec is None  # the same sum
+                            else sum_rows(xp.reshape(grad_rec, (-1, rows)),
+                                          out=run.place(self, "bias_hh")))}
             if self.initial_state == "learned":
                 grads.update({name: sum_rows(grad) for name, grad in zip(self.states, grad_start)})
             if not need_input:
@@ -108,12 +116,12 @@ class Recurrent(Layer):
             return xp.permute_dims(grad_input, (1, 0, 2)), grads
         return out, backprop
 
-    def prepare(self, state, x):
+    def prepare(self, state, inputs):
         """``(projected, recurrent)``: the input projection ``(T N, gates * hidden)`` of every
-        time step of ``x`` ``(T N, input_size)`` (time major) in one matmul, and what
-        :meth:`sequence` needs of the recurrent weights."""
-        return x @ state["weight_ih"].T + state["bias_ih"], (row_major(state["weight_hh"].T),
-                                                             state["bias_hh"], state["weight_hh"])
+        time step of ``inputs`` ``(T N, input_size + 1)`` (time major, a last column of ones)
+        in one matmul, and what :meth:`sequence` needs of the recurrent weights."""
+        return (inputs @ _with_bias(state["weight_ih"], state["bias_ih"]).T,
+                (row_major(state["weight_hh"].T), state["bias_hh"], state["weight_hh"]))
 
     def sequence(self, projected, recurrent, start):
         """``(hidden, backward)``: every step's hidden state ``(T, N, hidden)`` from the
@@ -163,6 +171,11 @@ class Recurrent(Layer):
                 "return_sequences": self.return_sequences, "initial_state": self.initial_state}
 
 
+def _with_bias(weight, bias):
+    """``weight`` ``(rows, input_size)`` with ``bias`` as an extra last column."""
+    return namespace(weight).concat([weight, bias[:, None]], axis=1)
+
+
 def _torch_uniform(shape, fan_in, hidden_size):
     """U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch.nn.LSTM and GRU start every
     weight and bias."""
@@ -186,10 +199,12 @@ class LSTM(Recurrent):
     gates = 4
     states = ("h0", "c0")
 
-    def prepare(self, state, x):
-        """Both biases added once to the input projection."""
-        return (x @ state["weight_ih"].T + (state["bias_ih"] + state["bias_hh"]),
-                state["weight_hh"])
+    def prepare(self, state, inputs):
+        """Both biases added once to the input projection, its rows scaled for the kernel
+        (:func:`portanet.backend.kernels.lstm_gate_scale`)."""
+        weights = _with_bias(state["weight_ih"], state["bias_ih"] + state["bias_hh"])
+        scale = kernels.lstm_gate_scale(state["weight_hh"])
+        return inputs @ (weights * scale[:, None]).T, state["weight_hh"]
 
     def sequence(self, projected, recurrent, start):
         """The loop by :func:`portanet.backend.kernels.lstm` (native on NumPy)."""

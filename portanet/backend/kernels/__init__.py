@@ -53,6 +53,7 @@ from .sequence import (
     attention,
     embedding,
     lstm,
+    lstm_gate_scale,
     portable_attention,
     portable_embedding,
     portable_lstm,
@@ -61,7 +62,7 @@ from .sequence import (
 )
 
 __all__ = ["PORTABLE", "attention", "avg_pool1d", "avg_pool2d", "conv1d", "conv2d", "embedding",
-           "kernel", "lstm", "max_pool1d", "max_pool2d", "portable_attention",
+           "kernel", "lstm", "lstm_gate_scale", "max_pool1d", "max_pool2d", "portable_attention",
            "portable_avg_pool2d", "portable_conv2d", "portable_embedding", "portable_lstm",
            "portable_max_pool2d", "portable_relu_backward", "portable_scan", "relu_backward",
            "scan"]

@@ -62,14 +62,22 @@ def portable_scan(step, carry, xs, reverse=False):
     return carry, tuple(xp.stack([y[k] for y in ys], axis=0) for k in range(len(ys[0])))
 
 
+def lstm_gate_scale(weight_hh):
+    """The factor of each gate row of :func:`lstm`'s ``projected`` and ``weight_hh``: 1/2 for the
+    sigmoid gates ``i, f, o``, 1 for ``g``: one ``tanh`` over all four gates then gives ``g``
+    and, as ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``. ``(4 H,)``, in ``weight_hh``'s
+    dtype and device."""
+    xp, size = namespace(weight_hh), weight_hh.shape[-1]
+    half = xp.full((size,), 0.5, dtype=weight_hh.dtype, device=device(weight_hh))
+    return xp.concat([half, half, xp.ones_like(half), half])
+
+
 @portable("lstm")
 def portable_lstm(projected, weight_hh, h0, c0):
-    """The LSTM loop as two scans. The sigmoid gates' columns are halved (in the projection
-    and the recurrent weights), so one ``tanh`` over all four gates gives ``g`` and, as
-    ``sigmoid(a) = (1 + tanh(a / 2)) / 2``, ``i, f, o``."""
+    """The LSTM loop as two scans, one ``tanh`` over the four gates (see
+    :func:`lstm_gate_scale`)."""
     xp, size = namespace(projected), h0.shape[-1]
-    half = xp.full((size,), 0.5, dtype=projected.dtype, device=device(projected))
-    scale = xp.concat([half, half, xp.ones_like(half), half])
+    scale = lstm_gate_scale(weight_hh)
     weights = row_major(xp.matrix_transpose(weight_hh * scale[:, None]))
 
     def forward(carry, inputs):
@@ -81,7 +89,7 @@ def portable_lstm(projected, weight_hh, h0, c0):
         tanh_c = xp.tanh(c_new)
         return (o * tanh_c, c_new), (o * tanh_c, tanh_gates, c, tanh_c)
 
-    _, (hidden, *records) = scan(forward, (h0, c0), (projected * scale,))
+    _, (hidden, *records) = scan(forward, (h0, c0), (projected,))
 
     def step_back(grad_carry, inputs):
         tanh_gates, c, tanh_c, grad_output = inputs
@@ -133,9 +141,10 @@ def scan(step, carry, xs, reverse=False):
 
 def lstm(projected, weight_hh, h0, c0):
     """The LSTM recurrence in PyTorch's gate order ``i, f, g, o``: ``projected`` ``(T, N, 4 H)``
-    the input projections plus both biases, ``weight_hh`` ``(4 H, H)``, ``h0`` and ``c0`` the
-    initial states ``(N, H)``. Per step ``a = projected[t] + h @ weight_hh.T``, ``c' = f * c +
-    i * g``, ``h' = o * tanh(c')``. ``(hidden, backward)``: ``hidden`` ``(T, N, H)`` every
-    step's ``h``; ``backward(grad_hidden)`` (``(T, N, H)``) ``-> (grad_projected (T, N, 4 H),
-    grad_h0, grad_c0)``, ``grad_projected`` being also the gradient of ``a``."""
+    the input projections plus both biases times :func:`lstm_gate_scale` (the sigmoid gates'
+    columns halved: a product with scaled weights costs nothing more), ``weight_hh`` ``(4 H,
+    H)``, ``h0`` and ``c0`` the initial states ``(N, H)``. Per step ``a = projected[t] / scale +
+    h @ weight_hh.T``, ``c' = f * c + i * g``, ``h' = o * tanh(c')``. ``(hidden, backward)``:
+    ``hidden`` ``(T, N, H)`` every step's ``h``; ``backward(grad_hidden)`` (``(T, N, H)``) ``->
+    (grad_a (T, N, 4 H), grad_h0, grad_c0)``: the gradient of ``a``, unscaled."""
     return kernel("lstm", projected)(projected, weight_hh, h0, c0)
