@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .constants import GELU_C, GELU_K
 from .library import Library
+
+CHUNK = 32768  # values per block of an element-wise chain: its temporaries stay in the L2 cache
 
 
 def lstm(projected, weight_hh, h0, c0):
@@ -58,13 +63,92 @@ def lstm(projected, weight_hh, h0, c0):
     return hidden, backward
 
 
+def gelu(x):
+    """The GELU kernel (:mod:`portanet.backend.kernels`) in NumPy: block by block, so the chain
+    of in-place steps works in the cache, the value ``y = x h`` and the slope computed together
+    (``h = (1 + t) / 2``, ``t = tanh(x u)``, ``u = C + C K x^2``; the slope
+    ``h + y (1 - h) (6 u - 4 C)``), constants in ``x``'s dtype."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dtype = flat.dtype
+    c, ck = dtype.type(GELU_C), dtype.type(GELU_C * GELU_K)
+    y, slope = np.empty_like(flat), np.empty_like(flat)
+    u, h = np.empty(min(CHUNK, flat.size), dtype), np.empty(min(CHUNK, flat.size), dtype)
+    for start in range(0, flat.size, CHUNK):
+        block = slice(start, start + CHUNK)
+        xs, ys, ss = flat[block], y[block], slope[block]
+        us, hs = u[:xs.size], h[:xs.size]
+        np.multiply(xs, xs, out=us)
+        us *= ck
+        us += c
+        np.multiply(us, xs, out=hs)
+        np.tanh(hs, out=hs)
+        hs *= dtype.type(0.5)
+        hs += dtype.type(0.5)
+        np.multiply(xs, hs, out=ys)
+        np.subtract(dtype.type(1), hs, out=ss)
+        ss *= ys
+        us *= dtype.type(6)
+        us -= dtype.type(4) * c
+        ss *= us
+        ss += hs
+
+    def backward(grad):
+        return np.multiply(grad, slope.reshape(x.shape))
+    return y.reshape(x.shape), backward
+
+
+def attention(q, k, v, causal):
+    """The attention kernel (:mod:`portanet.backend.kernels`) in NumPy: the heads of a few
+    samples at a time, so each block's scores stay in the cache from their product through the
+    softmax (in place: causal mask, shift by the row maximum, ``exp``, division by the row sum)
+    to the product with the values; the backward pass goes block by block the same way."""
+    n, heads, steps, size = q.shape
+    dtype = q.dtype
+    scale = dtype.type(1.0 / math.sqrt(size))
+    q = np.multiply(q, scale).reshape(n * heads, steps, size)  # scaled here: q is smaller
+    k, v = (np.ascontiguousarray(a).reshape(n * heads, steps, -1) for a in (k, v))
+    weights = np.empty((n * heads, steps, steps), dtype)
+    out = np.empty(v.shape, dtype)
+    block = max(1, CHUNK // (steps * steps))  # of heads
+    rows = np.empty((min(block, n * heads), steps, 1), dtype)
+    mask = np.triu(np.full((steps, steps), -np.inf, dtype), 1) if causal else None
+    for start in range(0, n * heads, block):
+        part = slice(start, start + block)
+        w = np.matmul(q[part], k[part].transpose(0, 2, 1), out=weights[part])
+        r = rows[:w.shape[0]]
+        if causal:
+            w += mask
+        w -= np.max(w, axis=-1, keepdims=True, out=r)
+        np.exp(w, out=w)
+        w /= np.sum(w, axis=-1, keepdims=True, out=r)
+        np.matmul(w, v[part], out=out[part])
+
+    def backward(grad_output):
+        grad = np.ascontiguousarray(grad_output).reshape(out.shape)
+        grad_q, grad_k, grad_v = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        scores, share = (np.empty((min(block, n * heads), steps, steps), dtype) for _ in "ab")
+        for start in range(0, n * heads, block):
+            part = slice(start, start + block)
+            w = weights[part]
+            g, s, r = scores[:w.shape[0]], share[:w.shape[0]], rows[:w.shape[0]]
+            np.matmul(w.transpose(0, 2, 1), grad[part], out=grad_v[part])
+            np.matmul(grad[part], v[part].transpose(0, 2, 1), out=g)
+            g *= w  # the softmax's vector-Jacobian product: w g - w (w . g)
+            g -= np.multiply(w, np.sum(g, axis=-1, keepdims=True, out=r), out=s)
+            np.matmul(g, k[part], out=grad_q[part])
+            np.matmul(g.transpose(0, 2, 1), q[part], out=grad_k[part])
+        grad_q *= scale
+        return tuple(a.reshape(n, heads, steps, -1) for a in (grad_q, grad_k, grad_v))
+    return out.reshape(n, heads, steps, -1), backward
+
+
 class NumPy(Library):
     name = module = "numpy"
     install = "pip install numpy"
     # no bfloat16; float16 exists but has no BLAS: a (64, 784) @ (784, 100) product took 34
     # times as long as in float32, so no precision policy computes in it here
     half_dtypes = ()
-    kernels = {"lstm": lstm}
+    kernels = {"lstm": lstm, "gelu": gelu, "attention": attention}
 
     def device(self, module, kind, index, text):
         self.cpu_only(kind, text)

@@ -10,7 +10,7 @@ from portanet.backend import kernels, to_numpy
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
                     "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
-          "numpy": {"lstm"}}  # elsewhere: the portable
+          "numpy": {"lstm", "gelu", "attention"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
@@ -177,16 +177,26 @@ def attention_inputs(backend, dtype, positions=9):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("causal", [True, False])
-def test_native_attention_equals_the_portable_one(backend, causal, dtype):
+@pytest.mark.parametrize("positions, views", [(9, False), (75, True)])
+def test_native_attention_equals_the_portable_one(backend, causal, positions, views, dtype):
+    """``views``: q, k, v are the layer's kind, transposed views of one array, and long enough
+    for NumPy's kernel to take the heads in several blocks (the last one partial)."""
     native_or_skip(backend, "attention")
-    q, k, v = attention_inputs(backend, dtype)
+    q, k, v = attention_inputs(backend, dtype, positions)
+    if views:  # (N, T, heads, d) arrays seen as (N, heads, T, d)
+        q, k, v = (backend.xp.permute_dims(random(backend, (2, positions, 3, 8), dtype, seed),
+                                           (0, 2, 1, 3)) for seed in range(3))
+    before = [to_numpy(a).copy() for a in (q, k, v)]
     out, backward = kernels.attention(q, k, v, causal)
     expected, expected_backward = kernels.portable_attention(q, k, v, causal)
+    assert out.dtype == expected.dtype and out.shape == expected.shape
     assert_close(out, expected, dtype, "output")
     grad = random(backend, tuple(expected.shape), dtype, 3)
     for label, mine, theirs in zip("qkv", backward(grad), expected_backward(grad)):
-        assert mine.dtype == theirs.dtype
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
         assert_close(mine, theirs, dtype, f"gradient of {label}")
+    for a, copy in zip((q, k, v), before):
+        np.testing.assert_array_equal(to_numpy(a), copy)
 
 
 def test_causal_attention_only_looks_back(backend):
@@ -310,6 +320,43 @@ def test_native_lstm_equals_the_portable_one(backend, steps, shared_start, dtype
         assert_close(mine, theirs, dtype, f"gradient of {label}")
     for x, copy in zip(inputs, before):
         np.testing.assert_array_equal(to_numpy(x), copy)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape, transposed", [((3, 5, 7), False), ((70000,), False),
+                                               ((40, 900), True), ((0, 4), False)])
+def test_native_gelu_equals_the_portable_one(backend, shape, transposed, dtype):
+    """Value and gradient, over one block and several (a last one partial), on a transposed
+    view; the dtype is kept and the input is not changed."""
+    native_or_skip(backend, "gelu")
+    x = 3 * random(backend, shape, dtype, 0)
+    if transposed:
+        x = backend.xp.matrix_transpose(x)
+    before = to_numpy(x).copy()
+    grad = random(backend, x.shape, dtype, 1)
+    (y, backward), (expected, expected_backward) = kernels.gelu(x), kernels.portable_gelu(x)
+    for mine, theirs, label in ((y, expected, "value"),
+                                (backward(grad), expected_backward(grad), "gradient")):
+        assert mine.dtype == theirs.dtype == x.dtype and mine.shape == x.shape
+        if x.size:
+            assert_close(mine, theirs, dtype, label)
+    np.testing.assert_array_equal(to_numpy(x), before)
+
+
+def gelu_formula(v):
+    return 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+
+
+def test_gelu_matches_its_formula_and_derivative(backend):
+    """The kernel on every backend against NumPy float64: GELU's tanh form and the slope of
+    that formula by central differences."""
+    x = np.linspace(-6, 6, 241)
+    y, backward = kernels.gelu(backend.asarray(x, "float64"))
+    np.testing.assert_allclose(to_numpy(y), gelu_formula(x), rtol=1e-12, atol=1e-14)
+    step = 1e-6
+    slope = (gelu_formula(x + step) - gelu_formula(x - step)) / (2 * step)
+    grad = to_numpy(backward(backend.asarray(np.full_like(x, 2.0), "float64")))
+    np.testing.assert_allclose(grad, 2 * slope, rtol=1e-7, atol=1e-8)
 
 
 def flatten(result):
