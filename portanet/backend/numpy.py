@@ -100,28 +100,34 @@ def gelu(x):
 def attention(q, k, v, causal):
     """The attention kernel (:mod:`portanet.backend.kernels`) in NumPy: the heads of a few
     samples at a time, so each block's scores stay in the cache from their product through the
-    softmax (in place: causal mask, shift by the row maximum, ``exp``, division by the row sum)
-    to the product with the values; the backward pass goes block by block the same way."""
+    softmax (in place: causal mask, shift by the maximum, ``exp``, product with the sum's
+    reciprocal) to the product with the values; the backward pass goes block by block the same
+    way. The scores are kept transposed, a query's in a column: NumPy takes a maximum down the
+    columns several times as fast as along the rows; the sums are products with a row of
+    ones."""
     n, heads, steps, size = q.shape
     dtype = q.dtype
     scale = dtype.type(1.0 / math.sqrt(size))
-    q = np.multiply(q, scale).reshape(n * heads, steps, size)  # scaled here: q is smaller
+    # scaled here (q is smaller than the scores), into a C-ordered array: NumPy would give the
+    # product the layout of a transposed view, which the reshape would copy
+    q = np.multiply(q, scale, out=np.empty(q.shape, dtype)).reshape(n * heads, steps, size)
     k, v = (np.ascontiguousarray(a).reshape(n * heads, steps, -1) for a in (k, v))
-    weights = np.empty((n * heads, steps, steps), dtype)
-    out = np.empty(v.shape, dtype)
+    weights = np.empty((n * heads, steps, steps), dtype)  # [head, key, query]
+    out = np.empty((n * heads, steps, v.shape[-1]), dtype)
     block = max(1, CHUNK // (steps * steps))  # of heads
-    rows = np.empty((min(block, n * heads), steps, 1), dtype)
-    mask = np.triu(np.full((steps, steps), -np.inf, dtype), 1) if causal else None
+    columns = np.empty((min(block, n * heads), 1, steps), dtype)
+    ones = np.ones((1, steps), dtype)
+    mask = np.tril(np.full((steps, steps), -np.inf, dtype), -1) if causal else None
     for start in range(0, n * heads, block):
         part = slice(start, start + block)
-        w = np.matmul(q[part], k[part].transpose(0, 2, 1), out=weights[part])
-        r = rows[:w.shape[0]]
+        w = np.matmul(k[part], q[part].transpose(0, 2, 1), out=weights[part])
+        c = columns[:w.shape[0]]
         if causal:
-            w += mask
-        w -= np.max(w, axis=-1, keepdims=True, out=r)
+            w += mask  # a key after the query
+        w -= np.maximum.reduce(w, axis=-2, keepdims=True, out=c)
         np.exp(w, out=w)
-        w /= np.sum(w, axis=-1, keepdims=True, out=r)
-        np.matmul(w, v[part], out=out[part])
+        w *= np.reciprocal(np.matmul(ones, w, out=c), out=c)
+        np.matmul(w.transpose(0, 2, 1), v[part], out=out[part])
 
     def backward(grad_output):
         grad = np.ascontiguousarray(grad_output).reshape(out.shape)
@@ -130,16 +136,49 @@ def attention(q, k, v, causal):
         for start in range(0, n * heads, block):
             part = slice(start, start + block)
             w = weights[part]
-            g, s, r = scores[:w.shape[0]], share[:w.shape[0]], rows[:w.shape[0]]
-            np.matmul(w.transpose(0, 2, 1), grad[part], out=grad_v[part])
-            np.matmul(grad[part], v[part].transpose(0, 2, 1), out=g)
+            g, s, c = scores[:w.shape[0]], share[:w.shape[0]], columns[:w.shape[0]]
+            np.matmul(w, grad[part], out=grad_v[part])
+            np.matmul(v[part], grad[part].transpose(0, 2, 1), out=g)
             g *= w  # the softmax's vector-Jacobian product: w g - w (w . g)
-            g -= np.multiply(w, np.sum(g, axis=-1, keepdims=True, out=r), out=s)
-            np.matmul(g, k[part], out=grad_q[part])
-            np.matmul(g.transpose(0, 2, 1), q[part], out=grad_k[part])
+            g -= np.multiply(w, np.matmul(ones, g, out=c), out=s)
+            np.matmul(g.transpose(0, 2, 1), k[part], out=grad_q[part])
+            np.matmul(g, q[part], out=grad_k[part])
         grad_q *= scale
         return tuple(a.reshape(n, heads, steps, -1) for a in (grad_q, grad_k, grad_v))
     return out.reshape(n, heads, steps, -1), backward
+
+
+def layer_norm(x, gamma, beta, epsilon):
+    """The layer normalisation kernel (:mod:`portanet.backend.kernels`) in NumPy: each mean over
+    the last axis is a product with a vector (``1 / dim`` each, or ``gamma / dim``), which BLAS
+    does several times as fast as NumPy's ``mean`` of short rows; the rest in place."""
+    dim, dtype = x.shape[-1], x.dtype
+    rows = np.ascontiguousarray(x).reshape(-1, dim)
+    average = np.full(dim, 1.0 / dim, dtype)
+    normalized = np.subtract(rows, np.matmul(rows, average)[:, None])
+    out = np.multiply(normalized, normalized)
+    inv_std = np.matmul(out, average)
+    inv_std += dtype.type(epsilon)
+    np.sqrt(inv_std, out=inv_std)
+    inv_std = np.reciprocal(inv_std, out=inv_std)[:, None]
+    normalized *= inv_std
+    np.multiply(normalized, gamma, out=out)
+    out += beta
+
+    def backward(grad, need_input=True):
+        grad = np.ascontiguousarray(grad).reshape(normalized.shape)
+        product = np.multiply(grad, normalized)
+        grad_gamma, grad_beta = np.add.reduce(product, axis=0), np.add.reduce(grad, axis=0)
+        if not need_input:
+            return None, grad_gamma, grad_beta
+        # inv_std (grad gamma - mean(grad gamma) - normalized mean(grad gamma normalized))
+        weighted = gamma / dtype.type(dim)
+        grad_x = np.multiply(grad, gamma)
+        grad_x -= np.matmul(grad, weighted)[:, None]
+        grad_x -= np.multiply(normalized, np.matmul(product, weighted)[:, None], out=product)
+        grad_x *= inv_std
+        return grad_x.reshape(x.shape), grad_gamma, grad_beta
+    return out.reshape(x.shape), backward
 
 
 class NumPy(Library):
@@ -148,7 +187,7 @@ class NumPy(Library):
     # no bfloat16; float16 exists but has no BLAS: a (64, 784) @ (784, 100) product took 34
     # times as long as in float32, so no precision policy computes in it here
     half_dtypes = ()
-    kernels = {"lstm": lstm, "gelu": gelu, "attention": attention}
+    kernels = {"lstm": lstm, "gelu": gelu, "attention": attention, "layer_norm": layer_norm}
 
     def device(self, module, kind, index, text):
         self.cpu_only(kind, text)

@@ -10,7 +10,7 @@ from portanet.backend import kernels, to_numpy
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
                     "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
-          "numpy": {"lstm", "gelu", "attention"}}  # elsewhere: the portable
+          "numpy": {"lstm", "gelu", "attention", "layer_norm"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
@@ -340,6 +340,34 @@ def test_native_gelu_equals_the_portable_one(backend, shape, transposed, dtype):
         assert mine.dtype == theirs.dtype == x.dtype and mine.shape == x.shape
         if x.size:
             assert_close(mine, theirs, dtype, label)
+    np.testing.assert_array_equal(to_numpy(x), before)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape, transposed", [((4, 7, 6), False), ((5, 6), True)])
+def test_native_layer_norm_equals_the_portable_one(backend, shape, transposed, dtype):
+    """Output and the three gradients (and none of the input's when it is not needed), on rows
+    of an offset and spread far from 0 and 1, and on a transposed view."""
+    native_or_skip(backend, "layer_norm")
+    x = 5.0 + 3 * random(backend, shape, dtype, 0)
+    if transposed:
+        x = backend.xp.matrix_transpose(x)
+    gamma, beta = random(backend, (x.shape[-1],), dtype, 1), random(backend, (x.shape[-1],),
+                                                                     dtype, 2)
+    before = to_numpy(x).copy()
+    (out, backward), (expected, expected_backward) = (
+        kernel(x, gamma, beta, 1e-5) for kernel in (kernels.layer_norm,
+                                                    kernels.portable_layer_norm))
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    assert_close(out, expected, dtype, "output")
+    grad = random(backend, x.shape, dtype, 3)
+    for label, mine, theirs in zip(("x", "gamma", "beta"), backward(grad),
+                                   expected_backward(grad)):
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+        assert_close(mine, theirs, dtype, f"gradient of {label}")
+    skipped = backward(grad, need_input=False)
+    assert skipped[0] is None
+    assert_close(skipped[1], expected_backward(grad)[1], dtype, "gradient of gamma alone")
     np.testing.assert_array_equal(to_numpy(x), before)
 
 
