@@ -151,7 +151,8 @@ def attention(q, k, v, causal):
 def layer_norm(x, gamma, beta, epsilon):
     """The layer normalisation kernel (:mod:`portanet.backend.kernels`) in NumPy: each mean over
     the last axis is a product with a vector (``1 / dim`` each, or ``gamma / dim``), which BLAS
-    does several times as fast as NumPy's ``mean`` of short rows; the rest in place."""
+    does several times as fast as NumPy's ``mean`` of short rows, and so are the sums over the
+    rows (a product with ones); the rest in place."""
     dim, dtype = x.shape[-1], x.dtype
     rows = np.ascontiguousarray(x).reshape(-1, dim)
     average = np.full(dim, 1.0 / dim, dtype)
@@ -168,7 +169,8 @@ def layer_norm(x, gamma, beta, epsilon):
     def backward(grad, need_input=True):
         grad = np.ascontiguousarray(grad).reshape(normalized.shape)
         product = np.multiply(grad, normalized)
-        grad_gamma, grad_beta = np.add.reduce(product, axis=0), np.add.reduce(grad, axis=0)
+        ones = np.ones(len(grad), dtype)
+        grad_gamma, grad_beta = np.matmul(ones, product), np.matmul(ones, grad)
         if not need_input:
             return None, grad_gamma, grad_beta
         # inv_std (grad gamma - mean(grad gamma) - normalized mean(grad gamma normalized))
