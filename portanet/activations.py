@@ -73,8 +73,10 @@ def leaky_relu_prime(x, alpha=LEAKY_SLOPE):
 def gelu(x):
     """GELU in its tanh approximation, ``0.5 x (1 + tanh(C (x + K x^3)))`` (as GPT-2 and
     PyTorch's ``nn.GELU(approximate="tanh")``): the exact form needs erf, which the array API
-    does not have. The two differ by less than 1e-3. The backend's GELU kernel computes it."""
-    return kernels.gelu(x)[0]
+    does not have. The two differ by less than 1e-3. The value alone, by the portable GELU
+    kernel, which makes the slope only when its backward pass is called (NumPy's native one
+    makes it with the value, for training)."""
+    return kernels.portable_gelu(x)[0]
 
 
 def gelu_prime(x):
