@@ -250,16 +250,20 @@ def test_kernels_compile_with_the_backends_compiler(backend):
     table, ids = embedding_inputs(backend, "float64")
 
     def sequence_step(table, ids):
-        """An embedding of (3, 7) ids to 4 = heads x features, causal attention over it."""
+        """An embedding of (3, 7) ids to 4 = heads x features, layer normalisation, causal
+        attention and GELU over it."""
         rows, embedding_backward = kernels.embedding(table, ids)
-        heads = backend.xp.reshape(rows, (3, 1, 7, 4))
-        out, attention_backward = kernels.attention(heads, heads, heads, True)
-        grads = attention_backward(out)
-        return out, [embedding_backward(backend.xp.reshape(sum(grads), (3, 7, 4)))]
+        normalized, norm_backward = kernels.layer_norm(rows, table[0, :], table[1, :], 1e-5)
+        heads = backend.xp.reshape(normalized, (3, 1, 7, 4))
+        attended, attention_backward = kernels.attention(heads, heads, heads, True)
+        out, gelu_backward = kernels.gelu(attended)
+        grad, grad_gamma, grad_beta = norm_backward(
+            backend.xp.reshape(sum(attention_backward(gelu_backward(out))), (3, 7, 4)))
+        return out, [embedding_backward(grad), grad_gamma, grad_beta]
 
     compiled = backend.library.compiler().compile(sequence_step)
     for mine, theirs in zip(flatten(compiled(table, ids)), flatten(sequence_step(table, ids))):
-        assert_close(mine, theirs, "float64", "compiled embedding and attention")
+        assert_close(mine, theirs, "float64", "compiled sequence kernels")
 
 
 @pytest.mark.parametrize("reverse", [False, True])
