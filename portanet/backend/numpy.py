@@ -12,6 +12,11 @@ from .library import Library
 CHUNK = 32768  # values per block of an element-wise chain: its temporaries stay in the L2 cache
 
 
+def floating(x):
+    """``x``, or for integers its float64 copy (what the portable kernels' arithmetic gives)."""
+    return x if x.dtype.kind in "fc" else x.astype(np.float64)
+
+
 def lstm(projected, weight_hh, h0, c0):
     """The LSTM kernel (:mod:`portanet.backend.kernels`) in NumPy: every buffer allocated once
     per sequence and each step's element-wise work written in place (``out=``), which the
@@ -68,7 +73,7 @@ def gelu(x):
     of in-place steps works in the cache, the value ``y = x h`` and the slope computed together
     (``h = (1 + t) / 2``, ``t = tanh(x u)``, ``u = C + C K x^2``; the slope
     ``h + y (1 - h) (6 u - 4 C)``), constants in ``x``'s dtype."""
-    flat = np.ascontiguousarray(x).reshape(-1)
+    flat = np.ascontiguousarray(floating(x)).reshape(-1)
     dtype = flat.dtype
     c, ck = dtype.type(GELU_C), dtype.type(GELU_C * GELU_K)
     y, slope = np.empty_like(flat), np.empty_like(flat)
@@ -105,6 +110,7 @@ def attention(q, k, v, causal):
     way. The scores are kept transposed, a query's in a column: NumPy takes a maximum down the
     columns several times as fast as along the rows; the sums are products with a row of
     ones."""
+    q, k, v = floating(q), floating(k), floating(v)
     n, heads, steps, size = q.shape
     dtype = q.dtype
     scale = dtype.type(1.0 / math.sqrt(size))
@@ -153,8 +159,8 @@ def layer_norm(x, gamma, beta, epsilon):
     the last axis is a product with a vector (``1 / dim`` each, or ``gamma / dim``), which BLAS
     does several times as fast as NumPy's ``mean`` of short rows, and so are the sums over the
     rows (a product with ones); the rest in place."""
-    dim, dtype = x.shape[-1], x.dtype
-    rows = np.ascontiguousarray(x).reshape(-1, dim)
+    rows = np.ascontiguousarray(floating(x)).reshape(-1, x.shape[-1])
+    dim, dtype = rows.shape[1], rows.dtype
     average = np.full(dim, 1.0 / dim, dtype)
     normalized = np.subtract(rows, np.matmul(rows, average)[:, None])
     out = np.multiply(normalized, normalized)

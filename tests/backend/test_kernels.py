@@ -199,6 +199,25 @@ def test_native_attention_equals_the_portable_one(backend, causal, positions, vi
         np.testing.assert_array_equal(to_numpy(a), copy)
 
 
+@pytest.mark.parametrize("name", ["gelu", "attention", "layer_norm"])
+def test_numpy_kernels_compute_integer_arrays_in_floats(backend, name):
+    """Integer inputs give what the portable kernel's arithmetic gives on NumPy (float64), not
+    integer results."""
+    if backend.name != "numpy":
+        pytest.skip("NumPy's native kernels (elsewhere integer arithmetic is the library's)")
+    ints = backend.asarray(np.arange(-6, 6).reshape(1, 2, 3, 2), "int64")
+    inputs = {"gelu": (ints,), "attention": (ints, ints, ints, True),
+              "layer_norm": (ints, ints[0, 0, 0], ints[0, 0, 1], 1e-5)}[name]
+    (out, backward), (expected, expected_backward) = (
+        kernel(*inputs) for kernel in (getattr(kernels, name), kernels.PORTABLE[name]))
+    assert out.dtype == expected.dtype and "float" in str(out.dtype)
+    assert_close(out, expected, "float64", name)
+    grad = backend.xp.ones_like(expected)
+    mine, theirs = backward(grad), expected_backward(grad)
+    for got, want in (zip(mine, theirs) if isinstance(mine, tuple) else [(mine, theirs)]):
+        assert_close(got, want, "float64", f"gradient of {name}")
+
+
 def test_causal_attention_only_looks_back(backend):
     """The first query sees only the first value, and no later key changes an earlier output
     or gets a gradient from it."""
