@@ -10,8 +10,6 @@ of the output ``y = f(x)``: ``(y, grad_output) -> grad_input``, so a layer that 
 need not evaluate ``f`` again (nor build softmax's Jacobian).
 """
 
-import math
-
 from array_api_compat import device
 
 from .backend import is_array, kernels, namespace, softmax, softmax_vjp
@@ -72,46 +70,23 @@ def leaky_relu_prime(x, alpha=LEAKY_SLOPE):
     return xp.where(x > 0, xp.ones_like(x), xp.full_like(x, alpha))
 
 
-GELU_C = math.sqrt(2.0 / math.pi)  # GELU's tanh approximation: tanh(C * (x + K * x**3))
-GELU_K = 0.044715
-
-
-def _gelu_tanh(x):
-    """``tanh(C (x + K x^3))`` and ``x^2``, the parts GELU and its derivative share."""
-    square = x * x
-    inner = square * (GELU_C * GELU_K)
-    inner += GELU_C  # in place on temporaries: fewer arrays made (a no-op rebinding on JAX)
-    inner *= x
-    return namespace(x).tanh(inner), square
-
-
 def gelu(x):
     """GELU in its tanh approximation, ``0.5 x (1 + tanh(C (x + K x^3)))`` (as GPT-2 and
     PyTorch's ``nn.GELU(approximate="tanh")``): the exact form needs erf, which the array API
-    does not have. The two differ by less than 1e-3."""
-    t, _ = _gelu_tanh(x)
-    t += 1.0
-    t *= 0.5
-    return x * t
+    does not have. The two differ by less than 1e-3. The value alone, by the portable GELU
+    kernel, which makes the slope only when its backward pass is called (NumPy's native one
+    makes it with the value, for training)."""
+    return kernels.portable_gelu(x)[0]
 
 
 def gelu_prime(x):
-    return gelu_with_prime(x)[1]
+    return gelu_with_backward(x)[1](namespace(x).ones_like(x))
 
 
-def gelu_with_prime(x):
-    """``(gelu(x), gelu_prime(x))`` from one tanh."""
-    t, square = _gelu_tanh(x)
-    half = 0.5 * (1.0 + t)  # d/dx = half + 0.5 x (1 - t^2) C (1 + 3 K x^2)
-    slope = t * t
-    slope -= 1.0
-    slope *= x
-    square *= 3.0 * GELU_K
-    square += 1.0
-    slope *= square
-    slope *= -0.5 * GELU_C
-    slope += half
-    return x * half, slope
+def gelu_with_backward(x):
+    """``(gelu(x), backward)``, ``backward(grad) -> grad * gelu_prime(x)`` (the backend's GELU
+    kernel)."""
+    return kernels.gelu(x)
 
 
 def silu(x):
@@ -131,6 +106,12 @@ def silu_with_prime(x):
     slope += 1.0
     slope *= s
     return y, slope
+
+
+def silu_with_backward(x):
+    """``(silu(x), backward)``, ``backward(grad) -> grad * silu_prime(x)``."""
+    y, slope = silu_with_prime(x)
+    return y, lambda grad: grad * slope
 
 
 def softmax_prime(x):
@@ -156,8 +137,8 @@ ACTIVATIONS = {
 }
 
 # Built-in activations whose derivative shares work with their value: a training forward
-# computes both (``(value, derivative)``), and backward multiplies by the derivative.
-WITH_PRIME = {"gelu": gelu_with_prime, "silu": silu_with_prime}
+# returns the value and the backward pass, ``(value, backward)``, ``backward(grad) -> grad_x``.
+WITH_BACKWARD = {"gelu": gelu_with_backward, "silu": silu_with_backward}
 
 # The backward pass of each built-in activation from its output y = f(x) and the gradient g of
 # its output, for those whose derivative the output determines (not GELU and SiLU, which are

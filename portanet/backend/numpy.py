@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .constants import GELU_C, GELU_K
 from .library import Library
+
+CHUNK = 32768  # values per block of an element-wise chain: its temporaries stay in the L2 cache
+
+
+def floating(x):
+    """``x``, or for integers its float64 copy (what the portable kernels' arithmetic gives)."""
+    return x if x.dtype.kind in "fc" else x.astype(np.float64)
 
 
 def lstm(projected, weight_hh, h0, c0):
@@ -59,13 +69,134 @@ def lstm(projected, weight_hh, h0, c0):
     return hidden.transpose(1, 0, 2), backward
 
 
+def gelu(x):
+    """The GELU kernel (:mod:`portanet.backend.kernels`) in NumPy: block by block, so the chain
+    of in-place steps works in the cache, the value ``y = x h`` and the slope computed together
+    (``h = (1 + t) / 2``, ``t = tanh(x u)``, ``u = C + C K x^2``; the slope
+    ``h + y (1 - h) (6 u - 4 C)``), constants in ``x``'s dtype."""
+    flat = np.ascontiguousarray(floating(x)).reshape(-1)
+    dtype = flat.dtype
+    c, ck = dtype.type(GELU_C), dtype.type(GELU_C * GELU_K)
+    y, slope = np.empty_like(flat), np.empty_like(flat)
+    u, h = np.empty(min(CHUNK, flat.size), dtype), np.empty(min(CHUNK, flat.size), dtype)
+    for start in range(0, flat.size, CHUNK):
+        block = slice(start, start + CHUNK)
+        xs, ys, ss = flat[block], y[block], slope[block]
+        us, hs = u[:xs.size], h[:xs.size]
+        np.multiply(xs, xs, out=us)
+        us *= ck
+        us += c
+        np.multiply(us, xs, out=hs)
+        np.tanh(hs, out=hs)
+        hs *= dtype.type(0.5)
+        hs += dtype.type(0.5)
+        np.multiply(xs, hs, out=ys)
+        np.subtract(dtype.type(1), hs, out=ss)
+        ss *= ys
+        us *= dtype.type(6)
+        us -= dtype.type(4) * c
+        ss *= us
+        ss += hs
+
+    def backward(grad):
+        return np.multiply(grad, slope.reshape(x.shape))
+    return y.reshape(x.shape), backward
+
+
+def attention(q, k, v, causal):
+    """The attention kernel (:mod:`portanet.backend.kernels`) in NumPy: the heads of a few
+    samples at a time, so each block's scores stay in the cache from their product through the
+    softmax (in place: causal mask, shift by the maximum, ``exp``, product with the sum's
+    reciprocal) to the product with the values; the backward pass goes block by block the same
+    way. The scores are kept transposed, a query's in a column: NumPy takes a maximum down the
+    columns several times as fast as along the rows; the sums are products with a row of
+    ones."""
+    q, k, v = floating(q), floating(k), floating(v)
+    n, heads, steps, size = q.shape
+    dtype = q.dtype
+    scale = dtype.type(1.0 / math.sqrt(size))
+    # scaled here (q is smaller than the scores), into a C-ordered array: NumPy would give the
+    # product the layout of a transposed view, which the reshape would copy
+    q = np.multiply(q, scale, out=np.empty(q.shape, dtype)).reshape(n * heads, steps, size)
+    k, v = (np.ascontiguousarray(a).reshape(n * heads, steps, -1) for a in (k, v))
+    weights = np.empty((n * heads, steps, steps), dtype)  # [head, key, query]
+    out = np.empty((n * heads, steps, v.shape[-1]), dtype)
+    block = max(1, CHUNK // (steps * steps))  # of heads
+    columns = np.empty((min(block, n * heads), 1, steps), dtype)
+    ones = np.ones((1, steps), dtype)
+    mask = np.tril(np.full((steps, steps), -np.inf, dtype), -1) if causal else None
+    for start in range(0, n * heads, block):
+        part = slice(start, start + block)
+        w = np.matmul(k[part], q[part].transpose(0, 2, 1), out=weights[part])
+        c = columns[:w.shape[0]]
+        if causal:
+            w += mask  # a key after the query
+        w -= np.maximum.reduce(w, axis=-2, keepdims=True, out=c)
+        np.exp(w, out=w)
+        w *= np.reciprocal(np.matmul(ones, w, out=c), out=c)
+        np.matmul(w.transpose(0, 2, 1), v[part], out=out[part])
+
+    def backward(grad_output):
+        grad = np.ascontiguousarray(grad_output).reshape(out.shape)
+        grad_q, grad_k, grad_v = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        scores, share = (np.empty((min(block, n * heads), steps, steps), dtype) for _ in "ab")
+        for start in range(0, n * heads, block):
+            part = slice(start, start + block)
+            w = weights[part]
+            g, s, c = scores[:w.shape[0]], share[:w.shape[0]], columns[:w.shape[0]]
+            np.matmul(w, grad[part], out=grad_v[part])
+            np.matmul(v[part], grad[part].transpose(0, 2, 1), out=g)
+            g *= w  # the softmax's vector-Jacobian product: w g - w (w . g)
+            g -= np.multiply(w, np.matmul(ones, g, out=c), out=s)
+            np.matmul(g.transpose(0, 2, 1), k[part], out=grad_q[part])
+            np.matmul(g, q[part], out=grad_k[part])
+        grad_q *= scale
+        return tuple(a.reshape(n, heads, steps, -1) for a in (grad_q, grad_k, grad_v))
+    return out.reshape(n, heads, steps, -1), backward
+
+
+def layer_norm(x, gamma, beta, epsilon):
+    """The layer normalisation kernel (:mod:`portanet.backend.kernels`) in NumPy: each mean over
+    the last axis is a product with a vector (``1 / dim`` each, or ``gamma / dim``), which BLAS
+    does several times as fast as NumPy's ``mean`` of short rows, and so are the sums over the
+    rows (a product with ones); the rest in place."""
+    rows = np.ascontiguousarray(floating(x)).reshape(-1, x.shape[-1])
+    dim, dtype = rows.shape[1], rows.dtype
+    average = np.full(dim, 1.0 / dim, dtype)
+    normalized = np.subtract(rows, np.matmul(rows, average)[:, None])
+    out = np.multiply(normalized, normalized)
+    inv_std = np.matmul(out, average)
+    inv_std += dtype.type(epsilon)
+    np.sqrt(inv_std, out=inv_std)
+    inv_std = np.reciprocal(inv_std, out=inv_std)[:, None]
+    normalized *= inv_std
+    np.multiply(normalized, gamma, out=out)
+    out += beta
+
+    def backward(grad, need_input=True):
+        grad = np.ascontiguousarray(grad).reshape(normalized.shape)
+        product = np.multiply(grad, normalized)
+        ones = np.ones(len(grad), dtype)
+        grad_gamma, grad_beta = np.matmul(ones, product), np.matmul(ones, grad)
+        if not need_input:
+            return None, grad_gamma, grad_beta
+        # inv_std (grad gamma - mean(grad gamma) - normalized mean(grad gamma normalized))
+        weighted = gamma / dtype.type(dim)
+        grad_x = np.multiply(grad, gamma)
+        grad_x -= np.matmul(grad, weighted)[:, None]
+        grad_x -= np.multiply(normalized, np.matmul(product, weighted)[:, None], out=product)
+        grad_x *= inv_std
+        return grad_x.reshape(x.shape), grad_gamma, grad_beta
+    return out.reshape(x.shape), backward
+
+
 class NumPy(Library):
     name = module = "numpy"
     install = "pip install numpy"
     # no bfloat16; float16 exists but has no BLAS: a (64, 784) @ (784, 100) product took 34
     # times as long as in float32, so no precision policy computes in it here
     half_dtypes = ()
-    kernels = {"lstm": lstm}
+    kernels = {"lstm": lstm, "gelu": gelu, "attention": attention, "layer_norm": layer_norm}
 
     def device(self, module, kind, index, text):
         self.cpu_only(kind, text)

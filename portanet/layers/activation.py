@@ -1,7 +1,7 @@
 """The activation layer: an elementwise function (or softmax) between other layers."""
 
 from .. import activations
-from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT, WITH_PRIME, call_user_function
+from ..activations import ACTIVATIONS, GRADIENTS_FROM_OUTPUT, WITH_BACKWARD, call_user_function
 from ..backend import namespace
 from ..errors import InputError
 from .base import EMPTY, Layer
@@ -19,7 +19,7 @@ class ActivationLayer(Layer):
     backward computes the gradient from the layer's output
     (:data:`portanet.activations.GRADIENTS_FROM_OUTPUT`) instead of evaluating the activation a
     second time; GELU and SiLU compute their derivative in the training forward, sharing its
-    work (:data:`portanet.activations.WITH_PRIME`).
+    work (:data:`portanet.activations.WITH_BACKWARD`).
     """
 
     def __init__(self, activation, activation_prime=None):
@@ -38,24 +38,24 @@ class ActivationLayer(Layer):
         self.builtin = (ACTIVATIONS.get(name) == (activation, activation_prime)
                         and activation.__module__ == activations.__name__)
         self.gradient_from_output = GRADIENTS_FROM_OUTPUT.get(name) if self.builtin else None
-        self.with_prime = WITH_PRIME.get(name) if self.builtin else None
+        self.with_backward = WITH_BACKWARD.get(name) if self.builtin else None
 
     def apply(self, state, x, run):
-        derivative = None
-        if run.training and self.with_prime is not None:
-            out, derivative = self.with_prime(x)
+        backward = None
+        if run.training and self.with_backward is not None:
+            out, backward = self.with_backward(x)
         else:
             out = self.activation(x) if self.builtin else call_user_function(self.activation, x)
 
         def backprop(grad_output, need_input=True):
-            return self._input_gradient(x, out, derivative, grad_output), EMPTY
+            if backward is not None:
+                return backward(grad_output), EMPTY
+            return self._input_gradient(x, out, grad_output), EMPTY
         return out, backprop
 
-    def _input_gradient(self, x, out, derivative, grad_output):
+    def _input_gradient(self, x, out, grad_output):
         if self.gradient_from_output is not None:
             return self.gradient_from_output(out, grad_output)
-        if derivative is not None:
-            return grad_output * derivative
         derivative = (self.activation_prime(x) if self.builtin
                       else call_user_function(self.activation_prime, x))
         if derivative.ndim == grad_output.ndim + 1:

@@ -9,7 +9,12 @@ from .base import Layer
 
 
 def affine(x, weights, bias):
-    """``x @ weights + bias`` over the last axis of ``x`` (any rank)."""
+    """``x @ weights + bias`` over the last axis of ``x`` (any rank): of a sequence's positions
+    as the rows of one matrix (NumPy multiplies a 3-D by a 2-D array matrix by matrix)."""
+    if x.ndim > 2:
+        xp = namespace(x)
+        out = affine(xp.reshape(x, (-1, x.shape[-1])), weights, bias)
+        return xp.reshape(out, (*x.shape[:-1], out.shape[-1]))
     out = x @ weights
     out += bias  # in place on the new product: one temporary less
     return out
@@ -30,7 +35,11 @@ def affine_grads(x, weights, bias_shape, grad_output, need_input=True, out=(None
     grad_bias = sum_rows(flat_grad, len(bias_shape) == 2, out[1])  # the tutorial's (1, n) bias
     if grad_bias.shape != bias_shape:
         grad_bias = xp.reshape(grad_bias, bias_shape)
-    grad_input = grad_output @ weights.T if need_input else None
+    grad_input = None
+    if need_input:
+        grad_input = flat_grad @ weights.T
+        if grad_output.ndim != 2:
+            grad_input = xp.reshape(grad_input, (*grad_output.shape[:-1], weights.shape[0]))
     return grad_input, grad_weights, grad_bias
 
 

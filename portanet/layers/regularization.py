@@ -1,7 +1,7 @@
 """Regularisation layers: Dropout, batch normalisation and layer normalisation."""
 
 from .._checks import fraction, integer, number, positive
-from ..backend import dtype_name, get_backend, namespace, rng, sum_rows
+from ..backend import dtype_name, get_backend, kernels, namespace, rng
 from ..errors import ShapeError
 from .base import EMPTY, Layer
 
@@ -40,17 +40,6 @@ class Dropout(Layer):
 
     def config(self):
         return {"rate": self.rate}
-
-
-def _standardized_backward(grad_normalized, normalized, inv_std, axes):
-    """Gradient with respect to ``x`` of ``normalized = (x - mean) * inv_std``, the mean and
-    variance taken over ``axes`` of ``x``, from the gradient of ``normalized``: the statistics
-    depend on every value they are taken over, so their share comes off the plain term."""
-    xp = namespace(grad_normalized)
-    grad = grad_normalized - xp.mean(grad_normalized, axis=axes, keepdims=True)
-    grad -= normalized * xp.mean(grad_normalized * normalized, axis=axes, keepdims=True)
-    grad *= inv_std  # in place on the new array: fewer temporaries (rebinding on JAX)
-    return grad
 
 
 class BatchNorm(Layer):
@@ -120,7 +109,7 @@ class BatchNorm(Layer):
             grad_normalized = grad_output * gamma
             if not training:
                 return grad_normalized * inv_std, grads
-            return _standardized_backward(grad_normalized, normalized, inv_std, axes), grads
+            return kernels.standardized_backward(grad_normalized, normalized, inv_std, axes), grads
         return normalized * gamma + xp.reshape(state["beta"], shape), backprop
 
     def config(self):
@@ -153,26 +142,13 @@ class LayerNorm(Layer):
         return shape
 
     def apply(self, state, x, run):
-        xp = namespace(x)
         if x.ndim < 2 or x.shape[-1] != self.dim:
             self.output_shape(tuple(x.shape[1:]))
-        mean = xp.mean(x, axis=-1, keepdims=True)
-        normalized = x - mean
-        inv_std = 1.0 / xp.sqrt(xp.mean(normalized * normalized, axis=-1, keepdims=True)
-                                + self.epsilon)
-        normalized *= inv_std  # in place on the new array (rebinding on JAX)
-        gamma = state["gamma"]
-        out = normalized * gamma
-        out += state["beta"]
+        out, backward = kernels.layer_norm(x, state["gamma"], state["beta"], self.epsilon)
 
         def backprop(grad_output, need_input=True):
-            rows = (-1, self.dim)
-            grads = {"gamma": sum_rows(xp.reshape(grad_output * normalized, rows),
-                                       out=run.place(self, "gamma")),
-                     "beta": sum_rows(xp.reshape(grad_output, rows), out=run.place(self, "beta"))}
-            if not need_input:
-                return None, grads
-            return _standardized_backward(grad_output * gamma, normalized, inv_std, (-1,)), grads
+            grad_input, gamma, beta = backward(grad_output, need_input)
+            return grad_input, {"gamma": gamma, "beta": beta}
         return out, backprop
 
     def config(self):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from .._checks import integer, one_of, sample_shape
 from .._version import __version__
-from ..activations import ACTIVATIONS, GELU_C, GELU_K, LEAKY_SLOPE
+from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..backend import to_numpy
+from ..backend.constants import GELU_C, GELU_K
 from ..errors import InputError, PortanetError
 from ..layers import (
     ActivationLayer,

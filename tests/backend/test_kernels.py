@@ -10,7 +10,7 @@ from portanet.backend import kernels, to_numpy
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
                     "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
-          "numpy": {"lstm"}}  # elsewhere: the portable
+          "numpy": {"lstm", "gelu", "attention", "layer_norm"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
@@ -177,16 +177,45 @@ def attention_inputs(backend, dtype, positions=9):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("causal", [True, False])
-def test_native_attention_equals_the_portable_one(backend, causal, dtype):
+@pytest.mark.parametrize("positions, views", [(9, False), (75, True)])
+def test_native_attention_equals_the_portable_one(backend, causal, positions, views, dtype):
+    """``views``: q, k, v are the layer's kind, transposed views of one array, and long enough
+    for NumPy's kernel to take the heads in several blocks (the last one partial)."""
     native_or_skip(backend, "attention")
-    q, k, v = attention_inputs(backend, dtype)
+    q, k, v = attention_inputs(backend, dtype, positions)
+    if views:  # (N, T, heads, d) arrays seen as (N, heads, T, d)
+        q, k, v = (backend.xp.permute_dims(random(backend, (2, positions, 3, 8), dtype, seed),
+                                           (0, 2, 1, 3)) for seed in range(3))
+    before = [to_numpy(a).copy() for a in (q, k, v)]
     out, backward = kernels.attention(q, k, v, causal)
     expected, expected_backward = kernels.portable_attention(q, k, v, causal)
+    assert out.dtype == expected.dtype and out.shape == expected.shape
     assert_close(out, expected, dtype, "output")
     grad = random(backend, tuple(expected.shape), dtype, 3)
     for label, mine, theirs in zip("qkv", backward(grad), expected_backward(grad)):
-        assert mine.dtype == theirs.dtype
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
         assert_close(mine, theirs, dtype, f"gradient of {label}")
+    for a, copy in zip((q, k, v), before):
+        np.testing.assert_array_equal(to_numpy(a), copy)
+
+
+@pytest.mark.parametrize("name", ["gelu", "attention", "layer_norm"])
+def test_numpy_kernels_compute_integer_arrays_in_floats(backend, name):
+    """Integer inputs give what the portable kernel's arithmetic gives on NumPy (float64), not
+    integer results."""
+    if backend.name != "numpy":
+        pytest.skip("NumPy's native kernels (elsewhere integer arithmetic is the library's)")
+    ints = backend.asarray(np.arange(-6, 6).reshape(1, 2, 3, 2), "int64")
+    inputs = {"gelu": (ints,), "attention": (ints, ints, ints, True),
+              "layer_norm": (ints, ints[0, 0, 0], ints[0, 0, 1], 1e-5)}[name]
+    (out, backward), (expected, expected_backward) = (
+        kernel(*inputs) for kernel in (getattr(kernels, name), kernels.PORTABLE[name]))
+    assert out.dtype == expected.dtype and "float" in str(out.dtype)
+    assert_close(out, expected, "float64", name)
+    grad = backend.xp.ones_like(expected)
+    mine, theirs = backward(grad), expected_backward(grad)
+    for got, want in (zip(mine, theirs) if isinstance(mine, tuple) else [(mine, theirs)]):
+        assert_close(got, want, "float64", f"gradient of {name}")
 
 
 def test_causal_attention_only_looks_back(backend):
@@ -240,16 +269,20 @@ def test_kernels_compile_with_the_backends_compiler(backend):
     table, ids = embedding_inputs(backend, "float64")
 
     def sequence_step(table, ids):
-        """An embedding of (3, 7) ids to 4 = heads x features, causal attention over it."""
+        """An embedding of (3, 7) ids to 4 = heads x features, layer normalisation, causal
+        attention and GELU over it."""
         rows, embedding_backward = kernels.embedding(table, ids)
-        heads = backend.xp.reshape(rows, (3, 1, 7, 4))
-        out, attention_backward = kernels.attention(heads, heads, heads, True)
-        grads = attention_backward(out)
-        return out, [embedding_backward(backend.xp.reshape(sum(grads), (3, 7, 4)))]
+        normalized, norm_backward = kernels.layer_norm(rows, table[0, :], table[1, :], 1e-5)
+        heads = backend.xp.reshape(normalized, (3, 1, 7, 4))
+        attended, attention_backward = kernels.attention(heads, heads, heads, True)
+        out, gelu_backward = kernels.gelu(attended)
+        grad, grad_gamma, grad_beta = norm_backward(
+            backend.xp.reshape(sum(attention_backward(gelu_backward(out))), (3, 7, 4)))
+        return out, [embedding_backward(grad), grad_gamma, grad_beta]
 
     compiled = backend.library.compiler().compile(sequence_step)
     for mine, theirs in zip(flatten(compiled(table, ids)), flatten(sequence_step(table, ids))):
-        assert_close(mine, theirs, "float64", "compiled embedding and attention")
+        assert_close(mine, theirs, "float64", "compiled sequence kernels")
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -98,7 +98,7 @@ def test_gelu_and_silu_gradients(name, training, backend):
     """Training forwards compute the derivative with the value; after an inference forward,
     backward evaluates the derivative from the input."""
     layer = ActivationLayer(name)
-    assert layer.builtin and layer.gradient_from_output is None and layer.with_prime
+    assert layer.builtin and layer.gradient_from_output is None and layer.with_backward
     check_layer(layer, x=2 * sequences(), training=training)
 
 

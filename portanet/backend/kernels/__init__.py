@@ -22,16 +22,20 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
   :func:`scan`; no backward: the layers write theirs as a second scan).
 - ``lstm(projected, weight_hh, h0, c0) -> (hidden, backward)``, the LSTM recurrence (see
   :func:`lstm`), ``backward(grad_hidden) -> (grad_projected, grad_h0, grad_c0)``;
-- ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``.
+- ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``;
+- ``gelu(x) -> (y, backward)``, GELU in its tanh approximation, ``backward(grad) -> grad_x``;
+- ``layer_norm(x, gamma, beta, epsilon) -> (out, backward)``, normalisation over the last axis,
+  ``backward(grad, need_input=True) -> (grad_x or None, grad_gamma, grad_beta)``.
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
 (torch: ``torch.nn.functional`` and the matching ATen backward operators; JAX: ``jax.lax`` and
-``jax.vjp`` where that measured faster; NumPy: the LSTM loop in preallocated buffers). The
-functions here pick, by the type of ``x``, the native kernel where the array's library has one
-and the portable one elsewhere. The portable implementations live by family in
-:mod:`~portanet.backend.kernels.convolution`, :mod:`~portanet.backend.kernels.sequence` and
-:mod:`~portanet.backend.kernels.elementwise`; :mod:`~portanet.backend.kernels.registry` picks.
+``jax.vjp`` where that measured faster; NumPy: the LSTM loop in preallocated buffers, GELU,
+attention and layer normalisation in fewer passes). The functions here pick, by the type of
+``x``, the native kernel where the array's library has one and the portable one elsewhere. The
+portable implementations live by family in :mod:`~portanet.backend.kernels.convolution`,
+:mod:`~portanet.backend.kernels.sequence`, :mod:`~portanet.backend.kernels.elementwise` and
+:mod:`~portanet.backend.kernels.normalization`; :mod:`~portanet.backend.kernels.registry` picks.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from .convolution import (
     portable_conv2d,
     portable_max_pool2d,
 )
-from .elementwise import portable_relu_backward, relu_backward
+from .elementwise import gelu, portable_gelu, portable_relu_backward, relu_backward
+from .normalization import layer_norm, portable_layer_norm, standardized_backward
 from .registry import PORTABLE, kernel
 from .sequence import (
     attention,
@@ -62,7 +67,8 @@ from .sequence import (
 )
 
 __all__ = ["PORTABLE", "attention", "avg_pool1d", "avg_pool2d", "conv1d", "conv2d", "embedding",
-           "kernel", "lstm", "lstm_gate_scale", "max_pool1d", "max_pool2d", "portable_attention",
-           "portable_avg_pool2d", "portable_conv2d", "portable_embedding", "portable_lstm",
-           "portable_max_pool2d", "portable_relu_backward", "portable_scan", "relu_backward",
-           "scan"]
+           "gelu", "kernel", "layer_norm", "lstm", "lstm_gate_scale", "max_pool1d", "max_pool2d",
+           "portable_attention", "portable_avg_pool2d", "portable_conv2d", "portable_embedding",
+           "portable_gelu", "portable_layer_norm", "portable_lstm", "portable_max_pool2d",
+           "portable_relu_backward", "portable_scan", "relu_backward", "scan",
+           "standardized_backward"]
