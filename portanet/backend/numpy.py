@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .library import Library
-from .numpy_kernels import lstm, max_pool2d, relu_backward
+from .numpy_kernels import conv2d, lstm, max_pool2d, relu_backward
 
 
 class NumPy(Library):
@@ -14,7 +14,8 @@ class NumPy(Library):
     # no bfloat16; float16 exists but has no BLAS: a (64, 784) @ (784, 100) product took 34
     # times as long as in float32, so no precision policy computes in it here
     half_dtypes = ()
-    kernels = {"lstm": lstm, "max_pool2d": max_pool2d, "relu_backward": relu_backward}
+    kernels = {"conv2d": conv2d, "lstm": lstm, "max_pool2d": max_pool2d,
+               "relu_backward": relu_backward}
 
     def device(self, module, kind, index, text):
         self.cpu_only(kind, text)

@@ -4,6 +4,8 @@ windows, ``copyto`` with ``where=``)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -128,3 +130,52 @@ def relu_backward(y, grad):
     ``grad`` with the boolean mask ``y > 0`` itself, one pass less than the portable kernel's,
     which casts the mask to ``grad``'s dtype first."""
     return np.multiply(grad, y > 0)
+
+
+def _offset_views(image, kernel_size, stride, dilation, out_size):
+    """For each kernel offset ``(i, j)`` in row-major order, the view of ``image`` (its last two
+    axes padded) it meets in every window: rows ``i * dilation[0]`` on, columns ``j *
+    dilation[1]`` on, ``out_size`` of them ``stride`` apart."""
+    (kh, kw), (sh, sw), (dh, dw), (out_h, out_w) = kernel_size, stride, dilation, out_size
+    return [image[..., i * dh:i * dh + sh * (out_h - 1) + 1:sh,
+                  j * dw:j * dw + sw * (out_w - 1) + 1:sw] for i in range(kh) for j in range(kw)]
+
+
+def conv2d(x, weights, bias, stride, padding, dilation):
+    """The convolution kernel (:mod:`portanet.backend.kernels`) in NumPy, channels first as the
+    portable kernel (``(C, N, ...)`` in memory, one matrix product for the batch), but with
+    patches for the output's positions only (the portable kernel computes some extra columns
+    to copy longer runs) and each kernel offset's values copied into one buffer."""
+    n, c, h, w = x.shape
+    out_channels, kernel_size = weights.shape[0], tuple(weights.shape[2:])
+    ((top, bottom), (left, right)), size = padding, math.prod(kernel_size)
+    image = x.transpose(1, 0, 2, 3)
+    if top or bottom or left or right:
+        padded = np.zeros((c, n, h + top + bottom, w + left + right), x.dtype)
+        padded[:, :, top:top + h, left:left + w] = image
+        image = padded
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation)]
+    out_size = tuple((length - r) // s + 1
+                     for length, r, s in zip(image.shape[2:], reach, stride))
+    patches = np.empty((c, size, n, *out_size), x.dtype)
+    for k, view in enumerate(_offset_views(image, kernel_size, stride, dilation, out_size)):
+        np.copyto(patches[:, k], view)
+    patches = patches.reshape(c * size, -1)
+    kernel = weights.reshape(out_channels, c * size)
+    out = kernel @ patches
+    out += bias[:, None]
+
+    def backward(grad_output, need_input=True):
+        grad = grad_output.transpose(1, 0, 2, 3).reshape(out_channels, -1)
+        # (patches @ grad^T)^T: the product as the portable kernel takes it
+        grad_weights = (patches @ grad.T).T.reshape(weights.shape)
+        if not need_input:
+            return None, grad_weights, grad.sum(axis=1)
+        grad_patches = (kernel.T @ grad).reshape(c, size, n, *out_size)
+        grad_image = np.zeros(image.shape, grad.dtype)
+        views = _offset_views(grad_image, kernel_size, stride, dilation, out_size)
+        for k, view in enumerate(views):
+            view += grad_patches[:, k]
+        grad_x = grad_image[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3)
+        return grad_x, grad_weights, grad.sum(axis=1)
+    return out.reshape(out_channels, n, *out_size).transpose(1, 0, 2, 3), backward

@@ -10,7 +10,7 @@ from portanet.backend import kernels, to_numpy
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
                     "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
-          "numpy": {"lstm", "max_pool2d", "relu_backward"}}  # elsewhere: the portable
+          "numpy": {"conv2d", "lstm", "max_pool2d", "relu_backward"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
