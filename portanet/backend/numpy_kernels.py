@@ -110,7 +110,9 @@ def max_pool2d(x, pool, stride):
     """The max pooling kernel (:mod:`portanet.backend.kernels`) in NumPy: the maximum along
     each window's rows, then of those along its columns, each keeping the offset of its first
     maximum (the first in row-major order of the window, as the portable kernel), where the
-    portable kernel copies the windows side by side and compares each with the maximum."""
+    portable kernel copies the windows side by side and compares each with the maximum. A
+    window holding NaN has the maximum NaN in both, but here its gradient goes to one of its
+    values, where the portable kernel's goes to none."""
     (ph, pw), (sh, sw) = pool, stride
     out_h, out_w = (x.shape[2] - ph) // sh + 1, (x.shape[3] - pw) // sw + 1
     rows, first_column = _max_along(x, 3, pw, sw, out_w)
