@@ -107,10 +107,11 @@ def _copy_like(like, values):
 
 
 def max_pool2d(x, pool, stride):
-    """The max pooling kernel (:mod:`portanet.backend.kernels`) in NumPy: the maximum along
-    each window's rows, then of those along its columns, each keeping the offset of its first
-    maximum (the first in row-major order of the window, as the portable kernel), where the
-    portable kernel copies the windows side by side and compares each with the maximum. A
+    """The max pooling kernel (:mod:`portanet.backend.kernels`) in NumPy: the maximum of each
+    row of a window, then the maximum of those, each keeping the offset of its first maximum
+    (so the gradient goes to the window's first maximum in row-major order, as in the portable
+    kernel), where the portable kernel copies the windows side by side and compares each with
+    the maximum. A
     window holding NaN has the maximum NaN in both, but here its gradient goes to one of its
     values, where the portable kernel's goes to none."""
     (ph, pw), (sh, sw) = pool, stride
@@ -124,7 +125,6 @@ def max_pool2d(x, pool, stride):
         grad_rows = _spread_along(grad_output, first_row, rows, 2, ph, sh)
         return _spread_along(grad_rows, first_column, x, 3, pw, sw)
     return out, backward
-
 
 
 def relu_backward(y, grad):
