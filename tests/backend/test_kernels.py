@@ -10,7 +10,8 @@ from portanet.backend import kernels, to_numpy
 NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attention",
                     "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
-          "numpy": {"lstm", "gelu", "attention", "layer_norm"}}  # elsewhere: the portable
+          "numpy": {"attention", "conv2d", "gelu", "layer_norm", "lstm", "max_pool2d",
+                    "relu_backward"}}  # elsewhere: the portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),
@@ -29,7 +30,9 @@ CONVOLUTIONS = {
 }
 # (height, width), pool, stride
 POOLS = {"tiled": ((8, 6), (2, 2), (2, 2)), "odd": ((7, 9), (2, 2), (2, 2)),
-         "overlapping": ((7, 9), (3, 3), (2, 2)), "uneven": ((9, 8), (2, 3), (1, 2))}
+         "overlapping": ((7, 9), (3, 3), (2, 2)), "uneven": ((9, 8), (2, 3), (1, 2)),
+         "tiled-3": ((9, 6), (3, 3), (3, 3)), "gaps": ((9, 10), (2, 2), (3, 3)),
+         "one-column-strided": ((6, 7), (2, 1), (2, 3))}
 
 
 def native_or_skip(backend, name):
@@ -129,6 +132,22 @@ def test_native_pooling_equals_the_portable_one(backend, name, case, dtype):
     assert_close(out, expected, dtype, "output")
     grad = random(backend, tuple(expected.shape), dtype, 1)
     assert_close(backward(grad), expected_backward(grad), dtype, "gradient of the input")
+
+
+@pytest.mark.parametrize("case", POOLS)
+def test_native_max_pooling_breaks_ties_as_the_portable_one(backend, case):
+    """On small integers (after a ReLU: many zeros), most windows hold their maximum more
+    than once: the gradient must go to the same one of them (integer gradients, so that sums
+    over overlapping windows are exact in any order)."""
+    native_or_skip(backend, "max_pool2d")
+    size, pool, stride = POOLS[case]
+    rng = np.random.default_rng(0)
+    x = backend.asarray(np.maximum(rng.integers(-2, 3, (2, 3, *size)), 0), "float64")
+    out, backward = kernels.max_pool2d(x, pool, stride)
+    expected, expected_backward = kernels.portable_max_pool2d(x, pool, stride)
+    grad = backend.asarray(rng.integers(1, 9, tuple(expected.shape)), "float64")
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(expected))
+    np.testing.assert_array_equal(to_numpy(backward(grad)), to_numpy(expected_backward(grad)))
 
 
 def test_max_pooling_gives_a_tied_windows_gradient_to_its_first_maximum(backend):

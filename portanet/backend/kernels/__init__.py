@@ -30,8 +30,9 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
 (torch: ``torch.nn.functional`` and the matching ATen backward operators; JAX: ``jax.lax`` and
-``jax.vjp`` where that measured faster; NumPy: the LSTM loop in preallocated buffers, GELU,
-attention and layer normalisation in fewer passes). The functions here pick, by the type of
+``jax.vjp`` where that measured faster; NumPy, in :mod:`portanet.backend.numpy_kernels`: the
+LSTM loop in preallocated buffers, the convolution, max pooling, ReLU's backward, GELU, attention
+and layer normalisation in fewer passes over memory). The functions here pick, by the type of
 ``x``, the native kernel where the array's library has one and the portable one elsewhere. The
 portable implementations live by family in :mod:`~portanet.backend.kernels.convolution`,
 :mod:`~portanet.backend.kernels.sequence`, :mod:`~portanet.backend.kernels.elementwise` and
