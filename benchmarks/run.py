@@ -303,7 +303,8 @@ def main(argv=None):
         print(table_row(row_cells(sized(CASES[name], args.quick), entry)))
     print("\n".join(notes))
     if args.json:
-        report = {"machine": info, "data": images[4], "quick": args.quick, "cases": entries}
+        report = {"machine": info, "data": images[4], "quick": args.quick,
+                  "clock": "cpu" if args.cpu_time else "wall", "cases": entries}
         with open(args.json, "w") as out:
             json.dump(report, out, indent=1, default=str)
 
