@@ -27,6 +27,7 @@ import portanet
 
 
 def layer_norm(jnp, x, gamma, beta, epsilon=1e-5):
+    """Layer normalisation over the last axis, as portanet's LayerNorm."""
     centred = x - x.mean(-1, keepdims=True)
     return centred / jnp.sqrt((centred * centred).mean(-1, keepdims=True) + epsilon) * gamma + beta
 
@@ -60,7 +61,7 @@ class JaxTwin:
     def __init__(self, case, data, weights):
         import jax
         jnp, tree = jax.numpy, jax.tree_util
-        self.case, self.t = case, 0
+        self.case, self.t, self.to_device = case, 0, jax.device_put
         self.x, self.y = jnp.asarray(data.x), jnp.asarray(data.y)
         self.state = [{k: jnp.asarray(w) for k, w in weights.items()}]
         self.state += [{k: jnp.zeros_like(w) for k, w in self.state[0].items()} for _ in "mv"]
@@ -85,7 +86,7 @@ class JaxTwin:
 
     def epoch(self, seed):
         n = self.x.shape[0]
-        order = np.random.default_rng(seed).permutation(n)
+        order = self.to_device(np.random.default_rng(seed).permutation(n))  # once an epoch
         total = 0.0
         for start in range(0, n, self.case.batch):
             self.t += 1
