@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--backend NAME] [--device DEV] [--cases a,b,...] [--quick]
                              [--json PATH] [--threads N] [--repeats N] [--no-memory]
-                             [--compare-compile]
+                             [--compare-compile] [--cpu-time]
 
 Each case trains (or runs) the same model three ways, from portanet's initial weights and with
 the same batch order on the same device: portanet on the chosen backend; PyTorch; and, where the
@@ -15,7 +15,10 @@ it, and the compiled/eager ratio. Epochs are interleaved across the implementati
 from other processes hits them alike; a time is the median of the timed epochs after one warm-up
 epoch. Peak memory comes from a fresh child process per case and implementation
 (``--no-memory`` skips it): peak RSS on the CPU, the allocator's peak on a GPU. The cases are
-defined in cases.py, the implementations and their timing in runners.py.
+defined in cases.py, the implementations and their timing in runners.py. ``--cpu-time`` times
+each epoch by the process's CPU time (all its threads) instead of the wall clock: with
+``--threads 1`` on a machine shared with other busy processes, it leaves out the time the
+process waited for a core.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 from dataclasses import asdict
 
 import numpy as np
+import runners
 from cases import CASES, case_data, load_images, sized
 from runners import (
     IMPLS,
@@ -213,6 +217,8 @@ def parse(argv):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--compare-compile", action="store_true",
                         help="also time portanet with compile=False (column 'eager')")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time epochs by the process's CPU time, not the wall clock")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = [name for name in args.cases.split(",") if name not in CASES]
@@ -258,6 +264,7 @@ def measure(args, backend, on_gpu, images, notes):
 def main(argv=None):
     """Time the cases, measure their memory, print the table and write the JSON."""
     args = parse(argv)
+    runners.clock = runners.CLOCKS["cpu" if args.cpu_time else "wall"]
     # a child measuring memory imports torch only if it runs torch
     args.threads = set_threads(args.threads, not args.child or args.child.endswith(":torch"))
     try:
@@ -286,7 +293,8 @@ def main(argv=None):
 
     print("portanet benchmark: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     print(f"data: {images[4]}; {'quick run, ' if args.quick else ''}median of {args.repeats} "
-          "timed epochs after one warm-up, implementations interleaved")
+          "timed epochs after one warm-up, implementations interleaved; "
+          f"{'CPU' if args.cpu_time else 'wall-clock'} time")
     print("peak MB: not measured (--no-memory)" if args.no_memory else
           f"peak MB: {'device allocator' if on_gpu else 'resident set'} of a child process "
           "running that implementation alone (two epochs)")
@@ -295,7 +303,8 @@ def main(argv=None):
         print(table_row(row_cells(sized(CASES[name], args.quick), entry)))
     print("\n".join(notes))
     if args.json:
-        report = {"machine": info, "data": images[4], "quick": args.quick, "cases": entries}
+        report = {"machine": info, "data": images[4], "quick": args.quick,
+                  "clock": "cpu" if args.cpu_time else "wall", "cases": entries}
         with open(args.json, "w") as out:
             json.dump(report, out, indent=1, default=str)
 
