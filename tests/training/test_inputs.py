@@ -218,3 +218,18 @@ def test_nan_and_infinity_are_refused_where_data_enters(backend, bad, entry, lab
         np.testing.assert_array_equal(now, then)
     with pytest.raises(portanet.InputError, match="contains NaN or infinity"):
         net.predict(backend.asarray(x))  # backend arrays are checked on the device
+
+
+@pytest.mark.parametrize("values, finite", [
+    ([3e38, 3e38, 1.0], True),  # finite values whose float32 sum would overflow
+    ([-3e38, -3e38, 1.0], True),
+    ([np.inf, -np.inf, 1.0], False),  # infinities that would cancel to NaN in a sum
+    ([1.0, np.nan, 1.0], False),
+    ([1.0, 2.0, 3.0], True),
+])
+def test_the_finiteness_check_is_exact(backend, values, finite):
+    column = np.array(values, dtype=np.float32).reshape(-1, 1)
+    rows = np.concatenate([column] * 3, axis=1)
+    assert inputs.all_finite(backend.asarray(rows, "float32")) is finite
+    assert inputs.all_finite(backend.asarray(np.arange(6).reshape(3, 2), "int64")) is True
+    assert inputs.all_finite(backend.asarray(np.zeros((0, 3)), "float32")) is True
