@@ -8,17 +8,16 @@ derivative in one call, as training needs them. ``y_pred`` is the network's outp
 
 import math
 
-from array_api_compat import device
-
 from .activations import call_user_function
-from .backend import namespace
+from .backend import kernels, namespace
+from .backend.kernels import (
+    samples,
+    softmax_crossentropy_gradient,
+    softmax_crossentropy_value,
+    softmax_parts,
+)
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before a log
-
-
-def _samples(y):
-    """Number of samples in a batch of rows (all axes but the last)."""
-    return math.prod(y.shape[:-1]) if y.ndim > 1 else 1
 
 
 def mse(y_true, y_pred):
@@ -53,29 +52,12 @@ def categorical_crossentropy(y_true, y_pred):
     """Cross-entropy of class probabilities ``y_pred`` (e.g. after a softmax), mean over samples."""
     xp = namespace(y_pred)
     p = xp.clip(y_pred, EPSILON, 1.0)
-    return -xp.sum(y_true * xp.log(p)) / _samples(y_pred)
+    return -xp.sum(y_true * xp.log(p)) / samples(y_pred)
 
 
 def categorical_crossentropy_prime(y_true, y_pred):
     p = namespace(y_pred).clip(y_pred, EPSILON, 1.0)
-    return -y_true / (p * _samples(y_pred))
-
-
-def _softmax_parts(logits):
-    """``(xp, logits - row max, exp of that, row sums of the exp)``: shared by loss and prime."""
-    xp = namespace(logits)
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    exp = xp.exp(shifted)
-    return xp, shifted, exp, xp.sum(exp, axis=-1, keepdims=True)
-
-
-def _softmax_ce_loss(xp, y_true, shifted, total):
-    return -xp.sum(y_true * (shifted - xp.log(total))) / _samples(shifted)
-
-
-def _softmax_ce_prime(xp, y_true, exp, total):
-    weight = xp.sum(y_true, axis=-1, keepdims=True)
-    return (exp / total * weight - y_true) / _samples(exp)
+    return -y_true / (p * samples(y_pred))
 
 
 def softmax_crossentropy(y_true, logits):
@@ -83,44 +65,37 @@ def softmax_crossentropy(y_true, logits):
 
     Use it with a network whose last layer outputs raw scores (no softmax layer).
     """
-    xp, shifted, _, total = _softmax_parts(logits)
-    return _softmax_ce_loss(xp, y_true, shifted, total)
+    xp, shifted, _, total = softmax_parts(logits)
+    return softmax_crossentropy_value(xp, y_true, shifted, total)
 
 
 def softmax_crossentropy_prime(y_true, logits):
-    xp, _, exp, total = _softmax_parts(logits)
-    return _softmax_ce_prime(xp, y_true, exp, total)
+    xp, _, exp, total = softmax_parts(logits)
+    return softmax_crossentropy_gradient(xp, y_true, exp, total)
 
 
 def softmax_crossentropy_with_prime(y_true, logits):
     """``(softmax_crossentropy, softmax_crossentropy_prime)`` from one softmax."""
-    xp, shifted, exp, total = _softmax_parts(logits)
-    return (_softmax_ce_loss(xp, y_true, shifted, total),
-            _softmax_ce_prime(xp, y_true, exp, total))
-
-
-def one_hot_targets(y_true, logits):
-    """Integer class targets (shape ``logits.shape[:-1]``) as one-hot rows of ``logits``'
-    dtype; a target outside ``[0, classes)`` gets a row of zeros."""
-    xp = namespace(logits)
-    classes = xp.arange(logits.shape[-1], dtype=y_true.dtype, device=device(logits))
-    return xp.astype(xp.expand_dims(y_true, axis=-1) == classes, logits.dtype)
+    xp, shifted, exp, total = softmax_parts(logits)
+    return (softmax_crossentropy_value(xp, y_true, shifted, total),
+            softmax_crossentropy_gradient(xp, y_true, exp, total))
 
 
 def sparse_softmax_crossentropy(y_true, logits):
     """:func:`softmax_crossentropy` for integer class targets ``y_true`` of any leading shape,
     e.g. logits ``(N, T, classes)`` and targets ``(N, T)``: the mean over every position of
-    ``-log softmax(logits)[target]``. The targets are compared with the class indices (no
-    gather: the same on every backend and under a compiler)."""
-    return softmax_crossentropy(one_hot_targets(y_true, logits), logits)
+    ``-log softmax(logits)[target]``, by the kernel
+    :func:`portanet.backend.kernels.sparse_softmax_crossentropy` (native on NumPy)."""
+    return kernels.sparse_softmax_crossentropy(y_true, logits)[0]
 
 
 def sparse_softmax_crossentropy_prime(y_true, logits):
-    return softmax_crossentropy_prime(one_hot_targets(y_true, logits), logits)
+    return kernels.sparse_softmax_crossentropy(y_true, logits)[1]()
 
 
 def sparse_softmax_crossentropy_with_prime(y_true, logits):
-    return softmax_crossentropy_with_prime(one_hot_targets(y_true, logits), logits)
+    loss, gradient = kernels.sparse_softmax_crossentropy(y_true, logits)
+    return loss, gradient()
 
 
 LOSSES = {

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from .library import Library
-from .numpy_kernels import attention, conv2d, gelu, layer_norm, lstm, max_pool2d, relu_backward
+from .numpy_kernels import (
+    attention,
+    conv2d,
+    gelu,
+    layer_norm,
+    lstm,
+    max_pool2d,
+    relu_backward,
+    sparse_softmax_crossentropy,
+)
 
 
 class NumPy(Library):
@@ -15,7 +24,8 @@ class NumPy(Library):
     # times as long as in float32, so no precision policy computes in it here
     half_dtypes = ()
     kernels = {"attention": attention, "conv2d": conv2d, "gelu": gelu, "layer_norm": layer_norm,
-               "lstm": lstm, "max_pool2d": max_pool2d, "relu_backward": relu_backward}
+               "lstm": lstm, "max_pool2d": max_pool2d, "relu_backward": relu_backward,
+               "sparse_softmax_crossentropy": sparse_softmax_crossentropy}
 
     def device(self, module, kind, index, text):
         self.cpu_only(kind, text)

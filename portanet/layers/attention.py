@@ -70,8 +70,11 @@ class SelfAttention(Layer):
             grad_context, out_weights, out_bias = affine_grads(
                 context, state["out_weights"], (d,), grad_output,
                 out=(run.place(self, "out_weights"), run.place(self, "out_bias")))
-            grad_qkv = xp.concat([self._merge_heads(g)
-                                  for g in backward(self._split_heads(grad_context))], axis=-1)
+            # (N, T, 3, heads, dim / heads) in one copy: the three merged side by side
+            grad_qkv = xp.reshape(
+                xp.stack([xp.permute_dims(g, (0, 2, 1, 3))
+                          for g in backward(self._split_heads(grad_context))], axis=2),
+                (*x.shape[:2], 3 * d))
             grad_input, qkv_weights, qkv_bias = affine_grads(
                 x, state["qkv_weights"], (3 * d,), grad_qkv, need_input,
                 (run.place(self, "qkv_weights"), run.place(self, "qkv_bias")))

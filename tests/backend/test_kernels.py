@@ -11,7 +11,7 @@ NATIVE = {"torch": {"conv2d", "max_pool2d", "avg_pool2d", "embedding", "attentio
                     "relu_backward"},
           "jax": {"conv2d", "avg_pool2d", "embedding", "scan"},
           "numpy": {"attention", "conv2d", "gelu", "layer_norm", "lstm", "max_pool2d",
-                    "relu_backward"}}  # elsewhere: the portable
+                    "relu_backward", "sparse_softmax_crossentropy"}}  # elsewhere: portable
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}  # relative to the largest expected magnitude
 
 # (channels in, out), (height, width), kernel, stride, padding ((top, bottom), (left, right)),

@@ -1,5 +1,7 @@
 """The hot-path helpers of portanet.backend.ops, and finding the library of an array."""
 
+import math
+
 import numpy as np
 import pytest
 from helpers import assert_backend_array
@@ -17,22 +19,24 @@ from portanet.backend import (
 
 
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_sum_rows_sums_the_first_axis(backend, keepdims):
-    values = np.arange(24, dtype=np.float64).reshape(4, 3, 2) - 7.5
+@pytest.mark.parametrize("shape", [(4, 3, 2), (3, 2), (200, 3)])  # NumPy: 200 rows by BLAS
+def test_sum_rows_sums_the_first_axis(backend, keepdims, shape):
+    values = np.arange(math.prod(shape), dtype=np.float64).reshape(shape) - 7.5
     got = sum_rows(backend.asarray(values, "float64"), keepdims=keepdims)
     assert_backend_array(got, backend, "float64")
     np.testing.assert_array_equal(to_numpy(got),
                                   values.sum(axis=0, keepdims=keepdims))
 
 
-def test_matmul_and_sum_rows_write_into_an_array_that_fits(backend):
+@pytest.mark.parametrize("rows", [3, 100])
+def test_matmul_and_sum_rows_write_into_an_array_that_fits(backend, rows):
     gen = np.random.default_rng(0)
-    a, b = gen.normal(size=(3, 4)), gen.normal(size=(4, 2))
+    a, b = gen.normal(size=(rows, 4)), gen.normal(size=(4, 2))
     xa, xb = backend.asarray(a, "float64"), backend.asarray(b, "float64")
     in_place = writes_into(xa)
     assert in_place == (backend.name == "numpy")
     for compute, expected, fits in (
-            (lambda out: matmul(xa, xb, out), a @ b, (3, 2)),
+            (lambda out: matmul(xa, xb, out), a @ b, (rows, 2)),
             (lambda out: sum_rows(xa, False, out), a.sum(axis=0), (4,)),
             (lambda out: sum_rows(xa, True, out), a.sum(axis=0, keepdims=True),
              (1, 4))):

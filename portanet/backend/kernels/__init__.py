@@ -25,18 +25,21 @@ gradient of the output that returns the gradients of the inputs (a layer's backp
 - ``relu_backward(y, grad) -> grad_x``, ReLU's input gradient from its output ``y``;
 - ``gelu(x) -> (y, backward)``, GELU in its tanh approximation, ``backward(grad) -> grad_x``;
 - ``layer_norm(x, gamma, beta, epsilon) -> (out, backward)``, normalisation over the last axis,
-  ``backward(grad, need_input=True) -> (grad_x or None, grad_gamma, grad_beta)``.
+  ``backward(grad, need_input=True) -> (grad_x or None, grad_gamma, grad_beta)``;
+- ``sparse_softmax_crossentropy(targets, logits) -> (loss, gradient)``, softmax cross-entropy
+  of integer class targets, ``gradient() -> grad_logits`` (a loss: no output gradient).
 
 :data:`PORTABLE` holds one implementation of each, in the array API (the one NumPy and
 array-api-strict run); a backend module gives native ones in its library's ``kernels``
 (torch: ``torch.nn.functional`` and the matching ATen backward operators; JAX: ``jax.lax`` and
-``jax.vjp`` where that measured faster; NumPy, in :mod:`portanet.backend.numpy_kernels`: the
-LSTM loop in preallocated buffers, the convolution, max pooling, ReLU's backward, GELU, attention
-and layer normalisation in fewer passes over memory). The functions here pick, by the type of
-``x``, the native kernel where the array's library has one and the portable one elsewhere. The
-portable implementations live by family in :mod:`~portanet.backend.kernels.convolution`,
-:mod:`~portanet.backend.kernels.sequence`, :mod:`~portanet.backend.kernels.elementwise` and
-:mod:`~portanet.backend.kernels.normalization`; :mod:`~portanet.backend.kernels.registry` picks.
+``jax.vjp`` where that measured faster; NumPy, in :mod:`portanet.backend.numpy_kernels`: the LSTM
+loop in preallocated buffers, the convolution, max pooling, ReLU's backward, GELU, attention, layer
+normalisation and the sparse cross-entropy in fewer passes over memory). The functions here pick,
+by the type of ``x``, the native kernel where the array's library has one and the portable one
+elsewhere. The portable implementations live by family in
+:mod:`~portanet.backend.kernels.convolution`, :mod:`~portanet.backend.kernels.sequence`,
+:mod:`~portanet.backend.kernels.elementwise`, :mod:`~portanet.backend.kernels.normalization` and
+:mod:`~portanet.backend.kernels.crossentropy`; :mod:`~portanet.backend.kernels.registry` picks.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ from .convolution import (
     portable_avg_pool2d,
     portable_conv2d,
     portable_max_pool2d,
+)
+from .crossentropy import (
+    portable_sparse_softmax_crossentropy,
+    samples,
+    softmax_crossentropy_gradient,
+    softmax_crossentropy_value,
+    softmax_parts,
+    sparse_softmax_crossentropy,
 )
 from .elementwise import gelu, portable_gelu, portable_relu_backward, relu_backward
 from .normalization import layer_norm, portable_layer_norm, standardized_backward
@@ -71,5 +82,7 @@ __all__ = ["PORTABLE", "attention", "avg_pool1d", "avg_pool2d", "conv1d", "conv2
            "gelu", "kernel", "layer_norm", "lstm", "lstm_gate_scale", "max_pool1d", "max_pool2d",
            "portable_attention", "portable_avg_pool2d", "portable_conv2d", "portable_embedding",
            "portable_gelu", "portable_layer_norm", "portable_lstm", "portable_max_pool2d",
-           "portable_relu_backward", "portable_scan", "relu_backward", "scan",
-           "standardized_backward"]
+           "portable_relu_backward", "portable_scan",
+           "portable_sparse_softmax_crossentropy", "relu_backward", "samples", "scan",
+           "softmax_crossentropy_gradient", "softmax_crossentropy_value", "softmax_parts",
+           "sparse_softmax_crossentropy", "standardized_backward"]
