@@ -19,14 +19,17 @@ HERE = Path(__file__).resolve().parent
 # (file in the results folder, label, colour)
 BACKENDS = (("numpy.json", "NumPy", "#4c72b0"),
             ("jax.json", "JAX, step compiled (jax.jit)", "#dd8452"),
-            ("torch.json", "PyTorch, step compiled (torch.compile)", "#55a868"))
+            ("torch.json", "PyTorch, eager (compile=\"auto\")", "#55a868"),
+            ("torch-compiled.json", "PyTorch, step compiled (torch.compile)", "#8fd19e"))
 LABELS = {"tutorial-mlp": "tutorial MLP\nSGD, batch 64",
           "modern-mlp": "modern MLP\nAdam, batch 128",
           "cnn": "CNN\nAdam, batch 128",
           "per-sample": "per-sample\nbatch 1, float64",
           "predict": "predict\n10k images",
           "wide-mlp": "wide MLP\nbatch 1024",
-          "transformer": "transformer\nbatch 32"}
+          "transformer": "transformer\nbatch 32",
+          "lstm-lm": "LSTM\nbatch 32",
+          "gru-lm": "GRU\nbatch 32"}
 
 
 def ratios(report):
@@ -98,7 +101,7 @@ def main(argv=None):
     """Draw the chart from the command line's folders."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results",
-                        help="folder of numpy.json, jax.json and torch.json")
+                        help="folder of numpy.json, jax.json, torch.json and torch-compiled.json")
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "images" / "speed.svg")
     args = parser.parse_args(argv)
     draw(args.results, args.out)
