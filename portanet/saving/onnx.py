@@ -20,7 +20,7 @@ from .._version import __version__
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..backend import to_numpy
 from ..backend.constants import GELU_C, GELU_K
-from ..errors import InputError, PortanetError
+from ..errors import InputError
 from ..layers import (
     ActivationLayer,
     AvgPool1D,
@@ -50,66 +50,12 @@ from ..layers import (
 from ..layers.base import walk
 from ..losses import softmax_crossentropy, sparse_softmax_crossentropy
 from .files import writable_file, write_atomically
+from .onnx_graph import Graph, onnx_module
 from .onnx_recurrent import GATE_ORDER, add_bidirectional, add_recurrent
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (older opsets flatten the trailing axes)
 LAYER_NORM_OPSET = 17  # LayerNormalization
-
-
-def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise PortanetError('ONNX export needs the onnx package: pip install "portanet[onnx]"'
-                            ) from None
-    return onnx
-
-
-class _Graph:
-    """The nodes and weights of the graph being built; ``value`` names the latest output."""
-
-    def __init__(self, onnx, dtype, opset):
-        self.onnx, self.dtype, self.opset = onnx, dtype, opset
-        self.elem_type = {"float32": onnx.TensorProto.FLOAT,
-                          "float64": onnx.TensorProto.DOUBLE}[dtype]
-        self.nodes, self.weights, self.value = [], [], "input"
-        self.exported = {}  # (id(layer), parameter name) -> its weight's name
-
-    def array(self, name, value):
-        """A weight from a backend (or NumPy) array, in the graph's dtype; returns its name."""
-        host = to_numpy(value).astype(self.dtype)
-        self.weights.append(self.onnx.numpy_helper.from_array(host, name))
-        return name
-
-    def parameter(self, layer, name, prefix):
-        """The weight of ``layer``'s parameter ``name``, added once (as ``prefix.name``) however
-        often the layer (or a TiedDense) uses it."""
-        key = (id(layer), name)
-        if key not in self.exported:
-            self.exported[key] = self.array(f"{prefix}.{name}", getattr(layer, name))
-        return self.exported[key]
-
-    def constant(self, name, values, elem_type=None, dims=None):
-        """A weight of plain numbers (1-D, or ``dims``; a scalar when ``values`` is a number)."""
-        scalar = not isinstance(values, (list, tuple))
-        self.weights.append(self.onnx.helper.make_tensor(
-            name, elem_type or self.elem_type, dims or ([] if scalar else [len(values)]),
-            [values] if scalar else values))
-        return name
-
-    def integers(self, name, values):
-        return self.constant(name, list(values), self.onnx.TensorProto.INT64)
-
-    def op(self, op, name, inputs, **attributes):
-        """Append ``op`` of ``inputs`` (names) giving ``name``; returns ``name``."""
-        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [name], name=name,
-                                                     **attributes))
-        return name
-
-    def node(self, op, name, *inputs, **attributes):
-        """Append ``op`` applied to the latest output (and ``inputs``); it becomes the latest."""
-        self.value = self.op(op, name, [self.value, *inputs], **attributes)
 
 
 # -- activations: name -> function(graph, name) appending its nodes ---------------------------
@@ -351,13 +297,13 @@ def _input_shape(network, input_shape, takes_ids):
 
 def build_onnx(network, opset=None, input_shape=None, probabilities=False, dtype=None):
     """The ONNX model (an ``onnx.ModelProto``) of ``network``; see :func:`export_onnx`."""
-    onnx = _onnx()
+    onnx = onnx_module()
     opset = DEFAULT_OPSET if opset is None else opset
     integer("opset", opset, low=MIN_OPSET)
     if not network.layers:
         raise InputError("the network has no layers: add some with net.add(...)")
     one_of("dtype", dtype, (None, "float32", "float64"))
-    graph = _Graph(onnx, dtype or network.working_dtype(), opset)
+    graph = Graph(onnx, dtype or network.working_dtype(), opset)
     takes_ids = _takes_ids(network)
     in_shape = _input_shape(network, input_shape, takes_ids)
     if network.scaler is not None:
@@ -421,7 +367,7 @@ def export_onnx(network, path, opset=None, *, input_shape=None, probabilities=Fa
 
 def describe_onnx(path) -> str:
     """One line per input and output of the ONNX model at ``path``: name, dtype and shape."""
-    onnx = _onnx()
+    onnx = onnx_module()
     graph = onnx.load(str(path), load_external_data=False).graph
     lines = []
     for kind, values in (("input", graph.input), ("output", graph.output)):

@@ -4,19 +4,25 @@ same weights, the compiled training step against the eager one, saving, summary 
 input."""
 
 import json
-import warnings
 
 import numpy as np
 import pytest
 from helpers import assert_backend_array, on_backend
-from test_recurrent import KINDS, assert_close, randomized, sequences, token_data
+from test_recurrent import (
+    KINDS,
+    assert_close,
+    check_compiled_training,
+    randomized,
+    sequences,
+    token_data,
+    train,
+)
 
 import portanet
 from portanet import (
     GRU,
     LSTM,
     Bidirectional,
-    CompileWarning,
     Dense,
     Embedding,
     InputError,
@@ -24,7 +30,6 @@ from portanet import (
     ShapeError,
 )
 from portanet.backend import to_numpy
-from portanet.optimizers import Adam
 from portanet.testing import CheckError, check_layer
 
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -141,30 +146,9 @@ def tagger(kind, merge_mode):
     return net
 
 
-def train(kind, merge_mode, compile):
-    portanet.set_seed(9)
-    net = tagger(kind, merge_mode)
-    x, y = token_data()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CompileWarning)  # backends without a compiler say so
-        history = net.fit(x, y, epochs=5, batch_size=8, shuffle=True,
-                          optimizer=Adam(0.05, clip_norm=1.0), verbose=0, compile=compile)
-    return net, history
-
-
 @pytest.mark.parametrize("kind, merge_mode", [("LSTM", "concat"), ("GRU", "ave")])
 def test_learns_and_compiled_equals_eager(kind, merge_mode, backend):
-    eager, eager_history = train(kind, merge_mode, compile=False)
-    compiled, history = train(kind, merge_mode, compile=True)
-    losses = eager_history.history["loss"]
-    assert losses[-1] < 0.8 * losses[0]
-    assert history.compiled == (backend.library.compiler.name
-                                if backend.library.compiler else "eager")
-    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-9)
-    x, _ = token_data(samples=3)
-    prediction = compiled.predict(x)
-    np.testing.assert_allclose(prediction, eager.predict(x), rtol=1e-8, atol=1e-10)
-    assert prediction.shape == (3, 6, 7)
+    check_compiled_training(lambda: tagger(kind, merge_mode), backend)
 
 
 def test_directions_start_apart_and_keep_the_backend(backend):
@@ -196,7 +180,7 @@ def test_directions_start_apart_and_keep_the_backend(backend):
 def test_saved_and_loaded(suffix, tmp_path):
     if suffix == ".safetensors":
         pytest.importorskip("safetensors")
-    net, _ = train("GRU", "ave", compile=False)
+    net, _ = train(lambda: tagger("GRU", "ave"), compile=False)
     path = net.save(tmp_path / f"net{suffix}")
     loaded = portanet.load(path)
     layer = loaded.layers[1]
